@@ -1,0 +1,222 @@
+"""The provider hook specifications: the whole contract between runctl's core and a provider plugin.
+
+A provider is a module or class registered under the entry-point group ``runctl.providers``; the entry
+point's name is the provider's name. Each hook implementation is marked with :data:`hookimpl`::
+
+    from runctl_core.hookspecs import hookimpl
+
+    class MyProvider:
+        @hookimpl
+        def create(self, ctx, spec): ...
+
+Only the provider the user asked for is imported. One plugin object is registered per provider, so every
+hook has ``firstresult=True``: the provider's answer is *the* answer. Hook implementations may accept any
+subset of the documented arguments (pluggy passes them by name).
+
+Rules for every hook:
+
+* Take and return the pydantic records of :mod:`runctl_core.models` - never loose dicts.
+* Raise only the errors of :mod:`runctl_core.errors` (``AuthError``, ``CapacityError``, ``QuotaError``,
+  ``NotFoundError``, ``TransientError``, ``PrerequisiteError``, ``CredentialsError``...), each with a
+  message and a hint that say what happened and what to do. Anything else is reported as a provider bug.
+* Never put a secret (API key, access key, token) into a message, a hint, ``details`` or a log.
+* Import heavy SDKs (boto3, httpx) inside the hook, not at module import: ``runctl --help`` and other
+  providers must not pay for them.
+* The core retries ``status``, ``ready``, ``logs``, ``price``, ``list_instances``, ``list_checkpoints``,
+  ``collect`` and ``terminate`` on :class:`~runctl_core.errors.TransientError`. It does **not** retry
+  ``create`` or ``train``: retry inside them only where the provider's API makes the retry safe (an
+  idempotency token such as EC2's ``ClientToken``).
+
+Required hooks: ``create``, ``sync``, ``train``, ``status``, ``terminate``, ``price``. A plugin lacking one is
+refused at load time with a message naming it. The others are optional and documented with their fallback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from runctl_core.models import (
+    Capabilities,
+    Checkpoint,
+    Collected,
+    CredentialStatus,
+    Instance,
+    InstanceSpec,
+    JobSpec,
+    JobStatus,
+    LogChunk,
+    Offer,
+    PlannedCall,
+    PlanRequest,
+    PriceQuery,
+    Project,
+    ProviderContext,
+    StatusReport,
+    SyncResult,
+)
+
+PROJECT_NAME = "runctl"
+ENTRY_POINT_GROUP = "runctl.providers"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+REQUIRED_HOOKS = ("create", "sync", "train", "status", "terminate", "price")
+
+
+# ------------------------------------------------------------------------------------------ required
+
+
+@hookspec(firstresult=True)
+def create(ctx: ProviderContext, spec: InstanceSpec) -> Instance:  # type: ignore[empty-body]
+    """Create one instance as described by ``spec`` and return it as soon as the provider accepted it.
+
+    * Tag/label it with ``runctl:job`` (``spec.job_id``), ``runctl:owner`` (``spec.owner``),
+      ``runctl:intent`` (``spec.intent_id``), ``runctl:created`` (ISO time) and ``spec.tags``, wherever the
+      provider supports tags; otherwise encode the job id in the name so ``list_instances`` can find it.
+    * Use ``spec.intent_id`` as the idempotency token where the API has one.
+    * Spot: when ``spec.spot`` and spot capacity is refused, follow ``spec.on_demand_fallback``: ``never`` ->
+      raise :class:`CapacityError`; ``ask`` -> ``ctx.confirm(...)``; ``always`` -> fall back. Before falling back,
+      ``ctx.warn`` the spot price, the on-demand price and the multiplier. Leave no open spot request behind.
+    * When ``spec.max_runtime`` is set and the provider declares the ``max_runtime`` capability, the instance
+      must end itself after that many seconds even if runctl is gone.
+    * Return an :class:`Instance` whose ``state`` may still be ``pending``; ``ready`` waits for it.
+
+    Raises: ``CredentialsError``/``PrerequisiteError`` (checked before anything paid is requested),
+    ``CapacityError``, ``QuotaError``, ``AuthError``, ``UsageError`` (unknown instance type/GPU),
+    ``ProviderError``.
+    """
+
+
+@hookspec(firstresult=True)
+def sync(ctx: ProviderContext, instance: Instance, project: Project) -> SyncResult:  # type: ignore[empty-body]
+    """Make the instance's project directory equal to ``project`` (files already filtered and hashed).
+
+    Send only files whose hash changed since the last sync of this instance (keep a manifest), delete files
+    that are no longer in the project, keep the files' modes. Runs only on a ``running`` instance.
+
+    Raises: ``NotFoundError`` (instance gone), ``UsageError`` (project over a provider size limit, with what to
+    do), ``ProviderError``.
+    """
+
+
+@hookspec(firstresult=True)
+def train(ctx: ProviderContext, instance: Instance, job: JobSpec) -> JobStatus:  # type: ignore[empty-body]
+    """Start ``job`` on the instance, detached, and return at once with its status (``pending``/``running``).
+
+    The job must survive the CLI exiting. It runs ``uv run SCRIPT ARGS`` when uv exists on the machine,
+    otherwise the machine's Python; from the synced project directory; with ``RUNCTL_JOB_ID``,
+    ``RUNCTL_CHECKPOINT_DIR`` and ``job.env`` in its environment; its stdout and stderr go to one log that
+    ``logs`` reads by byte offset; its exit code is recorded. Success is the exit code, never a word in the
+    log. ``job.timeout`` kills it. ``job.resume_dir`` files go into the checkpoint directory first.
+
+    Raises: ``NotFoundError``, ``UsageError`` (script missing), ``ProviderError``.
+    """
+
+
+@hookspec(firstresult=True)
+def status(ctx: ProviderContext, instance: Instance, job: JobStatus | None) -> StatusReport:  # type: ignore[empty-body]
+    """Report the instance now, joined with ``job``'s state when a job is given (its last known status).
+
+    A job whose machine was preempted is ``interrupted``; one whose process vanished without an exit code is
+    ``lost``. An instance that no longer exists is reported ``terminated`` (do not raise ``NotFoundError``).
+    Must have no side effects.
+    """
+
+
+@hookspec(firstresult=True)
+def terminate(ctx: ProviderContext, instance: Instance) -> Instance:  # type: ignore[empty-body]
+    """End the instance and everything that bills with it (spot requests, staging objects, volumes it
+    created), stopping any job on it: SIGTERM, a grace period, then force. Return its final state.
+
+    Contract: must not raise when the instance is already gone; calling it twice is harmless.
+    """
+
+
+@hookspec(firstresult=True)
+def price(ctx: ProviderContext, query: PriceQuery) -> list[Offer]:  # type: ignore[empty-body]
+    """Offers matching ``query`` (GPU name, instance type, count), with on-demand and spot $/h for the whole
+    machine and availability. Return ``[]`` when nothing matches. Prices per GPU must be multiplied by the
+    count. Read-only; must work without creating anything.
+
+    Raises: ``CredentialsError`` when the prices need an API key that is missing, ``ProviderError``.
+    """
+
+
+# ------------------------------------------------------------------------------------------ optional
+
+
+@hookspec(firstresult=True)
+def capabilities(ctx: ProviderContext) -> Capabilities:  # type: ignore[empty-body]
+    """Declare what this provider cannot do, with reasons. Fallback: :class:`Capabilities` defaults."""
+
+
+@hookspec(firstresult=True)
+def check_credentials(ctx: ProviderContext, probe: bool) -> CredentialStatus:  # type: ignore[empty-body]
+    """Say whether credentials are found (``probe=False``: look only, no network) or also accepted by the
+    API (``probe=True``: one cheap read-only call). Never raise for missing credentials; report them.
+    Fallback: ``found=True`` with source "not needed".
+    """
+
+
+@hookspec(firstresult=True)
+def ready(ctx: ProviderContext, instance: Instance) -> Instance:  # type: ignore[empty-body]
+    """Check once, without sleeping, whether the instance is ready for ``sync``/``train`` and return it with
+    ``state=running`` when it is (for a cloud VM: running *and* its agent answers a command), ``pending``
+    with a ``message`` saying what it waits for otherwise, or ``terminated`` if it died. The core polls this
+    with backoff, shows progress and applies the timeout. Fallback: ``status``.
+    """
+
+
+@hookspec(firstresult=True)
+def logs(ctx: ProviderContext, instance: Instance, job: JobStatus, offset: int) -> LogChunk:  # type: ignore[empty-body]
+    """Return the job's combined log from byte ``offset`` (what exists now; do not block). ``complete`` is
+    True when the job has ended and nothing is left after ``next_offset``. The core follows by calling again
+    from ``next_offset``. Fallback: none (``runctl logs`` says the provider cannot show logs).
+    """
+
+
+@hookspec(firstresult=True)
+def list_instances(ctx: ProviderContext) -> list[Instance]:  # type: ignore[empty-body]
+    """Every live-or-recent instance at the provider that carries runctl's tags/labels (any owner; the core
+    filters by ``tags['runctl:owner']``). Never include instances runctl did not tag. Fallback: the
+    journal only (``runctl resources`` says the provider cannot be reconciled).
+    """
+
+
+@hookspec(firstresult=True)
+def list_checkpoints(ctx: ProviderContext, instance: Instance, job: JobStatus) -> list[Checkpoint]:  # type: ignore[empty-body]
+    """The files in the job's checkpoint directory, wherever they are now (on the instance, or in the
+    provider's storage after the instance is gone). Fallback: only what ``collect`` already brought back.
+    """
+
+
+@hookspec(firstresult=True)
+def collect(ctx: ProviderContext, instance: Instance, job: JobStatus, dest: Path) -> Collected:  # type: ignore[empty-body]
+    """Copy the job's checkpoint directory into the local directory ``dest`` (created by the core) and return
+    the files written. Called by ``run`` after the job ends, before ``terminate``. Fallback: nothing collected.
+    """
+
+
+@hookspec(firstresult=True)
+def cancel(ctx: ProviderContext, instance: Instance, job: JobStatus) -> JobStatus:  # type: ignore[empty-body]
+    """Stop one job (SIGTERM, grace, force) and keep the instance. Must not raise if the job already ended.
+    Fallback: ``terminate`` the instance.
+    """
+
+
+@hookspec(firstresult=True)
+def plan(ctx: ProviderContext, request: PlanRequest) -> list[PlannedCall]:  # type: ignore[empty-body]
+    """The calls the given steps would make, with their arguments (no secrets), for ``--dry-run``. Must make
+    no mutating call and need no credentials. Fallback: one generic entry per step.
+    """
+
+
+@hookspec(firstresult=True)
+def settings_schema() -> Any:
+    """A pydantic model class validating this provider's ``[providers.NAME]`` config table (``extra="forbid"``
+    so a misspelt key is reported). Fallback: any table accepted.
+    """

@@ -1,0 +1,316 @@
+"""Typed records passed between the core and providers. Every hook takes and returns these.
+
+Times are timezone-aware UTC datetimes; money is US dollars per hour (``*_hourly``) or US dollars.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Record(BaseModel):
+    """Base for all records: strict about unknown fields so typos in plugins fail loudly."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------------------------- states
+
+
+class InstanceState(str, enum.Enum):
+    """Where an instance is in its life. Providers map their own states onto these."""
+
+    PENDING = "pending"  # requested, not usable yet (booting, pulling an image, queued)
+    RUNNING = "running"  # usable: sync and train may be called
+    STOPPING = "stopping"
+    STOPPED = "stopped"  # exists, not billed for compute (where the provider has such a state)
+    TERMINATED = "terminated"  # gone; terminal
+    UNKNOWN = "unknown"
+
+    @property
+    def alive(self) -> bool:
+        """True while the instance may cost money."""
+        return self in (InstanceState.PENDING, InstanceState.RUNNING, InstanceState.STOPPING, InstanceState.UNKNOWN)
+
+
+class JobState(str, enum.Enum):
+    """Where a job is. ``succeeded``/``failed``/``interrupted``/``lost``/``cancelled`` are terminal."""
+
+    PENDING = "pending"  # submitted, not started
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"  # the script exited 0
+    FAILED = "failed"  # the script exited non-zero (``exit_code`` says how)
+    INTERRUPTED = "interrupted"  # the machine was preempted/reclaimed under the job; resumable
+    LOST = "lost"  # the job's process or machine vanished without an exit code
+    CANCELLED = "cancelled"  # stopped on request (terminate / Ctrl-C)
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (JobState.PENDING, JobState.RUNNING)
+
+
+# --------------------------------------------------------------------------------------------- capabilities
+
+
+class Capability(Record):
+    """Whether a provider supports one feature, and if not, why (shown to the user before acting)."""
+
+    supported: bool = True
+    reason: str = ""
+
+
+class Capabilities(Record):
+    """What a provider can and cannot do. The core checks these before acting, instead of failing late."""
+
+    spot: Capability = Field(default_factory=lambda: Capability(supported=False, reason="no spot market"))
+    stop: Capability = Field(default_factory=lambda: Capability(supported=False, reason="instances cannot be stopped"))
+    log_follow: Capability = Field(default_factory=Capability)
+    checkpoints: Capability = Field(default_factory=Capability)
+    max_runtime: Capability = Field(
+        default_factory=lambda: Capability(supported=False, reason="no self-termination timer")
+    )
+    gpu: Capability = Field(default_factory=Capability)
+    paid: bool = True  # False for providers that never cost money (local)
+    poll_interval: float = 5.0  # seconds between status polls while waiting (the core backs off from here)
+    ready_timeout: float = 900.0  # default seconds to wait for an instance to become ready
+
+
+# --------------------------------------------------------------------------------------------- provider context
+
+
+class ProviderContext(Record):
+    """Passed to every hook: where the provider may keep files, its config section, and who the user is."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    provider: str
+    state_dir: Path  # private directory under RUNCTL_HOME for this provider (keys, caches)
+    settings: dict[str, Any] = Field(default_factory=dict)  # the ``[providers.NAME]`` config table
+    owner: str  # value for the ``runctl:owner`` tag
+    interactive: bool = False  # True when the user can be asked a question (stdin and stderr are TTYs)
+    progress: Any = None  # a ``runctl_core.progress.Progress``; call ``ctx.report(msg)`` instead of using it
+
+    def report(self, message: str) -> None:
+        """Show a progress line (only on a TTY, never in JSON output). Never include secrets."""
+        if self.progress is not None:
+            self.progress.update(message)
+
+    def warn(self, message: str) -> None:
+        """Show a warning the user must see (on stderr, also in scripts)."""
+        if self.progress is not None:
+            self.progress.warn(message)
+        else:  # pragma: no cover - progress is always set by the core
+            import sys
+
+            print(f"warning: {message}", file=sys.stderr)
+
+    def confirm(self, question: str) -> bool:
+        """Ask a yes/no question when interactive; return False (the safe answer) otherwise."""
+        if not self.interactive or self.progress is None:
+            return False
+        return bool(self.progress.confirm(question))
+
+
+# --------------------------------------------------------------------------------------------- instances
+
+
+class InstanceSpec(Record):
+    """What to create. ``intent_id`` is journalled before ``create`` is called and makes creation idempotent."""
+
+    intent_id: str  # unique id of this creation attempt (use it as the provider's idempotency token)
+    job_id: str | None = None  # the job this instance is for (tag ``runctl:job``)
+    owner: str  # tag ``runctl:owner``
+    instance_type: str | None = None  # the provider's own machine type (``t3.micro``, ``gpu.a100``)
+    gpu: str | None = None  # a friendly GPU name (``A100``, ``RTX 4090``) the provider resolves
+    gpu_count: int = Field(default=1, ge=1, le=64)
+    spot: bool = False
+    max_price: float | None = Field(default=None, gt=0)  # cap in $/h for the whole instance
+    on_demand_fallback: str = "never"  # spot refused: "always" fall back, "ask" (interactive), "never"
+    max_runtime: float | None = Field(default=None, gt=0)  # seconds; the instance must end itself after this
+    image: str | None = None  # machine/container image override
+    disk_gb: int | None = Field(default=None, gt=0)
+    region: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)  # extra tags; the core adds runctl:* ones
+
+
+class Instance(Record):
+    """A machine (or sandbox) a provider created, as the provider sees it now."""
+
+    id: str  # the provider's own id: ``i-0abc...``, a pod id, a directory name
+    provider: str
+    state: InstanceState
+    instance_type: str | None = None
+    gpu: str | None = None
+    gpu_count: int = 0
+    spot: bool = False
+    hourly_price: float | None = None  # what this instance costs per hour, when known
+    region: str | None = None
+    created_at: datetime | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(default_factory=dict)  # provider-specific, JSON-serialisable, no secrets
+    message: str = ""  # a human explanation of the state (e.g. "pulling image", "spot reclaimed")
+
+
+# --------------------------------------------------------------------------------------------- sync
+
+
+class ProjectFile(Record):
+    """One file of the project to sync, relative to the project root, with its content hash."""
+
+    path: str  # POSIX, relative
+    size: int
+    sha256: str
+    mode: int = 0o644
+
+
+class Project(Record):
+    """The files runctl sends to an instance: already filtered by .gitignore/.runctlignore and hashed."""
+
+    root: Path
+    files: list[ProjectFile]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def manifest(self) -> dict[str, str]:
+        """path -> sha256; providers keep the last one to upload only what changed."""
+        return {f.path: f.sha256 for f in self.files}
+
+
+class SyncResult(Record):
+    remote_path: str  # where the project now is on the instance
+    files_total: int
+    files_sent: int  # changed or new files actually transferred
+    bytes_sent: int
+    files_deleted: int = 0
+
+
+# --------------------------------------------------------------------------------------------- jobs
+
+
+class JobSpec(Record):
+    """A script to run on an instance.
+
+    The provider runs ``SCRIPT ARGS`` from the synced project directory, detached from the CLI, with ``uv run``
+    when uv is available (PEP 723 inline dependencies) and the machine's Python otherwise. It sets
+    ``RUNCTL_JOB_ID`` and ``RUNCTL_CHECKPOINT_DIR`` (a directory on the machine whose files are the job's
+    checkpoints and outputs) plus ``env``. When ``resume_dir`` is set, its files (a local directory of
+    checkpoints from an earlier attempt) are placed in the checkpoint directory before the script starts.
+    """
+
+    job_id: str
+    script: str  # path relative to the project root
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout: float | None = Field(default=None, gt=0)  # seconds; the job is killed after this
+    resume_dir: Path | None = None
+    terminate_on_exit: bool = False  # the instance should end itself when the job ends (remote providers)
+
+
+class JobStatus(Record):
+    job_id: str
+    state: JobState
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    message: str = ""  # e.g. "spot instance reclaimed", "killed after timeout"
+
+
+class StatusReport(Record):
+    """The instance as the provider sees it, joined with the job's state when a job was asked for."""
+
+    instance: Instance
+    job: JobStatus | None = None
+
+
+class LogChunk(Record):
+    """Log bytes from ``offset``; the core asks again from ``next_offset`` (no repeats, no gaps)."""
+
+    data: str
+    offset: int
+    next_offset: int
+    complete: bool = False  # True when the job has ended and everything has been returned
+
+
+class Checkpoint(Record):
+    name: str  # relative path inside the checkpoint directory
+    size: int
+    modified_at: datetime | None = None
+    location: str  # where it lives: a local path, ``s3://...``, ``pod:/...``
+
+
+class Collected(Record):
+    """What ``collect`` brought back to the laptop."""
+
+    directory: Path
+    files: list[Path]
+
+
+# --------------------------------------------------------------------------------------------- prices
+
+
+class Offer(Record):
+    """A machine a provider can rent, with its price."""
+
+    provider: str
+    instance_type: str  # what to pass as --instance-type to get this offer
+    gpu: str | None = None
+    gpu_count: int = 0
+    vcpus: float | None = None
+    memory_gb: float | None = None
+    on_demand_hourly: float | None = None
+    spot_hourly: float | None = None  # for the whole machine (per-GPU prices multiplied by the count)
+    availability: str = "unknown"  # "high", "medium", "low", "none", "unknown"
+    region: str | None = None
+    source: str = ""  # where the price came from ("api", "bundled table 2026-11-01", ...)
+
+    def best_price(self, spot: bool) -> float | None:
+        return self.spot_hourly if spot else self.on_demand_hourly
+
+
+class PriceQuery(Record):
+    gpu: str | None = None
+    instance_type: str | None = None
+    gpu_count: int | None = None
+    spot: bool | None = None  # None: both
+    region: str | None = None
+
+
+# --------------------------------------------------------------------------------------------- credentials, plans
+
+
+class CredentialStatus(Record):
+    found: bool
+    source: str = ""  # e.g. "environment RUNPOD_API_KEY", "~/.aws/credentials (profile default)"
+    message: str = ""
+    hint: str = ""  # what to do when not found / not valid
+    identity: str = ""  # who the credentials belong to, when the check asked the API (no secret)
+
+
+class PlannedCall(Record):
+    """One provider call a command would make; printed by ``--dry-run``."""
+
+    step: str  # "create", "sync", "train", "wait", "collect", "terminate"
+    api: str  # e.g. "ec2", "graphql", "https://api.lyceum.technology", "local"
+    operation: str  # e.g. "RunInstances", "podFindAndDeployOnDemand", "POST /execution/streaming/start"
+    params: dict[str, Any] = Field(default_factory=dict)
+    paid: bool = False  # True when this call starts billing
+
+
+class PlanRequest(Record):
+    steps: list[str]  # subset of create, sync, train, wait, collect, terminate
+    instance: InstanceSpec | None = None
+    instance_id: str | None = None  # for steps on an existing instance
+    job: JobSpec | None = None
+    project_files: int = 0
+    project_bytes: int = 0
