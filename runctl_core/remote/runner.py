@@ -134,12 +134,11 @@ def supervise(opts):
             env.update(json.load(fh))
         os.unlink(opts.env_file)
     command = _command(opts.script, opts.args, not opts.no_uv)
-    log = open(os.path.join(job_dir, "log"), "ab", buffering=0)
-    _write_state(job_dir, state="running", supervisor_pid=os.getpid(), started_at=_now(), command=command[:2])
-
     stop_request = []
     signal.signal(signal.SIGTERM, lambda *_: stop_request.append(("cancelled", "stopped on request")))
     signal.signal(signal.SIGINT, lambda *_: stop_request.append(("cancelled", "stopped on request")))
+    log = open(os.path.join(job_dir, "log"), "ab", buffering=0)
+    _write_state(job_dir, state="running", supervisor_pid=os.getpid(), started_at=_now(), command=command[:2])
     try:
         proc = subprocess.Popen(
             command, cwd=opts.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -187,15 +186,20 @@ def supervise(opts):
     return 0
 
 
-def status(opts):
-    state = _read_state(opts.job_dir)
+def job_record(job_dir):
+    """The job's state as a dict; a job whose supervisor died without recording an end is ``lost``."""
+    state = _read_state(job_dir)
     if state is None:
-        state = {"state": "lost", "message": "no job record in %s" % opts.job_dir}
+        state = {"state": "lost", "message": "no job record in %s" % job_dir}
     elif state.get("state") not in TERMINAL and state.get("supervisor_pid") and not _alive(state["supervisor_pid"]):
         state["state"] = "lost"
         state["message"] = "the job's supervisor is gone and left no exit code"
-    state["log_size"] = _size(os.path.join(opts.job_dir, "log"))
-    print(json.dumps(state))
+    state["log_size"] = _size(os.path.join(job_dir, "log"))
+    return state
+
+
+def status(opts):
+    print(json.dumps(job_record(opts.job_dir)))
     return 0
 
 
@@ -206,24 +210,32 @@ def _size(path):
         return 0
 
 
-def stop(opts):
-    state = _read_state(opts.job_dir) or {}
+def stop_job(job_dir, grace):
+    """Stop the job: SIGTERM to its supervisor (which stops the group: SIGTERM, ``grace``, SIGKILL) and wait.
+
+    Harmless when the job already ended. Returns the final record."""
+    state = _read_state(job_dir) or {}
     pid = state.get("supervisor_pid")
     if state.get("state") in TERMINAL or not _alive(pid):
         if state.get("pgid"):
             _kill_group(state["pgid"], 0)
-        print(json.dumps(state))
-        return 0
+        if state and state.get("state") not in TERMINAL:
+            _write_state(job_dir, state="cancelled", ended_at=_now(), message="stopped on request")
+        return job_record(job_dir)
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + opts.grace + 5
+    deadline = time.monotonic() + grace + 5
     while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.05)
+        time.sleep(0.02)
     if _alive(pid):
         os.kill(pid, signal.SIGKILL)
         if state.get("pgid"):
             _kill_group(state["pgid"], 0)
-        _write_state(opts.job_dir, state="cancelled", ended_at=_now(), message="killed")
-    print(json.dumps(_read_state(opts.job_dir)))
+        _write_state(job_dir, state="cancelled", ended_at=_now(), message="killed")
+    return job_record(job_dir)
+
+
+def stop(opts):
+    print(json.dumps(stop_job(opts.job_dir, opts.grace)))
     return 0
 
 

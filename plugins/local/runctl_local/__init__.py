@@ -1,0 +1,1 @@
+"""runctl's local provider: runs jobs on this machine, each instance a sandbox directory."""

@@ -1,0 +1,80 @@
+"""The on-disk layout of a local instance (a sandbox directory) and its records.
+
+    <state_dir>/instances/<id>/instance.json   the Instance record
+    <state_dir>/instances/<id>/project/        the synced project (removed on terminate)
+    <state_dir>/instances/<id>/manifest.json   path -> sha256 of what was synced
+    <state_dir>/instances/<id>/jobs/<job>/     job.json, log, checkpoints/ (kept after terminate)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from runctl_core.errors import NotFoundError
+from runctl_core.models import Instance
+
+
+class Sandbox:
+    def __init__(self, state_dir: Path, instance_id: str) -> None:
+        if not instance_id.startswith("local-") or "/" in instance_id or ".." in instance_id:
+            raise NotFoundError(f"{instance_id!r} is not a local instance id", "local ids look like local-1a2b3c4d")
+        self.id = instance_id
+        self.root = state_dir / "instances" / instance_id
+
+    @classmethod
+    def new(cls, state_dir: Path) -> Sandbox:
+        return cls(state_dir, f"local-{secrets.token_hex(4)}")
+
+    @classmethod
+    def all(cls, state_dir: Path) -> list[Sandbox]:
+        base = state_dir / "instances"
+        if not base.is_dir():
+            return []
+        return [cls(state_dir, p.name) for p in sorted(base.iterdir()) if p.name.startswith("local-")]
+
+    @property
+    def project(self) -> Path:
+        return self.root / "project"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    def job_dir(self, job_id: str) -> Path:
+        if "/" in job_id or ".." in job_id:
+            raise NotFoundError(f"{job_id!r} is not a job id", "job ids look like job-1a2b3c")
+        return self.root / "jobs" / job_id
+
+    def job_dirs(self) -> list[Path]:
+        base = self.root / "jobs"
+        return sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+
+    def exists(self) -> bool:
+        return (self.root / "instance.json").is_file()
+
+    def read(self) -> Instance:
+        try:
+            return Instance.model_validate_json((self.root / "instance.json").read_text())
+        except FileNotFoundError:
+            raise NotFoundError(f"local instance {self.id} does not exist", "list instances with: runctl resources list") from None
+
+    def write(self, instance: Instance) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / "instance.json.tmp"
+        tmp.write_text(instance.model_dump_json(indent=1))
+        os.replace(tmp, self.root / "instance.json")
+
+    def read_manifest(self) -> dict[str, str]:
+        try:
+            data: dict[str, str] = json.loads(self.manifest_path.read_text())
+            return data
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def write_manifest(self, manifest: dict[str, str]) -> None:
+        tmp = self.manifest_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(manifest))
+        os.replace(tmp, self.manifest_path)

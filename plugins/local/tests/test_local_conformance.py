@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from runctl_core.testing.conformance import ProviderConformance
+
+
+class TestLocalConformance(ProviderConformance):
+    provider_name = "local"
+    wait_timeout = 30.0
+
+    @pytest.fixture
+    def provider_settings(self) -> dict[str, Any]:
+        return {"use_uv": False, "grace_period": 2.0}
