@@ -1,0 +1,3 @@
+from runctl_core.cli.main import main
+
+main()

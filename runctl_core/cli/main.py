@@ -1,0 +1,177 @@
+"""The ``runctl`` command: global options, the command groups, and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+from runctl_core.cli.common import OUTPUT_CHOICES, Options, _Holder, examples
+
+VERSION = "0.1.0"
+
+# name -> (module, attribute, one-line help). Commands are imported only when used, so that `runctl --help`
+# costs no more than click itself; tests check these lines against each command's own help.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": ("runctl_core.cli.cmd_work", "run_cmd", "Run a script: create, sync, train, follow, collect, terminate."),
+    "create": ("runctl_core.cli.cmd_work", "create_cmd", "Create one instance and keep it."),
+    "sync": ("runctl_core.cli.cmd_work", "sync_cmd", "Send the project to an instance (only what changed)."),
+    "train": ("runctl_core.cli.cmd_work", "train_cmd", "Start a script on an existing instance."),
+    "status": ("runctl_core.cli.cmd_inspect", "status_cmd", "State of a job or instance, or a one-line summary."),
+    "logs": ("runctl_core.cli.cmd_inspect", "logs_cmd", "Print or follow a job's log."),
+    "checkpoint": ("runctl_core.cli.cmd_inspect", "checkpoint_group", "List a job's checkpoints, local and remote."),
+    "terminate": ("runctl_core.cli.cmd_admin", "terminate_cmd", "Terminate an instance, or stop a job."),
+    "price": ("runctl_core.cli.cmd_admin", "price_cmd", "Compare prices across providers, cheapest first."),
+    "providers": ("runctl_core.cli.cmd_admin", "providers_cmd", "Installed providers and their credentials."),
+    "resources": ("runctl_core.cli.cmd_admin", "resources_group", "Everything runctl created: list, clean up, cost."),
+    "config": ("runctl_core.cli.cmd_admin", "config_group", "Show, set and validate the configuration."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        command = getattr(importlib.import_module(entry[0]), entry[1])
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, entry[2]) for name, entry in COMMANDS.items()])
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+    epilog=examples(
+        "runctl run examples/train.py -- --epochs 5          # local: train, collect checkpoints",
+        "runctl --provider aws run train.py --spot --gpu T4   # EC2 spot, terminated at the end",
+        "runctl price --gpu A100                              # compare every provider",
+        "runctl resources list                                # everything runctl created",
+    ),
+)
+@click.option("--provider", "-p", metavar="NAME", help="Provider to use: local, aws, runpod, lyceum or a third "
+              "party's (see `runctl providers`). Default: $RUNCTL_PROVIDER, then the config, then local.")
+@click.option("--output", "-o", type=click.Choice(OUTPUT_CHOICES), default="text", show_default=True,
+              help="text for people; json: one JSON document on stdout (errors as JSON on stderr); id: only the id.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Read this config file instead of .runctl.toml (searched upward) and the user config.")
+@click.option("-v", "--verbose", count=True, help="More detail; -vv shows tracebacks of internal errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only results and errors: no progress, no log streaming.")
+@click.option("--no-progress", is_flag=True, help="No spinner or progress lines (they only show on a terminal).")
+@click.version_option(VERSION, "--version", prog_name="runctl")
+@click.pass_context
+def cli(ctx: click.Context, provider: str | None, output: str, config_path: str | None, verbose: int, quiet: bool,
+        no_progress: bool) -> None:
+    """runctl: run a training script locally, on AWS EC2, RunPod or Lyceum, and get its results back.
+
+    It shows the cost before anything is spent, waits without guessing, streams the log, collects
+    checkpoints, and terminates what it created - also on failure and Ctrl-C.
+    """
+    ctx.obj = _Holder(Options(provider=provider, output=output, config_path=config_path, verbose=verbose,
+                              quiet=quiet, no_progress=no_progress))
+
+
+def _wants_json(argv: list[str]) -> bool:
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg in ("--output", "-o") and i + 1 < len(argv):
+            if argv[i + 1] == "json":
+                return True
+        elif arg in ("--output=json", "-ojson"):
+            return True
+    return False
+
+
+def _report(error: dict[str, Any], as_json: bool, verbose_trace: str | None = None) -> None:
+    import json
+
+    from runctl_core.redact import redact
+
+    if as_json:
+        sys.stderr.write(redact(json.dumps(error)) + "\n")
+        return
+    body = error["error"]
+    lines = [f"error: {body['message']}"]
+    if body.get("hint"):
+        lines.append(f"hint: {body['hint']}")
+    text = redact("\n".join(lines))
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.markup import escape
+
+        Console(stderr=True, highlight=False).print(
+            escape(text).replace("error:", "[bold red]error:[/bold red]", 1).replace("\nhint:", "\n[cyan]hint:[/cyan]", 1)
+        )
+    else:
+        sys.stderr.write(text + "\n")
+    if verbose_trace:
+        sys.stderr.write(redact(verbose_trace))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the CLI and turn every outcome into an exit code."""
+    from runctl_core.errors import EXIT_INTERRUPTED, EXIT_PROVIDER, EXIT_USAGE, RunctlError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = _wants_json(args)
+    try:
+        cli.main(args=args, prog_name="runctl", standalone_mode=False)
+        code = 0
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        _report({"error": {"code": "interrupted", "message": "interrupted", "hint": ""}}, as_json)
+        code = EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        if as_json:
+            _report({"error": {"code": "usage", "message": exc.format_message(),
+                               "hint": "see: runctl --help, or runctl COMMAND --help"}}, True)
+        else:
+            exc.show()
+        code = EXIT_USAGE if exc.exit_code in (1, 2) else exc.exit_code
+    except RunctlError as exc:
+        result = exc.details.get("result") if isinstance(exc.details, dict) else None
+        if as_json and result is not None:
+            import json
+
+            sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+            exc.details = {k: v for k, v in exc.details.items() if k != "result"}
+        elif result is not None:
+            exc.details = {k: v for k, v in exc.details.items() if k != "result"}
+        _report(exc.to_dict(), as_json)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        _report({"error": {"code": "interrupted", "message": "interrupted", "hint": ""}}, as_json)
+        code = EXIT_INTERRUPTED
+    except BrokenPipeError:
+        code = 0
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's flush at exit
+        except OSError:
+            pass
+    except Exception as exc:  # a bug in runctl: one clear line, the traceback only with -vv
+        import traceback
+
+        verbose = "-vv" in args or "--verbose" in args and args.count("--verbose") > 1
+        _report({"error": {"code": "internal", "message": f"internal error: {type(exc).__name__}: {exc}",
+                           "hint": "this is a bug in runctl; rerun with -vv for the traceback and report it"}},
+                as_json, traceback.format_exc() if verbose else None)
+        code = EXIT_PROVIDER
+    sys.stdout.flush()
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

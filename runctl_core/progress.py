@@ -1,0 +1,67 @@
+"""What the user sees while runctl works: a rich spinner on stderr when stderr is a TTY (and not -q /
+--no-progress), warnings always, questions only when interactive."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from runctl_core.redact import redact
+
+
+class Progress:
+    def __init__(self, enabled: bool, quiet: bool = False) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.quiet = quiet
+        self._status: Any = None
+        self._console: Any = None
+
+    def _get_console(self) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True, highlight=False)
+        return self._console
+
+    def update(self, message: str) -> None:
+        if not self.enabled:
+            return
+        message = redact(message)
+        if self._status is None:
+            self._status = self._get_console().status(message, spinner="dots")
+            self._status.start()
+        else:
+            self._status.update(message)
+
+    def step(self, message: str) -> None:
+        """A line that stays (a finished step), shown unless quiet."""
+        if self.quiet:
+            return
+        self.pause()
+        if sys.stderr.isatty():
+            self._get_console().print(f"[green]✓[/green] {redact(message)}")
+        else:
+            print(redact(message), file=sys.stderr, flush=True)
+
+    def warn(self, message: str) -> None:
+        self.pause()
+        if sys.stderr.isatty():
+            self._get_console().print(f"[bold yellow]warning:[/bold yellow] {redact(message)}")
+        else:
+            print(f"warning: {redact(message)}", file=sys.stderr, flush=True)
+
+    def confirm(self, question: str) -> bool:
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            return False
+        self.pause()
+        import click
+
+        return bool(click.confirm(redact(question), default=False, err=True))
+
+    def pause(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def close(self) -> None:
+        self.pause()

@@ -1,0 +1,153 @@
+"""Reconcile what the journal knows with what each provider reports as runctl's, and clean up orphans.
+
+Classes of a live instance (only runctl-tagged instances of this owner are ever considered):
+
+* ``orphan``: alive at the provider but not in the journal, or journalled as ended;
+* ``abandoned``: journalled for a run whose runctl process is gone (killed, crashed) and not kept;
+* ``finished``: its job has ended and the run did not ask to keep it (e.g. a detached run);
+* ``kept``: created with ``runctl create`` or ``--keep``: removed only with ``--all``;
+* ``in-use``: a live runctl process is using it.
+
+Cleanup removes orphan, abandoned and finished instances (and kept/in-use ones with ``--all``), never an
+instance without runctl's tags or with another owner.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel
+
+from runctl_core.errors import RunctlError
+from runctl_core.models import Instance, InstanceState
+from runctl_core.session import Session
+
+REMOVABLE = ("orphan", "abandoned", "finished")
+
+
+class Resource(BaseModel):
+    provider: str
+    id: str
+    state: str
+    kind: str  # orphan | abandoned | finished | kept | in-use
+    reason: str
+    job_id: str | None = None
+    owner: str | None = None
+    created_at: datetime | None = None
+    hourly_price: float | None = None
+    in_journal: bool = False
+
+
+class Reconciliation(BaseModel):
+    resources: list[Resource]
+    notes: list[str]  # providers that could not be asked, and why
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def providers_in_scope(session: Session, explicit: str | None) -> list[str]:
+    from runctl_core.plugins import installed_providers
+
+    if explicit:
+        return [explicit]
+    names = {info.name for info in installed_providers() if not info.blocked}
+    names |= {row.instance.provider for row in session.store.instances(alive_only=True)}
+    return sorted(names)
+
+
+def reconcile(session: Session, providers: list[str]) -> Reconciliation:
+    store = session.store
+    owner = session.loaded.config.owner
+    notes: list[str] = []
+    found: list[Resource] = []
+    for name in providers:
+        try:
+            provider = session.provider(name)
+            creds = provider.check_credentials(probe=False)
+            if not creds.found:
+                notes.append(f"{name}: skipped, no credentials ({creds.hint or creds.message})")
+                continue
+            remote = provider.list_instances()
+        except RunctlError as exc:
+            notes.append(f"{name}: could not be asked: {exc.message}")
+            continue
+        journal = {row.instance.id: row for row in store.instances(provider=name)}
+        seen: set[str] = set()
+        if remote is None:
+            notes.append(f"{name}: cannot list its instances; showing the journal, refreshed one by one")
+            remote = []
+            for row in journal.values():
+                if row.ended_at is None:
+                    try:
+                        remote.append(provider.status(row.instance, None).instance)
+                    except RunctlError as exc:
+                        notes.append(f"{name}: {row.instance.id}: {exc.message}")
+        for instance in remote:
+            if instance.tags.get("runctl:owner", owner) != owner:
+                continue  # another person's: never shown as ours, never touched
+            seen.add(instance.id)
+            row = journal.get(instance.id)
+            if not instance.state.alive:
+                if row is not None and row.ended_at is None:
+                    store.save_instance(instance)
+                continue
+            found.append(_classify(session, instance, row))
+        for row in journal.values():  # journal says alive, provider does not list it: it is gone
+            if row.ended_at is None and row.instance.id not in seen and provider.has("list_instances"):
+                store.save_instance(row.instance.model_copy(update={"state": InstanceState.TERMINATED,
+                                                                    "message": "no longer at the provider"}))
+        for intent in store.pending_intents():
+            if intent.provider == name and not _pid_alive(intent.pid) and provider.has("list_instances"):
+                matched = [r for r in found if r.id in {i.id for i in remote if i.tags.get("runctl:intent") == intent.id}]
+                store.finish_intent(intent.id, resource_id=matched[0].id if matched else None,
+                                    error=None if matched else "its process died before the provider answered")
+    return Reconciliation(resources=found, notes=notes)
+
+
+def _classify(session: Session, instance: Instance, row: Any) -> Resource:
+    store = session.store
+    base = {
+        "provider": instance.provider, "id": instance.id, "state": instance.state.value,
+        "job_id": instance.tags.get("runctl:job") or (row.job_id if row else None),
+        "owner": instance.tags.get("runctl:owner"), "created_at": instance.created_at or (row.created_at if row else None),
+        "hourly_price": instance.hourly_price, "in_journal": row is not None,
+    }
+    if row is None:
+        return Resource(**base, kind="orphan", reason="alive at the provider, not in runctl's journal")
+    if row.ended_at is not None:
+        return Resource(**base, kind="orphan", reason="journalled as ended, still alive at the provider")
+    if row.keep:
+        job = store.job(row.job_id) if row.job_id else None
+        if job is not None and job.state.terminal and not job.keep:
+            return Resource(**base, kind="finished", reason=f"its detached job {job.id} has ended ({job.state.value})")
+        return Resource(**base, kind="kept", reason="created to be kept (runctl create / --keep / --detach)")
+    intent = store.intent(row.intent_id) if row.intent_id else None
+    if intent is not None and intent.pid != os.getpid() and not _pid_alive(intent.pid):
+        return Resource(**base, kind="abandoned", reason=f"the runctl process that created it (pid {intent.pid}) is gone")
+    job = store.job(row.job_id) if row.job_id else None
+    if job is not None and job.state.terminal:
+        return Resource(**base, kind="finished", reason=f"its job {job.id} has ended ({job.state.value})")
+    return Resource(**base, kind="in-use", reason="a running runctl process is using it")
+
+
+def older_than(resource: Resource, seconds: float | None) -> bool:
+    if seconds is None or resource.created_at is None:
+        return True
+    created = resource.created_at if resource.created_at.tzinfo else resource.created_at.replace(tzinfo=timezone.utc)
+    return (datetime.now(timezone.utc) - created).total_seconds() >= seconds

@@ -1,0 +1,391 @@
+"""The state store: one SQLite database (WAL) under ``RUNCTL_HOME`` with instances, jobs, intents and an
+event journal. Safe for many runctl processes at once: every write is one ``BEGIN IMMEDIATE`` transaction.
+
+An *intent* is written before any call that may create something paid, and completed (with the resource id)
+or failed after it. An intent still ``pending`` after its process died means "something may exist at the
+provider that we never heard back about": ``runctl resources`` finds it by its ``runctl:intent`` tag.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from runctl_core.models import Instance, JobSpec, JobState, JobStatus
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    provider TEXT NOT NULL,
+    id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    job_id TEXT,
+    intent_id TEXT,
+    hourly_price REAL,
+    created_at TEXT NOT NULL,
+    ended_at TEXT,
+    keep INTEGER NOT NULL DEFAULT 0,
+    record TEXT NOT NULL,
+    PRIMARY KEY (provider, id)
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    instance_id TEXT,
+    state TEXT NOT NULL,
+    exit_code INTEGER,
+    script TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    status TEXT,
+    parent_id TEXT,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    keep INTEGER NOT NULL DEFAULT 0,
+    outputs_dir TEXT,
+    created_at TEXT NOT NULL,
+    ended_at TEXT,
+    message TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS intents (
+    id TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    job_id TEXT,
+    status TEXT NOT NULL,
+    resource_id TEXT,
+    pid INTEGER,
+    spec TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    provider TEXT,
+    job_id TEXT,
+    instance_id TEXT,
+    data TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS jobs_instance ON jobs(provider, instance_id);
+CREATE INDEX IF NOT EXISTS intents_status ON intents(status);
+CREATE INDEX IF NOT EXISTS events_job ON events(job_id);
+"""
+
+
+def runctl_home() -> Path:
+    explicit = os.environ.get("RUNCTL_HOME")
+    if explicit:
+        return Path(explicit).expanduser()
+    from platformdirs import user_state_dir
+
+    return Path(user_state_dir("runctl"))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+class InstanceRow(BaseModel):
+    instance: Instance
+    job_id: str | None = None
+    intent_id: str | None = None
+    created_at: datetime
+    ended_at: datetime | None = None
+    keep: bool = False
+
+    def billed_seconds(self, now: datetime | None = None) -> float:
+        end = self.ended_at or (now or datetime.now(timezone.utc))
+        return max(0.0, (end - self.created_at).total_seconds())
+
+    def cost(self, now: datetime | None = None) -> float | None:
+        rate = self.instance.hourly_price
+        if rate is None:
+            return None
+        return rate * self.billed_seconds(now) / 3600.0
+
+
+class JobRow(BaseModel):
+    id: str
+    provider: str
+    instance_id: str | None
+    state: JobState
+    exit_code: int | None = None
+    spec: JobSpec
+    status: JobStatus | None = None
+    parent_id: str | None = None
+    attempt: int = 1
+    keep: bool = False
+    outputs_dir: str | None = None
+    created_at: datetime
+    ended_at: datetime | None = None
+    message: str = ""
+
+
+class IntentRow(BaseModel):
+    id: str
+    provider: str
+    kind: str
+    job_id: str | None
+    status: str
+    resource_id: str | None
+    pid: int | None
+    spec: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+    error: str | None = None
+
+
+class Store:
+    """Typed access to the state database. One instance per process; cheap to open."""
+
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = home or runctl_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.path = self.home / "state.db"
+        self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA busy_timeout = 30000")
+        if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self._retry_locked(lambda: self._conn.execute("PRAGMA journal_mode=WAL"))
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        if self._conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            # idempotent (IF NOT EXISTS), so concurrent first runs are harmless
+            script = f"BEGIN IMMEDIATE; {SCHEMA}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            self._retry_locked(lambda: self._conn.executescript(script))
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @staticmethod
+    def _retry_locked(fn: Any) -> Any:
+        for attempt in range(50):
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 49:
+                    raise
+                time.sleep(0.05)
+        return None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Cursor]:
+        cur = self._conn.cursor()
+        self._retry_locked(lambda: cur.execute("BEGIN IMMEDIATE"))
+        try:
+            yield cur
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        else:
+            cur.execute("COMMIT")
+
+    # ------------------------------------------------------------------------------------ journal
+
+    def event(self, kind: str, *, provider: str | None = None, job_id: str | None = None,
+              instance_id: str | None = None, **data: Any) -> None:
+        with self.transaction() as cur:
+            self._event(cur, kind, provider, job_id, instance_id, data)
+
+    @staticmethod
+    def _event(cur: sqlite3.Cursor, kind: str, provider: str | None, job_id: str | None,
+               instance_id: str | None, data: dict[str, Any]) -> None:
+        cur.execute(
+            "INSERT INTO events(at, kind, provider, job_id, instance_id, data) VALUES (?,?,?,?,?,?)",
+            (_now(), kind, provider, job_id, instance_id, json.dumps(data, default=str)),
+        )
+
+    def events(self, job_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        query = "SELECT * FROM events" + (" WHERE job_id = ?" if job_id else "") + " ORDER BY seq LIMIT ?"
+        rows = self._conn.execute(query, (job_id, limit) if job_id else (limit,)).fetchall()
+        return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
+
+    # ------------------------------------------------------------------------------------ intents
+
+    def begin_intent(self, provider: str, kind: str, job_id: str | None, spec: dict[str, Any]) -> str:
+        intent_id = f"intent-{secrets.token_hex(6)}"
+        with self.transaction() as cur:
+            cur.execute(
+                "INSERT INTO intents(id, provider, kind, job_id, status, pid, spec, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                (intent_id, provider, kind, job_id, "pending", os.getpid(), json.dumps(spec, default=str),
+                 _now(), _now()),
+            )
+            self._event(cur, f"intent.{kind}", provider, job_id, None, {"intent": intent_id})
+        return intent_id
+
+    def finish_intent(self, intent_id: str, *, resource_id: str | None = None, error: str | None = None) -> None:
+        status = "failed" if error else "done"
+        with self.transaction() as cur:
+            cur.execute(
+                "UPDATE intents SET status = ?, resource_id = ?, error = ?, updated_at = ? WHERE id = ?",
+                (status, resource_id, error, _now(), intent_id),
+            )
+
+    def pending_intents(self) -> list[IntentRow]:
+        rows = self._conn.execute("SELECT * FROM intents WHERE status = 'pending' ORDER BY created_at").fetchall()
+        return [self._intent(r) for r in rows]
+
+    def intent(self, intent_id: str) -> IntentRow | None:
+        row = self._conn.execute("SELECT * FROM intents WHERE id = ?", (intent_id,)).fetchone()
+        return self._intent(row) if row else None
+
+    @staticmethod
+    def _intent(row: sqlite3.Row) -> IntentRow:
+        return IntentRow(**{**dict(row), "spec": json.loads(row["spec"])})
+
+    # ------------------------------------------------------------------------------------ instances
+
+    def save_instance(self, instance: Instance, *, job_id: str | None = None, intent_id: str | None = None,
+                      keep: bool | None = None) -> None:
+        """Insert or update an instance record (its state, price and details as the provider last said)."""
+        ended = _now() if not instance.state.alive else None
+        record = instance.model_dump_json()
+        with self.transaction() as cur:
+            existing = cur.execute(
+                "SELECT ended_at FROM instances WHERE provider = ? AND id = ?", (instance.provider, instance.id)
+            ).fetchone()
+            if existing is None:
+                created = (instance.created_at or datetime.now(timezone.utc)).isoformat()
+                cur.execute(
+                    "INSERT INTO instances(provider, id, state, job_id, intent_id, hourly_price, created_at, ended_at,"
+                    " keep, record) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (instance.provider, instance.id, instance.state.value, job_id, intent_id, instance.hourly_price,
+                     created, ended, int(bool(keep)), record),
+                )
+                self._event(cur, "instance.created", instance.provider, job_id, instance.id,
+                            {"state": instance.state.value, "hourly_price": instance.hourly_price})
+            else:
+                cur.execute(
+                    "UPDATE instances SET state = ?, record = ?, hourly_price = COALESCE(?, hourly_price),"
+                    " ended_at = COALESCE(ended_at, ?), job_id = COALESCE(?, job_id),"
+                    " keep = COALESCE(?, keep) WHERE provider = ? AND id = ?",
+                    (instance.state.value, record, instance.hourly_price, ended, job_id,
+                     None if keep is None else int(keep), instance.provider, instance.id),
+                )
+                if ended and existing["ended_at"] is None:
+                    self._event(cur, "instance.ended", instance.provider, job_id, instance.id,
+                                {"state": instance.state.value})
+
+    def instance(self, instance_id: str, provider: str | None = None) -> InstanceRow | None:
+        query = "SELECT * FROM instances WHERE id = ?" + (" AND provider = ?" if provider else "")
+        row = self._conn.execute(query, (instance_id, provider) if provider else (instance_id,)).fetchone()
+        return self._instance(row) if row else None
+
+    def instances(self, *, alive_only: bool = False, provider: str | None = None) -> list[InstanceRow]:
+        clauses, params = [], []
+        if alive_only:
+            clauses.append("ended_at IS NULL")
+        if provider:
+            clauses.append("provider = ?")
+            params.append(provider)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._conn.execute(f"SELECT * FROM instances{where} ORDER BY created_at", params).fetchall()
+        return [self._instance(r) for r in rows]
+
+    @staticmethod
+    def _instance(row: sqlite3.Row) -> InstanceRow:
+        instance = Instance.model_validate_json(row["record"])
+        return InstanceRow(
+            instance=instance, job_id=row["job_id"], intent_id=row["intent_id"],
+            created_at=datetime.fromisoformat(row["created_at"]),
+            ended_at=datetime.fromisoformat(row["ended_at"]) if row["ended_at"] else None, keep=bool(row["keep"]),
+        )
+
+    # ------------------------------------------------------------------------------------ jobs
+
+    def new_job_id(self) -> str:
+        while True:
+            candidate = f"job-{secrets.token_hex(3)}"
+            if self._conn.execute("SELECT 1 FROM jobs WHERE id = ?", (candidate,)).fetchone() is None:
+                return candidate
+
+    def create_job(self, spec: JobSpec, provider: str, *, parent_id: str | None = None, attempt: int = 1,
+                   keep: bool = False) -> None:
+        with self.transaction() as cur:
+            cur.execute(
+                "INSERT INTO jobs(id, provider, state, script, spec, parent_id, attempt, keep, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                (spec.job_id, provider, JobState.PENDING.value, spec.script, spec.model_dump_json(), parent_id,
+                 attempt, int(keep), _now()),
+            )
+            self._event(cur, "job.created", provider, spec.job_id, None,
+                        {"script": spec.script, "attempt": attempt, "parent": parent_id})
+
+    def update_job(self, job_id: str, *, instance_id: str | None = None, status: JobStatus | None = None,
+                   state: JobState | None = None, message: str | None = None, outputs_dir: str | None = None) -> None:
+        with self.transaction() as cur:
+            row = cur.execute("SELECT state, provider FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return
+            new_state = status.state if status else state
+            sets, params = [], []
+            if instance_id is not None:
+                sets.append("instance_id = ?")
+                params.append(instance_id)
+            if status is not None:
+                sets += ["status = ?", "exit_code = ?"]
+                params += [status.model_dump_json(), status.exit_code]
+                if message is None and status.message:
+                    message = status.message
+            if new_state is not None and not JobState(row["state"]).terminal:
+                sets.append("state = ?")
+                params.append(new_state.value)
+                if new_state.terminal:
+                    sets.append("ended_at = ?")
+                    params.append(_now())
+            if message is not None:
+                sets.append("message = ?")
+                params.append(message)
+            if outputs_dir is not None:
+                sets.append("outputs_dir = ?")
+                params.append(outputs_dir)
+            if not sets:
+                return
+            cur.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*params, job_id))
+            if new_state is not None and new_state.value != row["state"] and not JobState(row["state"]).terminal:
+                self._event(cur, f"job.{new_state.value}", row["provider"], job_id, instance_id,
+                            {"exit_code": status.exit_code if status else None})
+
+    def job(self, job_id: str) -> JobRow | None:
+        row = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return self._job(row) if row else None
+
+    def jobs(self, *, active_only: bool = False, instance_id: str | None = None,
+             since: datetime | None = None) -> list[JobRow]:
+        clauses, params = [], []
+        if active_only:
+            clauses.append("state IN ('pending', 'running')")
+        if instance_id:
+            clauses.append("instance_id = ?")
+            params.append(instance_id)
+        if since:
+            clauses.append("created_at >= ?")
+            params.append(since.isoformat())
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._conn.execute(f"SELECT * FROM jobs{where} ORDER BY created_at", params).fetchall()
+        return [self._job(r) for r in rows]
+
+    @staticmethod
+    def _job(row: sqlite3.Row) -> JobRow:
+        return JobRow(
+            id=row["id"], provider=row["provider"], instance_id=row["instance_id"], state=JobState(row["state"]),
+            exit_code=row["exit_code"], spec=JobSpec.model_validate_json(row["spec"]),
+            status=JobStatus.model_validate_json(row["status"]) if row["status"] else None,
+            parent_id=row["parent_id"], attempt=row["attempt"], keep=bool(row["keep"]),
+            outputs_dir=row["outputs_dir"], created_at=datetime.fromisoformat(row["created_at"]),
+            ended_at=datetime.fromisoformat(row["ended_at"]) if row["ended_at"] else None, message=row["message"],
+        )
+
+    def instances_for_job(self, job_id: str) -> list[InstanceRow]:
+        rows = self._conn.execute("SELECT * FROM instances WHERE job_id = ? ORDER BY created_at", (job_id,))
+        return [self._instance(r) for r in rows.fetchall()]

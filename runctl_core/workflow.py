@@ -1,0 +1,512 @@
+"""The steps of a run, each usable on its own by the single-step commands, and the whole run.
+
+    run = check -> estimate -> [intent] create -> ready -> sync -> train -> wait (follow logs) -> collect -> terminate
+
+Every step records itself in the state store. Whatever a run created is terminated on the way out - on
+success, failure, Ctrl-C or SIGTERM - unless ``keep``; an instance whose create call was in flight when the
+run was interrupted is found through its ``runctl:intent`` tag and terminated too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from runctl_core.errors import (
+    CapabilityError,
+    CredentialsError,
+    Interrupted,
+    JobFailed,
+    ProviderError,
+    RunctlError,
+    UsageError,
+    WaitTimeout,
+)
+from runctl_core.files import scan_project
+from runctl_core.models import (
+    Collected,
+    Instance,
+    InstanceSpec,
+    InstanceState,
+    JobSpec,
+    JobState,
+    JobStatus,
+    Offer,
+    PlannedCall,
+    PlanRequest,
+    PriceQuery,
+    Project,
+    SyncResult,
+)
+from runctl_core.plugins import Provider
+from runctl_core.session import Session
+
+LogSink = Callable[[str], None]
+
+
+class InstanceRequest(BaseModel):
+    """What the user asked for on the command line (flags over config defaults)."""
+
+    instance_type: str | None = None
+    gpu: str | None = None
+    gpu_count: int = 1
+    spot: bool = False
+    max_price: float | None = None
+    on_demand_fallback: str = "ask"
+    max_runtime: float | None = None
+    image: str | None = None
+    disk_gb: int | None = None
+    region: str | None = None
+    wait_timeout: float | None = None
+
+
+class RunRequest(BaseModel):
+    script: str
+    args: list[str] = Field(default_factory=list)
+    project_root: Path
+    instance: InstanceRequest
+    timeout: float | None = None
+    keep: bool = False
+    detach: bool = False
+    recover: bool = False
+    max_restarts: int = 0
+    outputs_dir: Path | None = None
+    resume_from: str | None = None  # a job id whose newest checkpoints seed this run
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class Attempt(BaseModel):
+    job_id: str
+    instance_id: str | None
+    state: str
+    exit_code: int | None
+    cost: float | None
+    message: str = ""
+
+
+class RunResult(BaseModel):
+    job: dict[str, Any]
+    instance: dict[str, Any] | None
+    checkpoints: list[str] = Field(default_factory=list)
+    outputs_dir: str | None = None
+    cost: float | None = None
+    hourly_price: float | None = None
+    attempts: list[Attempt] = Field(default_factory=list)
+    log_tail: str = ""
+
+
+# ------------------------------------------------------------------------------------------------ checks
+
+
+def check_request(provider: Provider, request: InstanceRequest) -> None:
+    """Refuse, before anything is done, what the provider declared it cannot do."""
+    caps = provider.capabilities()
+    if request.spot and not caps.spot.supported:
+        raise CapabilityError(
+            f"provider {provider.name!r} cannot run spot instances: {caps.spot.reason}",
+            "drop --spot, or choose a provider that has spot (runctl price --gpu NAME compares them)",
+        )
+    if request.gpu and not caps.gpu.supported:
+        raise CapabilityError(
+            f"provider {provider.name!r} cannot give a GPU: {caps.gpu.reason}",
+            "drop --gpu, or choose a provider with GPUs: runctl price --gpu " + request.gpu,
+        )
+
+
+def check_credentials(provider: Provider) -> None:
+    status = provider.check_credentials(probe=False)
+    if not status.found:
+        raise CredentialsError(
+            f"no credentials for {provider.name}: {status.message or 'none found'}",
+            status.hint or f"see: runctl providers --check, and the README section on {provider.name}",
+        )
+
+
+def estimate(provider: Provider, request: InstanceRequest) -> Offer | None:
+    """The offer matching the request, for the price shown before anything is spent (None when unknown)."""
+    try:
+        offers = provider.price(PriceQuery(gpu=request.gpu, instance_type=request.instance_type,
+                                           gpu_count=request.gpu_count if request.gpu else None, region=request.region))
+    except RunctlError:
+        return None
+    if not offers:
+        return None
+    key = (lambda o: o.spot_hourly if o.spot_hourly is not None else float("inf")) if request.spot else (
+        lambda o: o.on_demand_hourly if o.on_demand_hourly is not None else float("inf"))
+    return min(offers, key=key)
+
+
+def describe_estimate(offer: Offer | None, request: InstanceRequest) -> str:
+    if offer is None:
+        return "price unknown for this request"
+    rate = offer.best_price(request.spot)
+    if rate is None:
+        return f"{offer.instance_type}: no {'spot' if request.spot else 'on-demand'} price published"
+    text = f"{offer.instance_type} {'spot' if request.spot else 'on-demand'} ${rate:.4f}/h"
+    if rate > 0 and request.max_runtime:
+        text += f"; at most ${rate * request.max_runtime / 3600:.2f} before it ends itself"
+    return text
+
+
+# ------------------------------------------------------------------------------------------------ steps
+
+
+def create_instance(session: Session, provider: Provider, request: InstanceRequest, *, job_id: str | None,
+                    keep: bool) -> Instance:
+    """Journal the intent, create, record the instance. The caller cleans up on failure."""
+    store = session.store
+    spec_fields = request.model_dump(exclude={"wait_timeout"})
+    intent_id = store.begin_intent(provider.name, "create", job_id, spec_fields)
+    caps = provider.capabilities()
+    spec = InstanceSpec(
+        intent_id=intent_id, job_id=job_id, owner=session.loaded.config.owner,
+        **{**spec_fields, "max_runtime": request.max_runtime if caps.max_runtime.supported else None},
+    )
+    session.progress.update(f"creating a {provider.name} instance")
+    try:
+        instance = provider.create(spec)
+    except BaseException as exc:
+        message = exc.message if isinstance(exc, RunctlError) else type(exc).__name__
+        if isinstance(exc, RunctlError):  # the provider answered: nothing was created
+            store.finish_intent(intent_id, error=message)
+        raise  # on Ctrl-C the intent stays pending: cleanup looks for its tag
+    store.save_instance(instance, job_id=job_id, intent_id=intent_id, keep=keep)
+    store.finish_intent(intent_id, resource_id=instance.id)
+    return instance
+
+
+def wait_ready(session: Session, provider: Provider, instance: Instance, timeout: float | None) -> Instance:
+    caps = provider.capabilities()
+    limit = timeout or caps.ready_timeout
+    deadline = time.monotonic() + limit
+    delay = caps.poll_interval
+    current = instance
+    while True:
+        current = provider.ready(current)
+        session.store.save_instance(current)
+        if current.state is InstanceState.RUNNING:
+            return current
+        if not current.state.alive or current.state is InstanceState.STOPPED:
+            raise ProviderError(
+                f"{provider.name} instance {current.id} is {current.state.value} before it became ready"
+                + (f": {current.message}" if current.message else ""),
+                "try again, or another --instance-type/--gpu; see: runctl price",
+            )
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(
+                f"{provider.name} instance {current.id} was not ready after {limit:.0f}s"
+                + (f" ({current.message})" if current.message else ""),
+                f"raise --wait-timeout, or check it with: runctl status {current.id}",
+            )
+        session.progress.update(f"waiting for {current.id}: {current.message or current.state.value}")
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 1.5, max(caps.poll_interval * 4, 1.0))
+
+
+def sync_project(session: Session, provider: Provider, instance: Instance, project: Project) -> SyncResult:
+    session.progress.update(f"syncing {len(project.files)} files ({project.total_bytes} bytes) to {instance.id}")
+    result = provider.sync(instance, project)
+    session.store.event("sync", provider=provider.name, instance_id=instance.id, files_sent=result.files_sent,
+                        bytes_sent=result.bytes_sent, files_total=result.files_total)
+    return result
+
+
+def start_job(session: Session, provider: Provider, instance: Instance, spec: JobSpec) -> JobStatus:
+    session.progress.update(f"starting {spec.script} on {instance.id}")
+    status = provider.train(instance, spec)
+    session.store.update_job(spec.job_id, instance_id=instance.id, status=status)
+    return status
+
+
+def wait_job(session: Session, provider: Provider, instance: Instance, status: JobStatus, *,
+             sink: LogSink | None, offset: int = 0, timeout: float | None = None) -> tuple[JobStatus, int]:
+    """Poll until the job ends, sending new log text to ``sink`` (by byte offset: no repeats, no gaps)."""
+    caps = provider.capabilities()
+    delay = caps.poll_interval
+    deadline = time.monotonic() + timeout if timeout else None
+    current = status
+    follow = sink is not None and provider.has("logs")
+    while True:
+        report = provider.status(instance, current)
+        current = report.job or current
+        session.store.update_job(current.job_id, status=current)
+        got_output = False
+        if follow:
+            offset, got_output = _drain_logs(provider, instance, current, offset, sink, until_complete=current.state.terminal)
+        if current.state.terminal:
+            return current, offset
+        if deadline is not None and time.monotonic() >= deadline:
+            raise WaitTimeout(f"job {current.job_id} still {current.state.value} after {timeout:.0f}s",
+                              f"it keeps running; follow it with: runctl logs {current.job_id} --follow")
+        session.progress.update(f"job {current.job_id} {current.state.value} on {instance.id}")
+        delay = caps.poll_interval if got_output else min(delay * 1.3, max(caps.poll_interval * 5, 0.25))
+        time.sleep(delay)
+
+
+def _drain_logs(provider: Provider, instance: Instance, job: JobStatus, offset: int, sink: LogSink | None,
+                until_complete: bool) -> tuple[int, bool]:
+    got = False
+    for _ in range(10_000):
+        chunk = provider.logs(instance, job, offset)
+        if chunk is None:
+            return offset, got
+        if chunk.data and sink is not None:
+            sink(chunk.data)
+            got = True
+        moved = chunk.next_offset > offset
+        offset = chunk.next_offset
+        if chunk.complete or not moved or not until_complete and not chunk.data:
+            break
+    return offset, got
+
+
+def collect_outputs(session: Session, provider: Provider, instance: Instance, status: JobStatus,
+                    dest: Path) -> Collected | None:
+    session.progress.update(f"collecting checkpoints of {status.job_id}")
+    collected = provider.collect(instance, status, dest)
+    if collected is not None:
+        session.store.update_job(status.job_id, outputs_dir=str(dest))
+        session.store.event("collect", provider=provider.name, job_id=status.job_id, files=len(collected.files))
+    return collected
+
+
+def terminate_instance(session: Session, provider: Provider, instance: Instance) -> Instance:
+    session.progress.update(f"terminating {instance.id}")
+    final = provider.terminate(instance)
+    if final.state.alive and final.state is not InstanceState.STOPPING:
+        final = final.model_copy(update={"state": InstanceState.TERMINATED})
+    session.store.save_instance(final)
+    return final
+
+
+def cleanup_intent(session: Session, provider: Provider, intent_id: str) -> list[Instance]:
+    """Terminate whatever the provider created for an intent we never heard back about (by its tag)."""
+    listed = provider.list_instances() or []
+    ended = []
+    for instance in listed:
+        if instance.tags.get("runctl:intent") == intent_id and instance.state.alive:
+            session.store.save_instance(instance, intent_id=intent_id)
+            ended.append(terminate_instance(session, provider, instance))
+    session.store.finish_intent(intent_id, resource_id=ended[0].id if ended else None,
+                                error=None if ended else "nothing was created")
+    return ended
+
+
+def outputs_dir_for(session: Session, job_id: str, base: Path | None) -> Path:
+    return (base / job_id) if base else session.home / "jobs" / job_id / "checkpoints"
+
+
+def tail(text: str, lines: int = 20) -> str:
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+# ------------------------------------------------------------------------------------------------ plan
+
+
+def plan_run(provider: Provider, request: RunRequest, project: Project) -> list[PlannedCall]:
+    spec = InstanceSpec(intent_id="intent-<new>", job_id="job-<new>", owner="<owner>",
+                        **request.instance.model_dump(exclude={"wait_timeout"}))
+    job = JobSpec(job_id="job-<new>", script=request.script, args=request.args, timeout=request.timeout)
+    steps = ["create", "wait", "sync", "train"] + ([] if request.detach else ["wait", "collect"])
+    if not request.keep and not request.detach:
+        steps.append("terminate")
+    return provider.plan(PlanRequest(steps=list(dict.fromkeys(steps)), instance=spec, job=job,
+                                     project_files=len(project.files), project_bytes=project.total_bytes))
+
+
+# ------------------------------------------------------------------------------------------------ project
+
+
+def resolve_script(project_root: Path, script: str) -> tuple[Path, str]:
+    """(project root, script path relative to it); the script must exist inside the project."""
+    root = project_root.resolve()
+    path = Path(script)
+    absolute = (path if path.is_absolute() else Path.cwd() / path).resolve()
+    if not absolute.is_file():
+        raise UsageError(f"script {script} does not exist", "check the path (it is relative to the current directory)")
+    try:
+        relative = absolute.relative_to(root).as_posix()
+    except ValueError:
+        raise UsageError(
+            f"script {script} is outside the project directory {root}",
+            "run runctl from the project's directory, or pass --project DIR that contains the script",
+        ) from None
+    return root, relative
+
+
+# ------------------------------------------------------------------------------------------------ the run
+
+
+class RunState:
+    """What this run created, so that cleanup knows what to end."""
+
+    def __init__(self) -> None:
+        self.instance: Instance | None = None
+        self.status: JobStatus | None = None
+        self.intent_pending: str | None = None
+        self.log: list[str] = []
+
+
+def execute_run(session: Session, provider: Provider, request: RunRequest, *, sink: LogSink | None) -> RunResult:
+    """The whole run, with recovery on preemption when ``request.recover``; cleanup on every way out."""
+    root, script = resolve_script(request.project_root, request.script)
+    project = scan_project(root)
+    check_request(provider, request.instance)
+    check_credentials(provider)
+    offer = estimate(provider, request.instance)
+    session.progress.step(f"{provider.name}: {describe_estimate(offer, request.instance)}")
+
+    attempts: list[Attempt] = []
+    parent: str | None = None
+    resume_dir: Path | None = _resume_dir(session, request.resume_from) if request.resume_from else None
+    max_attempts = 1 + (request.max_restarts if request.recover else 0)
+    result: RunResult | None = None
+    for number in range(1, max_attempts + 1):
+        result = _run_attempt(session, provider, request, root, script, project, number, parent, resume_dir,
+                              attempts, sink)
+        last = attempts[-1]
+        if last.state != JobState.INTERRUPTED.value or number == max_attempts or request.detach:
+            break
+        session.progress.warn(
+            f"job {last.job_id} was interrupted ({last.message or 'instance reclaimed'}); "
+            f"resuming from its newest checkpoint on a new instance (attempt {number + 1} of {max_attempts})"
+        )
+        parent = last.job_id
+        resume_dir = Path(result.outputs_dir) if result.outputs_dir else None
+    assert result is not None
+    result.attempts = attempts
+    result.cost = _sum_costs(attempts)
+    state = result.job["state"]
+    if state in (JobState.FAILED.value, JobState.LOST.value, JobState.INTERRUPTED.value, JobState.CANCELLED.value):
+        code = result.job.get("exit_code")
+        what = f"exited with code {code}" if state == "failed" and code is not None else state
+        hint = f"see the whole log: runctl logs {result.job['job_id']}"
+        if state == JobState.INTERRUPTED.value:
+            hint = f"rerun with --recover, or: runctl run ... --resume-from {result.job['job_id']}"
+        raise JobFailed(f"job {result.job['job_id']} {what}" + (f"\n{result.log_tail}" if result.log_tail else ""),
+                        hint, details={"result": result.model_dump(mode="json")})
+    return result
+
+
+def _sum_costs(attempts: list[Attempt]) -> float | None:
+    costs = [a.cost for a in attempts if a.cost is not None]
+    return sum(costs) if costs else None
+
+
+def _resume_dir(session: Session, job_id: str) -> Path:
+    row = session.store.job(job_id)
+    if row is None:
+        raise UsageError(f"no job {job_id} in runctl's records", "list jobs with: runctl status")
+    directory = Path(row.outputs_dir) if row.outputs_dir else outputs_dir_for(session, job_id, None)
+    if not directory.is_dir() or not any(directory.iterdir()):
+        raise UsageError(f"job {job_id} has no collected checkpoints in {directory}",
+                         f"see what it has with: runctl checkpoint list {job_id}")
+    return directory
+
+
+def _run_attempt(session: Session, provider: Provider, request: RunRequest, root: Path, script: str,
+                 project: Project, number: int, parent: str | None, resume_dir: Path | None,
+                 attempts: list[Attempt], sink: LogSink | None) -> RunResult:
+    store = session.store
+    job_id = store.new_job_id()
+    spec = JobSpec(job_id=job_id, script=script, args=request.args, env=request.env, timeout=request.timeout,
+                   resume_dir=resume_dir, terminate_on_exit=request.detach and not request.keep)
+    store.create_job(spec, provider.name, parent_id=parent, attempt=number, keep=request.keep)
+    run = RunState()
+    log_parts: list[str] = []
+
+    def capture(text: str) -> None:
+        log_parts.append(text)
+        if sink is not None:
+            sink(text)
+
+    finished = False
+    try:
+        run.instance = create_instance(session, provider, request.instance, job_id=job_id,
+                                       keep=request.keep or request.detach)
+        session.progress.step(f"created {provider.name} instance {run.instance.id}")
+        run.instance = wait_ready(session, provider, run.instance, request.instance.wait_timeout)
+        synced = sync_project(session, provider, run.instance, project)
+        session.progress.step(f"synced {synced.files_sent}/{synced.files_total} files to {run.instance.id}")
+        run.status = start_job(session, provider, run.instance, spec)
+        session.progress.step(f"started job {job_id}: {script} {' '.join(request.args)}".rstrip())
+        if request.detach:
+            finished = True
+            attempts.append(Attempt(job_id=job_id, instance_id=run.instance.id, state=run.status.state.value,
+                                    exit_code=None, cost=None))
+            return RunResult(job=_job_doc(store, job_id), instance=run.instance.model_dump(mode="json"),
+                             hourly_price=run.instance.hourly_price)
+        session.progress.pause()
+        run.status, _ = wait_job(session, provider, run.instance, run.status, sink=capture, timeout=None)
+        dest = outputs_dir_for(session, job_id, request.outputs_dir)
+        collected = collect_outputs(session, provider, run.instance, run.status, dest)
+        checkpoints = [str(p) for p in collected.files] if collected else []
+        if not request.keep:
+            run.instance = terminate_instance(session, provider, run.instance)
+        finished = True
+        row = store.instance(run.instance.id, provider.name)
+        cost = row.cost() if row else None
+        attempts.append(Attempt(job_id=job_id, instance_id=run.instance.id, state=run.status.state.value,
+                                exit_code=run.status.exit_code, cost=cost, message=run.status.message))
+        return RunResult(
+            job=_job_doc(store, job_id), instance=run.instance.model_dump(mode="json"), checkpoints=checkpoints,
+            outputs_dir=str(dest) if collected else None, hourly_price=run.instance.hourly_price,
+            log_tail=tail("".join(log_parts)) if run.status.state is not JobState.SUCCEEDED else "",
+        )
+    except KeyboardInterrupt:
+        _cleanup(session, provider, run, job_id, keep=request.keep, reason="interrupted (Ctrl-C)")
+        raise Interrupted(
+            f"run {job_id} interrupted" + ("" if request.keep else "; what it created has been terminated"),
+            "nothing is left running" if not request.keep else f"the instance was kept: runctl terminate {run.instance.id if run.instance else ''}",
+        ) from None
+    except BaseException as exc:
+        if not finished:
+            reason = exc.message if isinstance(exc, RunctlError) else type(exc).__name__
+            _cleanup(session, provider, run, job_id, keep=request.keep, reason=reason)
+        raise
+
+
+def _cleanup(session: Session, provider: Provider, run: RunState, job_id: str, *, keep: bool, reason: str) -> None:
+    """Best effort, and itself protected from a second Ctrl-C: say what could not be cleaned and how."""
+    store = session.store
+    store.update_job(job_id, state=JobState.CANCELLED if "interrupted" in reason else JobState.LOST, message=reason)
+    if keep:
+        return
+    try:
+        if run.instance is not None:
+            terminate_instance(session, provider, run.instance)
+        else:
+            for intent in store.pending_intents():
+                if intent.job_id == job_id:
+                    cleanup_intent(session, provider, intent.id)
+    except (KeyboardInterrupt, RunctlError) as exc:
+        what = run.instance.id if run.instance else "the instance being created"
+        session.progress.warn(
+            f"could not terminate {what}: {getattr(exc, 'message', 'interrupted again')}; "
+            "run `runctl resources cleanup` to remove it"
+        )
+
+
+def _job_doc(store: Any, job_id: str) -> dict[str, Any]:
+    row = store.job(job_id)
+    if row is None:  # pragma: no cover
+        return {"job_id": job_id}
+    return {
+        "job_id": row.id, "provider": row.provider, "instance_id": row.instance_id, "state": row.state.value,
+        "exit_code": row.exit_code, "script": row.spec.script, "args": row.spec.args, "attempt": row.attempt,
+        "parent_id": row.parent_id, "created_at": row.created_at.isoformat(),
+        "ended_at": row.ended_at.isoformat() if row.ended_at else None, "message": row.message,
+    }
+
+
+def job_document(store: Any, job_id: str) -> dict[str, Any]:
+    return _job_doc(store, job_id)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
