@@ -144,6 +144,8 @@ def estimate(provider: Provider, request: InstanceRequest) -> Offer | None:
 def describe_estimate(offer: Offer | None, request: InstanceRequest) -> str:
     if offer is None:
         return "price unknown for this request"
+    if offer.on_demand_hourly == 0 and not request.spot:
+        return f"free (runs on {offer.source or 'this machine'})"
     rate = offer.best_price(request.spot)
     if rate is None:
         return f"{offer.instance_type}: no {'spot' if request.spot else 'on-demand'} price published"
@@ -388,7 +390,8 @@ def execute_run(session: Session, provider: Provider, request: RunRequest, *, si
         hint = f"see the whole log: runctl logs {result.job['job_id']}"
         if state == JobState.INTERRUPTED.value:
             hint = f"rerun with --recover, or: runctl run ... --resume-from {result.job['job_id']}"
-        raise JobFailed(f"job {result.job['job_id']} {what}" + (f"\n{result.log_tail}" if result.log_tail else ""),
+        shown_tail = f"\n{result.log_tail}" if result.log_tail and sink is None else ""  # else already streamed
+        raise JobFailed(f"job {result.job['job_id']} {what}{shown_tail}",
                         hint, details={"result": result.model_dump(mode="json")})
     return result
 

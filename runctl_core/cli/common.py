@@ -126,7 +126,7 @@ def to_jsonable(data: Any) -> Any:
 def console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Callable[[], None]:

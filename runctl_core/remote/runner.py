@@ -94,18 +94,22 @@ def _copy_tree(src, dst):
             shutil.copy2(os.path.join(base, name), os.path.join(target, name))
 
 
-def _kill_group(pgid, grace):
+def _kill_group(pgid, grace, proc=None):
+    """SIGTERM to the group, up to ``grace`` seconds for it to go, then SIGKILL. ``proc`` (the group's
+    leader, our child) is reaped while waiting, so that a zombie leader does not look alive."""
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
+        if proc is not None:
+            proc.poll()
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
             return
-        time.sleep(0.05)
+        time.sleep(0.02)
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
@@ -170,7 +174,7 @@ def supervise(opts):
                 final_state, message = "interrupted", "the machine is being reclaimed (interruption notice)"
         if final_state:
             log.write(("\nrunctl: %s\n" % message).encode())
-            _kill_group(proc.pid, opts.grace)
+            _kill_group(proc.pid, opts.grace, proc)
             code = proc.wait()
             break
     if final_state is None:
