@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from standin import StandIn  # noqa: E402
+
+API_KEY = "rpa_STANDINSECRET0123456789"
+
+
+@pytest.fixture
+def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StandIn]:
+    """RunPod's API and the pods' SSH servers on 127.0.0.1; the environment points the plugin at them."""
+    server = StandIn(tmp_path / "standin", API_KEY).start()
+    monkeypatch.setenv("RUNPOD_API_KEY", API_KEY)
+    monkeypatch.setenv("RUNPOD_API_BASE_URL", server.url)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def runpod_settings() -> dict[str, Any]:
+    """``[providers.runpod]`` for tests: the pod's directory below the SSH login's home (the sandbox), fast polls."""
+    return {
+        "remote_dir": "runctl",
+        "use_uv": False,
+        "poll_interval": 0.05,
+        "ready_timeout": 60,
+        "retries": 2,
+        "retry_base_delay": 0.01,
+        "grace_period": 1.0,
+        "ssh_connect_timeout": 5,
+        "request_timeout": 10,
+    }
