@@ -75,6 +75,8 @@ def invoke(home: Path) -> Any:
                 code = 0
             except SystemExit as exc:
                 code = int(exc.code or 0)
+            sys.stdout.flush()
+            sys.stderr.flush()
             out, err = streams[0].getvalue().decode(), streams[1].getvalue().decode()
         return Result(code, out, err)
 

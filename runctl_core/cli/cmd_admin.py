@@ -332,7 +332,7 @@ def config_init(ctx: click.Context, user: bool, force: bool) -> None:
     from runctl_core.config import PROJECT_FILE, TEMPLATE, user_config_path
     from runctl_core.errors import UsageError
 
-    session = session_of(ctx)
+    session = session_of(ctx, load_config=False)
     path = user_config_path() if user else Path.cwd() / PROJECT_FILE
     if path.exists() and not force:
         raise UsageError(f"{path} already exists", "edit it, use `runctl config set`, or pass --force")
@@ -377,7 +377,7 @@ def config_set(ctx: click.Context, key: str, value: str, user: bool) -> None:
     """Set KEY (dotted, e.g. run.spot) to VALUE (TOML syntax: true, 3, "text"; bare words are strings)."""
     from runctl_core.config import PROJECT_FILE, find_project_config, parse_value, set_key, user_config_path
 
-    session = session_of(ctx)
+    session = session_of(ctx, load_config=False)
     path = user_config_path() if user else (find_project_config() or Path.cwd() / PROJECT_FILE)
     parsed = parse_value(value)
     set_key(path, key, parsed)

@@ -87,8 +87,12 @@ def common(f: F) -> F:
     return provider_option(output_option(f))
 
 
-def session_of(ctx: click.Context) -> Session:
-    return ctx.find_object(_Holder).session  # type: ignore[union-attr]
+def session_of(ctx: click.Context, *, load_config: bool = True) -> Session:
+    """The command's session; the configuration is read and validated first, so a bad file always shows."""
+    session = ctx.find_object(_Holder).session  # type: ignore[union-attr]
+    if load_config:
+        session.loaded  # noqa: B018 - validates the configuration now
+    return session
 
 
 def emit(session: Session, data: Any, text: str | Callable[[], None] | None = None, ident: str | None = None) -> None:

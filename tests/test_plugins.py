@@ -1,0 +1,132 @@
+"""Provider discovery: a third party's provider installs by entry point alone; broken ones are refused clearly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RUNCTL
+
+GOOD = '''
+from runctl_core.hookspecs import hookimpl
+from runctl_core.models import Instance, InstanceState, JobStatus, JobState, StatusReport, SyncResult, Offer
+
+class Provider:
+    @hookimpl
+    def create(self, ctx, spec):
+        return Instance(id="fake-1", provider="fake", state=InstanceState.RUNNING)
+    @hookimpl
+    def sync(self, instance, project):
+        return SyncResult(remote_path="/", files_total=0, files_sent=0, bytes_sent=0)
+    @hookimpl
+    def train(self, instance, job):
+        raise RuntimeError("boom: kaputt")
+    @hookimpl
+    def status(self, instance, job):
+        return StatusReport(instance=instance)
+    @hookimpl
+    def terminate(self, instance):
+        return instance.model_copy(update={"state": InstanceState.TERMINATED})
+    @hookimpl
+    def price(self, query):
+        return [Offer(provider="fake", instance_type="fake.small", on_demand_hourly=0.5)]
+'''
+
+MISSING_TRAIN = '''
+from runctl_core.hookspecs import hookimpl
+
+class Provider:
+    @hookimpl
+    def create(self, ctx, spec): ...
+    @hookimpl
+    def sync(self, instance, project): ...
+    @hookimpl
+    def status(self, instance, job): ...
+    @hookimpl
+    def terminate(self, instance): ...
+    @hookimpl
+    def price(self, query): ...
+'''
+
+
+def _install(site: Path, dist: str, name: str, module: str, source: str) -> None:
+    (site / f"{module}.py").write_text(textwrap.dedent(source))
+    info = site / f"{dist.replace('-', '_')}-0.3.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.3\n")
+    (info / "entry_points.txt").write_text(f"[runctl.providers]\n{name} = {module}:Provider\n")
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    site = tmp_path / "site"
+    site.mkdir()
+    _install(site, "runctl-fake", "fake", "runctl_fake", GOOD)
+    _install(site, "runctl-broken", "broken", "runctl_broken", MISSING_TRAIN)
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    return site
+
+
+def test_third_party_provider_is_listed_with_version(cli, site: Path, project: Path) -> None:
+    doc = cli("-o", "json", "providers").json()
+    by_name = {p["name"]: p for p in doc["providers"]}
+    assert by_name["fake"]["version"] == "0.3" and by_name["fake"]["package"] == "runctl-fake"
+    assert by_name["fake"]["status"] == "ok"
+    assert "train" in by_name["broken"]["status"]
+    assert "local" in by_name
+
+
+def test_missing_required_hook_is_refused_naming_it(cli, site: Path, project: Path) -> None:
+    result = cli("-o", "json", "--provider", "broken", "run", "examples/train.py")
+    assert result.code == 3
+    error = result.error()
+    assert error["code"] == "plugin" and "train" in error["message"]
+
+
+def test_provider_bug_is_reported_without_traceback(cli, site: Path, project: Path) -> None:
+    result = cli("--provider", "fake", "run", "examples/train.py")
+    assert result.code == 4
+    assert "failed in train: RuntimeError: boom: kaputt" in result.err and "Traceback" not in result.err
+
+
+def test_price_across_providers_includes_third_party(cli, site: Path, project: Path) -> None:
+    doc = cli("-o", "json", "price").json()
+    assert {"fake", "local"} <= {o["provider"] for o in doc["offers"]}
+
+
+def test_disable_and_trace_switches(cli, site: Path, project: Path) -> None:
+    blocked = cli("--provider", "fake", "price", env={"RUNCTL_DISABLE_PLUGINS": "fake"})
+    assert blocked.code == 3 and "RUNCTL_DISABLE_PLUGINS" in blocked.err
+    only = cli("-o", "json", "providers", env={"RUNCTL_LOAD_PLUGINS": "local"}).json()
+    assert {p["name"]: p["status"] for p in only["providers"]}["fake"] == "not in RUNCTL_LOAD_PLUGINS"
+    traced = cli("--provider", "fake", "price", env={"RUNCTL_TRACE_PLUGINS": "1"})
+    assert "[runctl trace] fake.price(" in traced.err and "-> list" in traced.err
+
+
+def test_listing_and_local_runs_do_not_import_cloud_sdks(home: Path, project: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        from runctl_core.cli.main import main
+        for argv in (["providers"], ["--provider", "local", "status"], ["--help"],
+                     ["--provider", "local", "run", "examples/train.py", "--", "--epochs", "1"]):
+            try:
+                main(argv)
+            except SystemExit as exc:
+                assert not exc.code, (argv, exc.code)
+        print("LOADED", sorted(m for m in ("boto3", "botocore", "httpx", "asyncssh", "paramiko") if m in sys.modules))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, timeout=120)
+    assert "LOADED []" in out.stdout, out.stdout + out.stderr
+
+
+def test_runctl_help_is_plain_click(home: Path) -> None:
+    result = subprocess.run([RUNCTL, "--help"], capture_output=True, text=True)
+    assert "Commands:" in result.stdout and json.dumps is not None

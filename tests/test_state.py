@@ -1,0 +1,63 @@
+"""The state store under concurrency: many runctl processes on one RUNCTL_HOME lose and corrupt nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from runctl_core.models import Instance, InstanceState, JobSpec, JobState, JobStatus
+from runctl_core.state import Store
+
+WRITER = """
+import sys
+from runctl_core.models import Instance, InstanceState, JobSpec, JobStatus, JobState
+from runctl_core.state import Store
+store = Store()
+worker = sys.argv[1]
+for i in range(20):
+    job_id = store.new_job_id()
+    store.create_job(JobSpec(job_id=job_id, script="x.py"), "local")
+    intent = store.begin_intent("local", "create", job_id, {})
+    store.save_instance(Instance(id=f"local-{worker}{i:04d}", provider="local", state=InstanceState.RUNNING,
+                                 hourly_price=1.0), job_id=job_id, intent_id=intent)
+    store.finish_intent(intent, resource_id=f"local-{worker}{i:04d}")
+    store.update_job(job_id, status=JobStatus(job_id=job_id, state=JobState.SUCCEEDED, exit_code=0))
+"""
+
+
+def test_ten_processes_in_parallel(home: Path) -> None:
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, f"{n:02d}"], env=os.environ) for n in range(10)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    store = Store()
+    assert len(store.jobs()) == 200 and len(store.instances()) == 200
+    assert all(j.state is JobState.SUCCEEDED for j in store.jobs())
+    assert store.pending_intents() == []
+    assert store._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_terminal_job_state_is_final(home: Path) -> None:
+    store = Store()
+    store.create_job(JobSpec(job_id="job-aaaaaa", script="x.py"), "local")
+    store.update_job("job-aaaaaa", status=JobStatus(job_id="job-aaaaaa", state=JobState.FAILED, exit_code=2))
+    store.update_job("job-aaaaaa", state=JobState.RUNNING)
+    row = store.job("job-aaaaaa")
+    assert row is not None and row.state is JobState.FAILED and row.exit_code == 2 and row.ended_at is not None
+
+
+def test_instance_cost_from_rate_and_lifetime(home: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    store = Store()
+    start = datetime.now(timezone.utc) - timedelta(hours=2)
+    store.save_instance(Instance(id="i-1", provider="aws", state=InstanceState.RUNNING, hourly_price=0.5,
+                                 created_at=start))
+    row = store.instance("i-1")
+    assert row is not None and abs((row.cost() or 0) - 1.0) < 0.01
+    store.save_instance(Instance(id="i-1", provider="aws", state=InstanceState.TERMINATED, hourly_price=0.5))
+    ended = store.instance("i-1")
+    assert ended is not None and ended.ended_at is not None
+    kinds = [e["kind"] for e in store.events()]
+    assert kinds == ["instance.created", "instance.ended"]
