@@ -1,0 +1,1 @@
+"""runctl provider for Lyceum Cloud: training scripts run as Lyceum executions."""

@@ -1,0 +1,505 @@
+"""A local stand-in for Lyceum Cloud's execution API (FastAPI, so 422s are shaped exactly as FastAPI shapes them).
+
+It implements the endpoints runctl-lyceum calls with the shapes Lyceum's CLI reads, checks the bearer key, validates
+request bodies (unknown fields refused, timeout 1..600 as documented), and really runs what it is sent: the
+``code`` is written as ``file_name`` next to the ``import_files`` in a sandbox directory and run with this Python
+(image executions run ``docker_run_cmd`` with python3 -> this Python). Output is streamed as server-sent events
+(replayed from the start to each connection), status is kept, abort/stop kill the process group.
+
+Storage: the account's bucket lives in a moto S3 server; executions see it as a directory (``mount_dir``) that the
+stand-in keeps in step with the bucket the way an s3fs mount does (bucket -> directory before each execution,
+directory -> bucket while it runs and before it is reported ended).
+
+Faults: ``fail(method, path_regex, status, times, ...)`` answers matching requests with an error; ``system_failure_next``
+ends the next execution after its first output as ``failed_system``; ``drop_stream_after`` cuts the first stream
+connection of an execution after that many events.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+PREFIX = "/api/v2/external"
+TERMINAL = {"completed", "failed_user", "failed_system", "failed", "timeout", "cancelled", "aborted"}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class StreamingStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str
+    nbcode: int = 0
+    execution_type: str = "cpu"
+    timeout: int = Field(default=60, ge=1, le=600)
+    file_name: str | None = None
+    requirements_content: str | None = None
+    requirements: str | None = None
+    prior_imports: list[str] | None = None
+    import_files: str | None = None
+    kernel_state: str | None = None
+    run_name: str | None = None
+    labels: list[str] | None = None
+    metadata: dict[str, str] | None = None
+
+
+class ImageStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    docker_image_ref: str
+    docker_run_cmd: list[str]
+    docker_run_env: str | None = None
+    timeout: int = Field(default=60, ge=1, le=600)
+    execution_type: str = "cpu"
+    file_name: str | None = None
+    enable_s3_mount: bool = True
+    s3_mount_path: str = "/mnt/s3"
+    graceful_timeout: int | None = None
+    user_callback_urls: list[str] | None = None
+    job_type: str | None = None
+    run_name: str | None = None
+    labels: list[str] | None = None
+    metadata: dict[str, str] | None = None
+
+
+@dataclass
+class Fault:
+    method: str
+    path: re.Pattern[str]
+    status: int
+    times: int = 1
+    detail: Any = "injected fault"
+    headers: dict[str, str] = field(default_factory=dict)
+    echo_auth: bool = False
+
+
+@dataclass
+class Execution:
+    id: str
+    kind: str
+    body: dict[str, Any]
+    hardware_profile: str
+    token: str
+    status: str = "pending"
+    output: list[str] = field(default_factory=list)
+    created_at: str = field(default_factory=_now)
+    job_start: str | None = None
+    job_end: str | None = None
+    return_code: int | None = None
+    system_errors: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+    ended_by: str | None = None  # "abort", "stop", "timeout", "system"
+    stream_connections: int = 0
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    started_mono: float = 0.0
+
+
+class StandIn:
+    def __init__(self, *, api_key: str, work_dir: Path, mount_dir: Path, s3_endpoint: str, bucket: str,
+                 machine_types: dict[str, float] | None = None, available: list[str] | None = None,
+                 max_body: int = 50 * 2**20, graceful_timeout: float = 2.0) -> None:
+        self.api_key = api_key
+        self.work_dir = work_dir
+        self.mount_dir = mount_dir
+        self.s3_endpoint = s3_endpoint
+        self.bucket = bucket
+        self.machine_types = machine_types or {"cpu": 0.1, "gpu.t4": 0.3, "gpu.l40s": 1.29, "gpu.a100": 2.49,
+                                               "gpu.a100.80gb": 2.99, "gpu.h100": 3.99}
+        self.available = available if available is not None else []
+        self.max_body = max_body
+        self.graceful_timeout = graceful_timeout
+        self.executions: dict[str, Execution] = {}
+        self.faults: list[Fault] = []
+        self.requests: list[dict[str, Any]] = []
+        self.system_failure_next = False
+        self.drop_stream_after: int | None = None
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._synced: dict[str, tuple[int, int]] = {}
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+        self.app = self._build()
+
+    # -------------------------------------------------------------------------------- control
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.root + PREFIX
+
+    def fail(self, method: str, path: str, status: int, *, times: int = 1, detail: Any = "injected fault",
+             headers: dict[str, str] | None = None, echo_auth: bool = False) -> None:
+        self.faults.append(Fault(method, re.compile(path), status, times, detail, headers or {}, echo_auth))
+
+    def start(self) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.mount_dir.mkdir(parents=True, exist_ok=True)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("stand-in did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        for ex in list(self.executions.values()):
+            self._kill(ex, signal.SIGKILL)
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def wait_terminal(self, execution_id: str, timeout: float = 30.0) -> Execution:
+        ex = self.executions[execution_id]
+        deadline = time.monotonic() + timeout
+        with ex.cond:
+            while ex.status not in TERMINAL and time.monotonic() < deadline:
+                ex.cond.wait(0.05)
+        return ex
+
+    def text(self, execution_id: str) -> str:
+        return "".join(self.executions[execution_id].output)
+
+    # -------------------------------------------------------------------------------- storage (moto S3)
+
+    def s3(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.s3_endpoint, aws_access_key_id="testing",
+                            aws_secret_access_key="testing", region_name="us-east-1")
+
+    def sync_from_bucket(self) -> None:
+        with self._sync_lock:
+            s3 = self.s3()
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+                for obj in page.get("Contents", []):
+                    target = self.mount_dir / obj["Key"]
+                    if obj["Key"] in self._synced and target.exists():
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    s3.download_file(self.bucket, obj["Key"], str(target))
+                    st = target.stat()
+                    self._synced[obj["Key"]] = (st.st_size, st.st_mtime_ns)
+
+    def sync_to_bucket(self) -> None:
+        with self._sync_lock:
+            s3 = self.s3()
+            present: dict[str, tuple[int, int]] = {}
+            for path in self.mount_dir.rglob("*"):
+                if path.is_file():
+                    st = path.stat()
+                    present[path.relative_to(self.mount_dir).as_posix()] = (st.st_size, st.st_mtime_ns)
+            for key, sig in present.items():
+                if self._synced.get(key) != sig:
+                    s3.upload_file(str(self.mount_dir / key), self.bucket, key)
+                    self._synced[key] = sig
+            for key in set(self._synced) - set(present):
+                s3.delete_object(Bucket=self.bucket, Key=key)
+                del self._synced[key]
+
+    # -------------------------------------------------------------------------------- executions
+
+    def _kill(self, ex: Execution, sig: int) -> None:
+        if ex.proc is not None and ex.proc.poll() is None:
+            try:
+                os.killpg(ex.proc.pid, sig)
+            except OSError:
+                pass
+
+    def _launch(self, ex: Execution) -> None:
+        sandbox = self.work_dir / ex.id
+        sandbox.mkdir(parents=True)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(sandbox), "LANG": "C.UTF-8"}
+        if ex.kind == "python":
+            name = ex.body.get("file_name") or "main.py"
+            (sandbox / name).write_text(ex.body["code"], encoding="utf-8")
+            for rel, content in json.loads(ex.body.get("import_files") or "{}").items():
+                target = sandbox / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(content, encoding="utf-8")
+            command = [sys.executable, name]
+        else:
+            command = [sys.executable if part in ("python3", "python") else part for part in ex.body["docker_run_cmd"]]
+            for line in (ex.body.get("docker_run_env") or "").splitlines():
+                key, sep, value = line.partition("=")
+                if sep:
+                    env[key] = value
+        threading.Thread(target=self._run, args=(ex, command, sandbox, env), daemon=True).start()
+
+    def _append(self, ex: Execution, text: str) -> None:
+        with ex.cond:
+            ex.output.append(text)
+            ex.cond.notify_all()
+
+    def _set(self, ex: Execution, status: str) -> None:
+        with ex.cond:
+            ex.status = status
+            ex.cond.notify_all()
+
+    def _run(self, ex: Execution, command: list[str], sandbox: Path, env: dict[str, str]) -> None:
+        self.sync_from_bucket()
+        system_failure = self.system_failure_next
+        self.system_failure_next = False
+        ex.proc = subprocess.Popen(command, cwd=sandbox, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        ex.job_start = _now()
+        ex.started_mono = time.monotonic()
+        self._set(ex, "running")
+        timeout = float(ex.body.get("timeout", 60))
+        stop_sync = threading.Event()
+
+        def mirror() -> None:
+            while not stop_sync.wait(0.1):
+                self.sync_to_bucket()
+
+        threading.Thread(target=mirror, daemon=True).start()
+        reader = threading.Thread(target=self._read, args=(ex,), daemon=True)
+        reader.start()
+        while ex.proc.poll() is None:
+            if system_failure and ex.output:
+                ex.ended_by = "system"
+                ex.system_errors.append("node lost (injected by the stand-in)")
+                self._kill(ex, signal.SIGKILL)
+            elif time.monotonic() - ex.started_mono > timeout and ex.ended_by is None:
+                ex.ended_by = "timeout"
+                self._kill(ex, signal.SIGKILL)
+            time.sleep(0.02)
+        reader.join(5)
+        stop_sync.set()
+        if ex.ended_by != "abort":  # a hard abort gives the mount no time to flush
+            self.sync_to_bucket()
+        rc = ex.proc.returncode
+        ex.return_code = rc if rc >= 0 else 128 - rc
+        ex.job_end = _now()
+        status = {"abort": "aborted", "stop": "completed", "timeout": "timeout", "system": "failed_system"}.get(
+            ex.ended_by or "", "completed" if rc == 0 else "failed_user")
+        if ex.ended_by in ("abort", "system"):
+            ex.return_code = None
+        self._set(ex, status)
+
+    def _read(self, ex: Execution) -> None:
+        assert ex.proc is not None and ex.proc.stdout is not None
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        fd = ex.proc.stdout.fileno()
+        while True:
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            text = decoder.decode(data)
+            if text:
+                self._append(ex, text)
+        rest = decoder.decode(b"", final=True)
+        if rest:
+            self._append(ex, rest)
+
+    def _record(self, ex: Execution) -> dict[str, Any]:
+        duration = 0.0
+        if ex.job_start:
+            end = datetime.fromisoformat(ex.job_end) if ex.job_end else datetime.now(timezone.utc)
+            duration = (end - datetime.fromisoformat(ex.job_start)).total_seconds()
+        return {
+            "execution_id": ex.id, "status": ex.status, "file_name": ex.body.get("file_name"),
+            "hardware_profile": ex.hardware_profile, "execution_type": ex.kind, "return_code": ex.return_code,
+            "billed": round(self.machine_types.get(ex.hardware_profile, 0) * duration / 3600, 6),
+            "created_at": ex.created_at, "job_start": ex.job_start, "job_end": ex.job_end,
+            "system_errors": ex.system_errors, "run_name": ex.body.get("run_name"),
+            "labels": ex.body.get("labels"), "metadata": ex.body.get("metadata"),
+        }
+
+    # -------------------------------------------------------------------------------- the app
+
+    def _build(self) -> FastAPI:  # noqa: C901 - one place for the whole API surface
+        app = FastAPI()
+        standin = self
+
+        @app.middleware("http")
+        async def faults_and_limits(request: Request, call_next: Any) -> Any:
+            auth = request.headers.get("authorization")
+            standin.requests.append({"method": request.method, "path": request.url.path, "auth": auth is not None})
+            for fault in list(standin.faults):
+                if fault.method == request.method and fault.path.search(request.url.path) and fault.times > 0:
+                    fault.times -= 1
+                    detail = f"{fault.detail} (got {auth})" if fault.echo_auth else fault.detail
+                    return JSONResponse({"detail": detail}, status_code=fault.status, headers=fault.headers)
+            length = int(request.headers.get("content-length") or 0)
+            if length > standin.max_body:
+                return JSONResponse({"detail": "Request body too large"}, status_code=413)
+            return await call_next(request)
+
+        def authorised(request: Request) -> None:
+            if request.headers.get("authorization") != f"Bearer {standin.api_key}":
+                raise HTTPException(status_code=401, detail="Invalid or missing API key")
+
+        auth = [Depends(authorised)]
+
+        def find(execution_id: str) -> Execution:
+            ex = standin.executions.get(execution_id)
+            if ex is None:
+                raise HTTPException(status_code=404, detail="Execution not found")
+            return ex
+
+        def check_profile(profile: str) -> None:
+            if profile not in standin.machine_types:
+                raise HTTPException(status_code=400, detail=f"Unknown execution_type '{profile}'")
+
+        def started(ex: Execution) -> dict[str, Any]:
+            with standin._lock:
+                standin.executions[ex.id] = ex
+            standin._launch(ex)
+            return {"execution_id": ex.id, "status": "pending",
+                    "streaming_url": f"{standin.root}/stream/{ex.id}?token={ex.token}"}
+
+        @app.get(PREFIX + "/machine-types", dependencies=auth)
+        def machine_types() -> dict[str, Any]:
+            return {"machine_types": [{"hardware_profile": k, "price_per_hour": v}
+                                      for k, v in standin.machine_types.items()]}
+
+        @app.get(PREFIX + "/user/quotas/available-hardware", dependencies=auth)
+        def available() -> dict[str, Any]:
+            return {"available_hardware_profiles": standin.available}
+
+        @app.get(PREFIX + "/user/org", dependencies=auth)
+        def org() -> dict[str, Any]:
+            return {"org_id": "org-1", "slug": "standin-org", "name": "Stand-in", "is_personal": True,
+                    "is_key_scoped": False}
+
+        @app.post(PREFIX + "/execution/streaming/start", dependencies=auth)
+        def start_python(body: StreamingStart) -> dict[str, Any]:
+            check_profile(body.execution_type)
+            if body.import_files is not None:
+                try:
+                    files = json.loads(body.import_files)
+                    ok = isinstance(files, dict) and all(isinstance(v, str) for v in files.values())
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise HTTPException(status_code=422, detail=[{
+                        "type": "value_error", "loc": ["body", "import_files"],
+                        "msg": "Value error, import_files must be a JSON object of path -> content",
+                        "input": body.import_files[:100]}])
+            ex = Execution(id=str(uuid.uuid4()), kind="python", body=body.model_dump(),
+                           hardware_profile=body.execution_type, token=uuid.uuid4().hex)
+            return started(ex)
+
+        @app.post(PREFIX + "/execution/image/start", dependencies=auth)
+        def start_image(body: ImageStart) -> dict[str, Any]:
+            check_profile(body.execution_type)
+            ex = Execution(id=str(uuid.uuid4()), kind="image", body=body.model_dump(),
+                           hardware_profile=body.execution_type, token=uuid.uuid4().hex)
+            return started(ex)
+
+        @app.get(PREFIX + "/execution/streaming/{execution_id}/status", dependencies=auth)
+        def status(execution_id: str) -> dict[str, Any]:
+            ex = find(execution_id)
+            return {"status": ex.status, "errors": ex.system_errors or None}
+
+        @app.get(PREFIX + "/execution/{execution_id}", dependencies=auth)
+        def record(execution_id: str) -> dict[str, Any]:
+            return standin._record(find(execution_id))
+
+        @app.get(PREFIX + "/logs/execution/{execution_id}", dependencies=auth)
+        def logs(execution_id: str, limit: int = 1000, hours: int = 24) -> dict[str, Any]:
+            ex = find(execution_id)
+            lines = "".join(ex.output).splitlines()[:limit]
+            return {"logs": [{"timestamp": ex.created_at, "message": line} for line in lines], "total": len(lines)}
+
+        @app.post(PREFIX + "/workloads/abort/{execution_id}", dependencies=auth)
+        def abort(execution_id: str) -> dict[str, Any]:
+            ex = find(execution_id)
+            if ex.status in TERMINAL:
+                return {"message": "Execution already finished"}
+            ex.ended_by = ex.ended_by or "abort"
+            standin._kill(ex, signal.SIGKILL)
+            return {"message": "Execution aborted"}
+
+        @app.post(PREFIX + "/workloads/stop/{execution_id}", dependencies=auth)
+        def stop(execution_id: str) -> dict[str, Any]:
+            ex = find(execution_id)
+            if ex.status in TERMINAL:
+                return {"message": "Execution already finished"}
+            ex.ended_by = ex.ended_by or "stop"
+            standin._kill(ex, signal.SIGTERM)
+            threading.Timer(standin.graceful_timeout, standin._kill, args=(ex, signal.SIGKILL)).start()
+            return {"message": "Execution stopped"}
+
+        @app.get(PREFIX + "/workloads/list", dependencies=auth)
+        def workloads() -> list[dict[str, Any]]:
+            return [
+                {k: v for k, v in standin._record(ex).items() if k not in ("system_errors",)}
+                for ex in standin.executions.values() if ex.status not in TERMINAL
+            ]
+
+        @app.post(PREFIX + "/storage/credentials", dependencies=auth)
+        def credentials() -> dict[str, Any]:
+            return {"access_key": "testing", "secret_key": "testing", "session_token": "standin-session",
+                    "endpoint": standin.s3_endpoint, "bucket_name": standin.bucket, "region": "us-east-1"}
+
+        @app.api_route("/stream/{execution_id}", methods=["GET", "POST"])
+        def stream(execution_id: str, token: str = "") -> Any:
+            ex = standin.executions.get(execution_id)
+            if ex is None or token != ex.token:
+                return JSONResponse({"detail": "Stream not found"}, status_code=404)
+            ex.stream_connections += 1
+            drop = standin.drop_stream_after if ex.stream_connections == 1 else None
+            return StreamingResponse(standin._events(ex, drop), media_type="text/event-stream")
+
+        return app
+
+    def _events(self, ex: Execution, drop_after: int | None) -> Any:
+        index = 0
+        sent = 0
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with ex.cond:
+                chunks = ex.output[index:]
+                done = ex.status in TERMINAL
+                if not chunks and not done:
+                    ex.cond.wait(0.05)
+                    continue
+            for chunk in chunks:
+                yield f"data: {json.dumps({'output': {'content': chunk}})}\n\n"
+                index += 1
+                sent += 1
+                if drop_after is not None and sent >= drop_after:
+                    return
+            if done and index >= len(ex.output):
+                result = {"returnCode": ex.return_code, "error": "; ".join(ex.system_errors) or None}
+                yield f"data: {json.dumps({'jobFinished': {'job': {'result': result}}})}\n\n"
+                return
