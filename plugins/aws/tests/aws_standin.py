@@ -1,0 +1,600 @@
+"""A stand-in for AWS on 127.0.0.1: moto's server app (EC2, S3, IAM, SSM, STS) wrapped in a WSGI middleware
+that adds what moto does not do, so that what runctl sends to an instance really runs:
+
+* EC2 instances start ``pending`` and become ``running`` after ``boot_delay``; at "boot" their user data runs
+  with bash in a per-instance sandbox directory (the instance's filesystem, ``$HOME``).
+* ``RunInstances`` honours ``ClientToken`` (same token + same parameters -> the same reservation; other
+  parameters -> ``IdempotentParameterMismatch``), which moto ignores.
+* SSM: ``DescribeInstanceInformation`` reports an instance ``Online`` ``ssm_delay`` seconds after it runs (only
+  with an instance profile, as on AWS); ``SendCommand`` with ``AWS-RunShellScript`` really runs the commands
+  with bash in the sandbox (pipes are read to EOF, so a background process that keeps them open hangs the
+  command, as with the real agent); ``GetCommandInvocation``/``ListCommandInvocations`` report status, exit code
+  and output truncated like SSM's (24,000 characters).
+* ``shutdown`` on the instance's PATH is a fake that halts the instance: terminated or stopped according to its
+  ``InstanceInitiatedShutdownBehavior``; ``shutdown -h +N`` waits N "minutes" of ``minute_seconds`` each.
+* An IMDSv2 stand-in per instance at ``/_imds/INSTANCE/`` (handed to the instance as ``RUNCTL_IMDS_ENDPOINT``),
+  serving ``spot/instance-action`` when a spot interruption is announced.
+* Faults: throttling (``RequestLimitExceeded``/``ThrottlingException``) for the next N calls of an operation,
+  spot capacity refused, a response lost after the call succeeded, a spot interruption (notice, then
+  termination with ``Server.SpotInstanceTermination``), realistic spot prices.
+
+When an instance ends, every process that ran "on" it is killed (found by its environment marker).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+ACCOUNT = "123456789012"
+SSM_OUTPUT_LIMIT = 24000
+EC2_NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
+DLAMI_ID = "ami-0d1a0d1a0d1a0d1a0"
+
+FAKE_SHUTDOWN = r"""#!/bin/sh
+# stand-in for shutdown(8): ask the stand-in to halt this instance ("now" or "+MINUTES"; -c cancels)
+exec "$STANDIN_PYTHON" - "$@" <<'EOF'
+import os, sys, urllib.parse, urllib.request
+args = sys.argv[1:]
+when = "now"
+if "-c" in args:
+    when = "cancel"
+for arg in args:
+    if arg == "now" or arg.startswith("+"):
+        when = arg
+query = urllib.parse.urlencode({"instance": os.environ["STANDIN_INSTANCE"], "when": when})
+urllib.request.urlopen(os.environ["STANDIN_URL"] + "/_standin/shutdown?" + query, data=b"", timeout=10).read()
+print("Shutdown scheduled (%s)" % when)
+EOF
+"""
+
+
+@dataclass
+class Invocation:
+    command_id: str
+    instance_id: str
+    script: str
+    requested: float
+    status: str = "Pending"
+    code: int = -1
+    stdout: str = ""
+    stderr: str = ""
+    comment: str = ""
+
+
+@dataclass
+class Machine:
+    """What the stand-in knows about one instance beyond moto's record."""
+
+    id: str
+    region: str
+    sandbox: Path
+    user_data: str
+    has_profile: bool
+    spot: bool
+    boot_at: float
+    ssm_at: float
+    booted: bool = False
+    ended: bool = False
+    halt_at: float | None = None
+    notice: dict[str, str] | None = None
+    reclaim_at: float | None = None
+
+
+@dataclass
+class Faults:
+    throttle: dict[str, int] = field(default_factory=dict)  # operation -> how many more calls to refuse
+    refuse_spot: int = 0  # how many more spot RunInstances to refuse
+    refuse_spot_code: str = "InsufficientInstanceCapacity"
+    lose_response: dict[str, int] = field(default_factory=dict)  # operation -> succeed, then answer 500
+
+
+class AwsStandIn:
+    def __init__(self, root: Path, *, boot_delay: float = 0.2, ssm_delay: float = 0.3, minute_seconds: float = 1.0,
+                 invocation_delay: float = 0.05) -> None:
+        self.root = root
+        self.boot_delay = boot_delay
+        self.ssm_delay = ssm_delay
+        self.minute_seconds = minute_seconds
+        self.invocation_delay = invocation_delay
+        self.faults = Faults()
+        self.spot_prices: dict[str, float] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.machines: dict[str, Machine] = {}
+        self.invocations: dict[tuple[str, str], Invocation] = {}
+        self.tokens: dict[tuple[str, str], tuple[str, bytes]] = {}
+        self.lock = threading.RLock()
+        self.url = ""
+        self._server: Any = None
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self.fakebin = root / "fakebin"
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+
+    def start(self) -> AwsStandIn:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        self.fakebin.mkdir(parents=True, exist_ok=True)
+        shutdown = self.fakebin / "shutdown"
+        shutdown.write_text(FAKE_SHUTDOWN)
+        shutdown.chmod(0o755)
+        python = self.fakebin / "python3"
+        if not python.exists():
+            python.symlink_to(sys.executable)
+        self._moto = DomainDispatcherApplication(create_backend_app)
+        self._server = make_server("127.0.0.1", 0, self, threaded=True, request_handler=MotoRequestHandler)
+        host, port = self._server.server_address[:2]
+        self.url = f"http://{host}:{port}"
+        serve = threading.Thread(target=self._server.serve_forever, daemon=True, name="aws-standin")
+        serve.start()
+        ticker = threading.Thread(target=self._tick_loop, daemon=True, name="aws-standin-tick")
+        ticker.start()
+        self._threads += [serve, ticker]
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self.lock:
+            for machine in self.machines.values():
+                self._kill_processes(machine.id, grace=0)
+        if self._server is not None:
+            self._server.shutdown()
+
+    def reset(self) -> None:
+        """Forget everything (moto's state too) and kill what ran on the instances."""
+        import urllib.request
+
+        with self.lock:
+            for machine in self.machines.values():
+                self._kill_processes(machine.id, grace=0)
+            self.machines.clear()
+            self.invocations.clear()
+            self.tokens.clear()
+            self.calls.clear()
+            self.faults = Faults()
+            self.spot_prices = {}
+        urllib.request.urlopen(urllib.request.Request(self.url + "/moto-api/reset", data=b"", method="POST")).read()
+
+    # ------------------------------------------------------------------------------------------ test controls
+
+    def interrupt(self, instance_id: str, notice_seconds: float = 1.0) -> None:
+        """Announce a spot interruption on IMDS now; terminate the instance ``notice_seconds`` later."""
+        with self.lock:
+            machine = self.machines[instance_id]
+            when = datetime.fromtimestamp(time.time() + notice_seconds, timezone.utc)
+            machine.notice = {"action": "terminate", "time": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
+            machine.reclaim_at = time.monotonic() + notice_seconds
+
+    def instance_dir(self, instance_id: str) -> Path:
+        return self.machines[instance_id].sandbox
+
+    def ec2_instance(self, instance_id: str, region: str = "us-east-1") -> Any:
+        from moto.backends import get_backend
+
+        return get_backend("ec2")[ACCOUNT][region].get_instance(instance_id)
+
+    def live_processes(self, instance_id: str) -> list[int]:
+        return _pids_with_marker(f"STANDIN_INSTANCE={instance_id}")
+
+    # ------------------------------------------------------------------------------------------ WSGI
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_imds/"):
+            return self._imds(environ, start_response, path)
+        if path.startswith("/_standin/shutdown"):
+            return self._shutdown_request(environ, start_response)
+        self.tick()
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        service, region = _service_region(environ)
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith("AmazonSSM."):
+            operation = target.split(".", 1)[1]
+            self.calls.append(("ssm", operation))
+            if self._take(self.faults.throttle, operation):
+                return _json(start_response, 400, {"__type": "ThrottlingException", "message": "Rate exceeded"})
+            handler = getattr(self, f"_ssm_{operation}", None)
+            if handler is not None:
+                result = handler(start_response, json.loads(body or b"{}"), region)
+                if result is not None:
+                    return result
+        elif service == "ec2" and body:
+            params = {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
+            action = params.get("Action", "")
+            self.calls.append(("ec2", action))
+            if self._take(self.faults.throttle, action):
+                return _ec2_error(start_response, 503, "RequestLimitExceeded", "Request limit exceeded.")
+            if action == "RunInstances":
+                return self._run_instances(environ, start_response, params, region, body)
+            if action == "DescribeSpotPriceHistory" and self.spot_prices:
+                return self._spot_price_history(start_response, params, region)
+            if action == "TerminateInstances":
+                result = self._moto(environ, start_response)
+                self.tick()
+                return result
+        elif service:
+            self.calls.append((service, environ.get("REQUEST_METHOD", "") + " " + path))
+        return self._moto(environ, start_response)
+
+    def _take(self, counters: dict[str, int], operation: str) -> bool:
+        with self.lock:
+            if counters.get(operation, 0) > 0:
+                counters[operation] -= 1
+                return True
+        return False
+
+    # ------------------------------------------------------------------------------------------ EC2
+
+    def _run_instances(self, environ: dict[str, Any], start_response: Any, params: dict[str, str], region: str,
+                       body: bytes) -> Any:
+        spot = params.get("InstanceMarketOptions.MarketType") == "spot"
+        token = params.get("ClientToken", "")
+        fingerprint = json.dumps({k: v for k, v in params.items() if k != "ClientToken"}, sort_keys=True)
+        with self.lock:
+            if token and (region, token) in self.tokens:
+                seen, reply = self.tokens[(region, token)]
+                if seen != fingerprint:
+                    return _ec2_error(start_response, 400, "IdempotentParameterMismatch",
+                                      "The client token you have provided is associated with a resource that is "
+                                      "already deleted or has different parameters.")
+                start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(reply)))])
+                return [reply]
+            if spot and self.faults.refuse_spot > 0:
+                self.faults.refuse_spot -= 1
+                return _ec2_error(start_response, 500, self.faults.refuse_spot_code,
+                                  "There is no Spot capacity available that matches your request.")
+        status_headers: list[Any] = []
+
+        def capture(status: str, headers: list[Any], exc_info: Any = None) -> Any:
+            status_headers[:] = [status, headers]
+            return lambda data: None
+
+        reply = b"".join(self._moto(environ, capture))
+        status = status_headers[0]
+        if not status.startswith("200"):
+            start_response(status, status_headers[1])
+            return [reply]
+        text = reply.decode()
+        text = re.sub(r"<instanceState>\s*<code>16</code>\s*<name>running</name>\s*</instanceState>",
+                      "<instanceState><code>0</code><name>pending</name></instanceState>", text)
+        reply = text.encode()
+        ids = re.findall(r"<instanceId>(i-[0-9a-f]+)</instanceId>", text)
+        user_data = base64.b64decode(params.get("UserData", "")).decode() if params.get("UserData") else ""
+        has_profile = bool(params.get("IamInstanceProfile.Name") or params.get("IamInstanceProfile.Arn"))
+        now = time.monotonic()
+        with self.lock:
+            for instance_id in dict.fromkeys(ids):
+                instance = self.ec2_instance(instance_id, region)
+                instance._state.name, instance._state.code = "pending", 0
+                sandbox = self.root / "instances" / instance_id
+                sandbox.mkdir(parents=True, exist_ok=True)
+                self.machines[instance_id] = Machine(
+                    id=instance_id, region=region, sandbox=sandbox, user_data=user_data, has_profile=has_profile,
+                    spot=spot, boot_at=now + self.boot_delay, ssm_at=now + self.boot_delay + self.ssm_delay)
+            if token:
+                self.tokens[(region, token)] = (fingerprint, reply)
+            lost = self._take(self.faults.lose_response, "RunInstances")
+        if lost:
+            return _ec2_error(start_response, 500, "InternalError", "An internal error has occurred.")
+        headers = [(k, v) for k, v in status_headers[1] if k.lower() != "content-length"]
+        start_response(status, [*headers, ("Content-Length", str(len(reply)))])
+        return [reply]
+
+    def _spot_price_history(self, start_response: Any, params: dict[str, str], region: str) -> Any:
+        types = [v for k, v in params.items() if k.startswith("InstanceType.")]
+        items = "".join(
+            f"<item><instanceType>{kind}</instanceType><productDescription>Linux/UNIX</productDescription>"
+            f"<spotPrice>{price:.6f}</spotPrice><timestamp>{datetime.now(timezone.utc).isoformat()}</timestamp>"
+            f"<availabilityZone>{region}{zone}</availabilityZone></item>"
+            for kind, price in self.spot_prices.items() if not types or kind in types
+            for zone, price in (("a", price), ("b", price * 1.1))
+        )
+        body = (f'<?xml version="1.0" encoding="UTF-8"?><DescribeSpotPriceHistoryResponse xmlns="{EC2_NS}">'
+                f"<requestId>{uuid.uuid4()}</requestId><spotPriceHistorySet>{items}</spotPriceHistorySet>"
+                "</DescribeSpotPriceHistoryResponse>").encode()
+        start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    # ------------------------------------------------------------------------------------------ SSM
+
+    def _ssm_GetParameter(self, start_response: Any, request: dict[str, Any], region: str) -> Any:
+        name = request.get("Name", "")
+        if name.startswith("/aws/service/deeplearning/"):  # public parameter moto does not carry
+            return _json(start_response, 200, {"Parameter": {"Name": name, "Type": "String", "Value": DLAMI_ID,
+                                                             "Version": 1, "DataType": "text"}})
+        return None  # everything else: moto
+
+    def _ssm_DescribeInstanceInformation(self, start_response: Any, request: dict[str, Any], region: str) -> Any:
+        wanted: set[str] = set()
+        for item in request.get("Filters", []):
+            if item.get("Key") == "InstanceIds":
+                wanted.update(item.get("Values", []))
+        for item in request.get("InstanceInformationFilterList", []):
+            if item.get("key") == "InstanceIds":
+                wanted.update(item.get("valueSet", []))
+        found = []
+        with self.lock:
+            for machine in self.machines.values():
+                if machine.region != region or (wanted and machine.id not in wanted):
+                    continue
+                state = self._ping(machine)
+                if state is None:
+                    continue
+                found.append({"InstanceId": machine.id, "PingStatus": state, "PlatformType": "Linux",
+                              "PlatformName": "Amazon Linux", "AgentVersion": "3.3.0.0", "ResourceType": "EC2Instance",
+                              "LastPingDateTime": time.time(), "IsLatestVersion": True})
+        return _json(start_response, 200, {"InstanceInformationList": found})
+
+    def _ping(self, machine: Machine) -> str | None:
+        if not machine.has_profile or not machine.booted:
+            return None
+        if machine.ended:
+            return "ConnectionLost"
+        return "Online" if time.monotonic() >= machine.ssm_at else None
+
+    def _ssm_SendCommand(self, start_response: Any, request: dict[str, Any], region: str) -> Any:
+        if request.get("DocumentName") != "AWS-RunShellScript":
+            return _json(start_response, 400, {"__type": "InvalidDocument", "message": "only AWS-RunShellScript"})
+        ids = request.get("InstanceIds", [])
+        parameters = request.get("Parameters", {})
+        script = "\n".join(parameters.get("commands", []))
+        timeout = float((parameters.get("executionTimeout") or ["3600"])[0])
+        with self.lock:
+            bad = [i for i in ids if i not in self.machines or self._ping(self.machines[i]) != "Online"]
+            if not ids or bad:
+                return _json(start_response, 400, {"__type": "InvalidInstanceId",
+                                                   "message": f"Instances {bad} not in a valid state for account"})
+            command_id = str(uuid.uuid4())
+            for instance_id in ids:
+                invocation = Invocation(command_id, instance_id, script, time.monotonic(),
+                                        comment=request.get("Comment", ""))
+                self.invocations[(command_id, instance_id)] = invocation
+                thread = threading.Thread(target=self._execute, args=(invocation, timeout), daemon=True)
+                thread.start()
+        return _json(start_response, 200, {"Command": {
+            "CommandId": command_id, "DocumentName": "AWS-RunShellScript", "InstanceIds": ids, "Status": "Pending",
+            "Comment": request.get("Comment", ""), "RequestedDateTime": time.time()}})
+
+    def _ssm_GetCommandInvocation(self, start_response: Any, request: dict[str, Any], region: str) -> Any:
+        key = (request.get("CommandId", ""), request.get("InstanceId", ""))
+        with self.lock:
+            invocation = self.invocations.get(key)
+            if invocation is None or time.monotonic() - invocation.requested < self.invocation_delay:
+                return _json(start_response, 400, {"__type": "InvocationDoesNotExist", "message": ""})
+            return _json(start_response, 200, self._invocation_record(invocation))
+
+    def _ssm_ListCommandInvocations(self, start_response: Any, request: dict[str, Any], region: str) -> Any:
+        with self.lock:
+            found = [self._invocation_record(inv) for (cid, iid), inv in self.invocations.items()
+                     if (not request.get("CommandId") or cid == request["CommandId"])
+                     and (not request.get("InstanceId") or iid == request["InstanceId"])]
+        return _json(start_response, 200, {"CommandInvocations": found})
+
+    def _invocation_record(self, invocation: Invocation) -> dict[str, Any]:
+        return {"CommandId": invocation.command_id, "InstanceId": invocation.instance_id,
+                "DocumentName": "AWS-RunShellScript", "Status": invocation.status,
+                "StatusDetails": invocation.status, "ResponseCode": invocation.code, "Comment": invocation.comment,
+                "StandardOutputContent": invocation.stdout[:SSM_OUTPUT_LIMIT],
+                "StandardErrorContent": invocation.stderr[:SSM_OUTPUT_LIMIT]}
+
+    def _env(self, machine: Machine) -> dict[str, str]:
+        return {
+            "PATH": f"{self.fakebin}:/usr/local/bin:/usr/bin:/bin", "HOME": str(machine.sandbox),
+            "LANG": "C.UTF-8", "STANDIN_INSTANCE": machine.id, "STANDIN_URL": self.url,
+            "STANDIN_PYTHON": sys.executable, "RUNCTL_IMDS_ENDPOINT": f"{self.url}/_imds/{machine.id}",
+        }
+
+    def _execute(self, invocation: Invocation, timeout: float) -> None:
+        machine = self.machines[invocation.instance_id]
+        workdir = machine.sandbox / ".ssm" / invocation.command_id
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "_script.sh").write_text(invocation.script)
+        invocation.status = "InProgress"
+        proc = subprocess.Popen(["bash", str(workdir / "_script.sh")], cwd=workdir, env=self._env(machine),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+            status = "Success" if proc.returncode == 0 else "Failed"
+        except subprocess.TimeoutExpired:
+            _killpg(proc.pid)
+            out, err = proc.communicate()
+            status = "TimedOut"
+        with self.lock:
+            invocation.stdout = out.decode("utf-8", errors="replace")
+            invocation.stderr = err.decode("utf-8", errors="replace")
+            invocation.code = proc.returncode if proc.returncode >= 0 else -1
+            invocation.status = status
+
+    # ------------------------------------------------------------------------------------------ instance life
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(0.05):
+            try:
+                self.tick()
+            except Exception:  # pragma: no cover - keep ticking; a test will show the failure
+                pass
+
+    def tick(self) -> None:
+        """Advance every instance's life: boot, scheduled halts, spot reclaims, ended instances."""
+        now = time.monotonic()
+        with self.lock:
+            for machine in list(self.machines.values()):
+                if machine.ended:
+                    continue
+                try:
+                    instance = self.ec2_instance(machine.id, machine.region)
+                except Exception:
+                    machine.ended = True  # moto was reset
+                    continue
+                if instance.state in ("terminated", "stopped", "shutting-down", "stopping"):
+                    self._end(machine)
+                    continue
+                if not machine.booted and now >= machine.boot_at:
+                    instance._state.name, instance._state.code = "running", 16
+                    machine.booted = True
+                    self._boot(machine)
+                if machine.reclaim_at is not None and now >= machine.reclaim_at:
+                    from moto.ec2.models.instances import StateReason
+
+                    instance.terminate()
+                    instance.state_reason = StateReason("Server.SpotInstanceTermination: Spot instance termination",
+                                                        "Server.SpotInstanceTermination")
+                    self._end(machine)
+                elif machine.halt_at is not None and now >= machine.halt_at:
+                    from moto.ec2.models.instances import StateReason
+
+                    if instance.instance_initiated_shutdown_behavior == "terminate":
+                        instance.terminate()
+                    else:
+                        instance.stop()
+                    instance.state_reason = StateReason(
+                        "Client.InstanceInitiatedShutdown: Instance initiated shutdown",
+                        "Client.InstanceInitiatedShutdown")
+                    self._end(machine)
+
+    def _boot(self, machine: Machine) -> None:
+        if not machine.user_data.strip():
+            return
+        script = machine.sandbox / ".cloud-init" / "user-data"
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_text(machine.user_data)
+        with (script.parent / "output.log").open("ab") as log:
+            subprocess.Popen(["bash", str(script)], cwd=machine.sandbox, env=self._env(machine),
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+
+    def _end(self, machine: Machine) -> None:
+        machine.ended = True
+        threading.Thread(target=self._kill_processes, args=(machine.id, 0.5), daemon=True).start()
+
+    def _kill_processes(self, instance_id: str, grace: float) -> None:
+        """What a halt does to the processes of the machine: SIGTERM, a moment, SIGKILL."""
+        marker = f"STANDIN_INSTANCE={instance_id}"
+        pids = _pids_with_marker(marker)
+        for pid in pids:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.05)
+            pids = _pids_with_marker(marker)
+        for pid in _pids_with_marker(marker):
+            _signal(pid, signal.SIGKILL)
+
+    def _shutdown_request(self, environ: dict[str, Any], start_response: Any) -> Any:
+        query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+        with self.lock:
+            machine = self.machines.get(query.get("instance", ""))
+            if machine is None:
+                return _json(start_response, 404, {"error": "no such instance"})
+            when = query.get("when", "now")
+            if when == "cancel":
+                machine.halt_at = None
+            elif when == "now":
+                machine.halt_at = time.monotonic()
+            else:
+                machine.halt_at = time.monotonic() + float(when.lstrip("+")) * self.minute_seconds
+        return _json(start_response, 200, {"ok": True})
+
+    # ------------------------------------------------------------------------------------------ IMDS
+
+    def _imds(self, environ: dict[str, Any], start_response: Any, path: str) -> Any:
+        parts = path.split("/", 3)  # "", "_imds", instance, rest
+        machine = self.machines.get(parts[2]) if len(parts) > 3 else None
+        rest = "/" + parts[3] if len(parts) > 3 else "/"
+        if machine is None or machine.ended:
+            return _text(start_response, 404, "")
+        if rest == "/latest/api/token":
+            if environ.get("REQUEST_METHOD") != "PUT" or not environ.get("HTTP_X_AWS_EC2_METADATA_TOKEN_TTL_SECONDS"):
+                return _text(start_response, 400, "")
+            return _text(start_response, 200, f"token-{machine.id}")
+        if environ.get("HTTP_X_AWS_EC2_METADATA_TOKEN") != f"token-{machine.id}":
+            return _text(start_response, 401, "")  # IMDSv2 only
+        if rest == "/latest/meta-data/spot/instance-action":
+            if machine.notice is None:
+                return _text(start_response, 404, "Not Found")
+            return _text(start_response, 200, json.dumps(machine.notice))
+        if rest == "/latest/meta-data/instance-id":
+            return _text(start_response, 200, machine.id)
+        return _text(start_response, 404, "Not Found")
+
+
+def _service_region(environ: dict[str, Any]) -> tuple[str, str]:
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    match = re.search(r"Credential=[^/]+/\d+/([^/]+)/([^/]+)/", auth)
+    if match:
+        return match.group(2), match.group(1)
+    return "", "us-east-1"
+
+
+def _json(start_response: Any, status: int, payload: dict[str, Any]) -> list[bytes]:
+    body = json.dumps(payload, default=str).encode()
+    start_response(f"{status} {'OK' if status == 200 else 'Error'}",
+                   [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(body))),
+                    ("x-amzn-RequestId", str(uuid.uuid4()))])
+    return [body]
+
+
+def _text(start_response: Any, status: int, text: str) -> list[bytes]:
+    body = text.encode()
+    start_response(f"{status} {'OK' if status == 200 else 'Error'}",
+                   [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _ec2_error(start_response: Any, status: int, code: str, message: str) -> list[bytes]:
+    body = (f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
+            f"<Message>{message}</Message></Error></Errors><RequestID>{uuid.uuid4()}</RequestID></Response>").encode()
+    start_response(f"{status} Error", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _pids_with_marker(marker: str) -> list[int]:
+    found = []
+    needle = marker.encode() + b"\0"
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                if needle in fh.read() + b"\0":
+                    with open(f"/proc/{entry}/stat") as stat:
+                        if stat.read().split(")")[-1].split()[0] == "Z":
+                            continue
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _killpg(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
