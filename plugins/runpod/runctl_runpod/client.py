@@ -296,7 +296,8 @@ class GraphQLClient:
         return [GpuType.model_validate(item) for item in data.get("gpuTypes") or []]
 
     def deploy_on_demand(self, request: DeployRequest) -> Pod:
-        document = f"mutation Deploy {{ podFindAndDeployOnDemand(input: {literal(deploy_input(request))}) {{ {POD_FIELDS} }} }}"
+        arguments = literal(deploy_input(request))
+        document = f"mutation Deploy {{ podFindAndDeployOnDemand(input: {arguments}) {{ {POD_FIELDS} }} }}"
         data = self.execute(document, "podFindAndDeployOnDemand", idempotent=False)
         return self._pod(data.get("podFindAndDeployOnDemand"), "podFindAndDeployOnDemand")
 

@@ -619,8 +619,10 @@ class RunpodProvider:
     def _job_record(self, ctx: ProviderContext, ssh: PodSsh, base: str, job_id: str) -> dict[str, Any]:
         job_dir = posixpath.join(base, "jobs", job_id)
         result = ssh.run(self._runner_cmd(ctx, base, "status", "--job-dir", job_dir), timeout=60)
-        if result.exit_status != 0:
-            raise ProviderError(f"the job runner on the pod failed: {result.stderr.strip()[-300:]}")
+        if result.exit_status != 0:  # e.g. the container was stopped under the command: worth another look
+            raise SshUnavailable(
+                f"the job runner on the pod failed (exit {result.exit_status}): {result.stderr.strip()[-300:]}"
+            )
         try:
             record: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -824,7 +826,10 @@ class RunpodProvider:
         if started.exit_status != 0:
             raise ProviderError(f"could not start the job on pod {instance.id}: {started.stderr.strip()[-300:]}")
         pending = JobStatus(job_id=job.job_id, state=JobState.PENDING, message="starting")
-        return _job_status(job.job_id, self._job_record(ctx, ssh, base, job.job_id), pending)
+        try:
+            return _job_status(job.job_id, self._job_record(ctx, ssh, base, job.job_id), pending)
+        except SshUnavailable:  # started; the pod stopped answering right after (e.g. preempted): status will tell
+            return pending
 
     @hookimpl
     def logs(self, ctx: ProviderContext, instance: Instance, job: JobStatus, offset: int) -> LogChunk:
@@ -899,7 +904,11 @@ class RunpodProvider:
 
     @hookimpl
     def collect(self, ctx: ProviderContext, instance: Instance, job: JobStatus, dest: Path) -> Collected:
-        _pod, record, ssh = self._live(ctx, instance)
+        try:
+            _pod, record, ssh = self._live(ctx, instance)
+        except NotFoundError as exc:  # e.g. a preempted spot pod: report the job's state, not a failed collect
+            ctx.warn(f"checkpoints of {job.job_id} could not be collected: {exc.message}")
+            return Collected(directory=dest, files=[])
         directory = posixpath.join(self._base(ctx, record, ssh), "jobs", job.job_id, "checkpoints")
         files = ssh.walk(directory)
         targets = [(posixpath.join(directory, f.path), dest / f.path) for f in files]

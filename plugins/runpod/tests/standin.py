@@ -98,7 +98,7 @@ class StandIn:
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 status, payload, headers = standin.handle(self.path, self.headers.get("Authorization", ""), body)
@@ -428,7 +428,7 @@ class _Root:
             pod = self.s.pods.get((input or {}).get("podId", ""))
             return self.s.pod_view(pod) if pod else None
 
-    def gpuTypes(self, info: Any, input: dict[str, Any] | None = None) -> list[dict[str, Any]]:  # noqa: N802
+    def gpuTypes(self, info: Any, input: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         wanted = None
         if input:
             wanted = set(input.get("ids") or []) | ({input["id"]} if input.get("id") else set())
@@ -461,15 +461,15 @@ class _Root:
         return out
 
     # mutations
-    def podFindAndDeployOnDemand(self, info: Any, input: dict[str, Any] | None = None) -> dict[str, Any]:  # noqa: N802
+    def podFindAndDeployOnDemand(self, info: Any, input: dict[str, Any] | None = None) -> dict[str, Any]:
         pod = self.s.create_pod(input or {}, None)
         return self.s.pod_view(pod, count_poll=False)
 
-    def podRentInterruptable(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def podRentInterruptable(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
         pod = self.s.create_pod(input, float(input["bidPerGpu"]))
         return self.s.pod_view(pod, count_poll=False)
 
-    def podStop(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def podStop(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
         with self.s.lock:
             pod = self.s.pods.get(input["podId"])
             if pod is None:
@@ -478,9 +478,9 @@ class _Root:
             pod.status = "EXITED"
             return self.s.pod_view(pod, count_poll=False)
 
-    def podResume(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def podResume(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
         raise GraphQLError("podResume is not implemented by the stand-in")
 
-    def podTerminate(self, info: Any, input: dict[str, Any]) -> None:  # noqa: N802
+    def podTerminate(self, info: Any, input: dict[str, Any]) -> None:
         self.s.terminate(input["podId"])
         return None

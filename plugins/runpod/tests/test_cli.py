@@ -1,0 +1,252 @@
+"""The RunPod provider through the real CLI (``runctl`` subprocesses), against the stand-ins: real training on a
+"pod" (an SSH server whose commands run in a sandbox), checkpoints back, errors, preemption and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import API_KEY
+from standin import StandIn
+
+REPO = Path(__file__).resolve().parents[3]
+RUNCTL = str(Path(sys.executable).with_name("runctl"))
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    def error(self) -> dict[str, Any]:
+        return dict(json.loads(self.err.strip().splitlines()[-1])["error"])
+
+
+def _toml(settings: dict[str, Any]) -> str:
+    lines = ["[providers.runpod]"]
+    for key, value in settings.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, standin: StandIn, runpod_settings: dict[str, Any]) -> Path:
+    root = tmp_path / "project"
+    (root / "examples").mkdir(parents=True)
+    shutil.copy(REPO / "examples" / "train.py", root / "examples" / "train.py")
+    (root / ".runctl.toml").write_text(_toml(runpod_settings))
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("RUNCTL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    for name in ("RUNCTL_PROVIDER", "RUNCTL_CONFIG", "RUNCTL_DISABLE_PLUGINS", "RUNCTL_LOAD_PLUGINS"):
+        monkeypatch.delenv(name, raising=False)
+    return root
+
+
+@pytest.fixture
+def cli(project: Path) -> Callable[..., Result]:
+    def run(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
+        proc = subprocess.run(
+            [RUNCTL, "--provider", "runpod", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
+
+
+def _wait_for_running_job(standin: StandIn, timeout: float = 60) -> tuple[str, dict[str, Any]]:
+    """The pod id and job record once a job on some pod has started its script (its pid is recorded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pod_id, pod in list(standin.pods.items()):
+            for record_path in pod.sandbox.glob("runctl/jobs/*/job.json"):
+                try:
+                    record = json.loads(record_path.read_text())
+                except ValueError:
+                    continue
+                if record.get("pid") and (record_path.parent / "checkpoints").is_dir():
+                    return pod_id, record
+        time.sleep(0.05)
+    raise AssertionError("no job started on the stand-in")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_run_trains_on_a_pod_and_brings_checkpoints_back(cli: Callable[..., Result], standin: StandIn) -> None:
+    result = cli("-o", "json", "run", "examples/train.py", "--gpu", "RTX 4090", "--", "--epochs", "3")
+    assert result.code == 0, result.err
+    doc = result.json()
+    assert doc["job"]["state"] == "succeeded" and doc["job"]["exit_code"] == 0
+    assert doc["instance"]["state"] == "terminated"
+    names = sorted(Path(p).name for p in doc["checkpoints"])
+    assert names == ["ckpt-0001.json", "ckpt-0002.json", "ckpt-0003.json", "metrics.json"]
+    metrics = json.loads(Path(doc["outputs_dir"], "metrics.json").read_text())
+    assert metrics["epochs"] == 3 and metrics["val_acc"] > 0.85  # it really trained, on the "pod"
+    pod_id = doc["instance"]["id"]
+    assert standin.pods == {} and pod_id in standin.terminated  # nothing left running at RunPod
+    pod = standin.terminated[pod_id]
+    assert pod.gpu_type_id == "NVIDIA GeForce RTX 4090" and pod.name == f"runctl-{doc['job']['job_id']}"
+    assert pod.env["RUNCTL_JOB_ID"] == doc["job"]["job_id"] and pod.env["RUNCTL_OWNER"]
+    assert pod.image.startswith("runpod/pytorch:") and pod.docker_args == ""  # RunPod's image starts sshd itself
+    ops = standin.operations()
+    assert "podFindAndDeployOnDemand" in ops and "podTerminate" in ops
+
+
+def test_bad_api_key_exits_4_with_a_hint_and_never_prints_the_key(cli: Callable[..., Result], standin: StandIn) -> None:
+    wrong = "rpa_WRONGKEY9876543210abcdef"
+    result = cli("-o", "json", "run", "examples/train.py", "--gpu", "RTX 4090", env={"RUNPOD_API_KEY": wrong})
+    assert result.code == 4, result.err
+    error = result.error()
+    assert error["code"] == "auth"
+    assert "401" in error["message"] and "RUNPOD_API_KEY" in error["hint"]
+    for text in (result.out, result.err):
+        assert wrong not in text and API_KEY not in text
+    assert standin.pods == {}
+    text_mode = cli("price", "--gpu", "A100", env={"RUNPOD_API_KEY": wrong})
+    assert text_mode.code == 4 and "RUNPOD_API_KEY" in text_mode.err and wrong not in text_mode.err
+
+
+def test_missing_api_key_is_a_credentials_error(cli: Callable[..., Result], standin: StandIn) -> None:
+    result = cli("-o", "json", "run", "examples/train.py", "--gpu", "RTX 4090", env={"RUNPOD_API_KEY": ""})
+    assert result.code == 3, result.err
+    assert "RUNPOD_API_KEY" in result.error()["hint"]
+    assert standin.pods == {} and "podFindAndDeployOnDemand" not in standin.operations()
+
+
+def test_price_prints_a_table_from_the_api(cli: Callable[..., Result], standin: StandIn) -> None:
+    result = cli("price", "--gpu", "A100")
+    assert result.code == 0, result.err
+    assert "A100 PCIe" in result.out and "A100 SXM" in result.out
+    assert "1.64" in result.out and "1.19" in result.out  # secure and community on-demand, from the stand-in
+    assert "gpuTypes" in standin.operations()
+    two = cli("-o", "json", "price", "--gpu", "RTX 4090", "--gpu-count", "2").json()
+    secure = next(o for o in two["offers"] if o["instance_type"].startswith("secure:"))
+    assert secure["on_demand_hourly"] == pytest.approx(1.38) and secure["spot_hourly"] == pytest.approx(0.70)
+    assert secure["availability"] == "high"
+
+
+def test_preempted_spot_pod_is_reported_interrupted(project: Path, standin: StandIn, tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            RUNCTL,
+            "--provider",
+            "runpod",
+            "-o",
+            "json",
+            "run",
+            "examples/train.py",
+            "--gpu",
+            "RTX 4090",
+            "--spot",
+            "--no-recover",
+            "--",
+            "--epochs",
+            "200",
+            "--sleep",
+            "0.2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        pod_id, record = _wait_for_running_job(standin)
+        assert standin.pods[pod_id].spot and standin.pods[pod_id].cost_per_hr == pytest.approx(0.35)
+        standin.preempt(pod_id)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err[-3000:]
+    doc = json.loads(out)
+    assert doc["job"]["state"] == "interrupted", doc
+    error = json.loads(err.strip().splitlines()[-1])["error"]
+    assert "interrupted" in error["message"] and "--resume-from" in error["hint"]
+    assert not _alive(record["pid"])
+    assert pod_id in standin.terminated and standin.pods == {}  # the stopped pod was still terminated
+
+
+def test_ctrl_c_exits_130_and_terminates_the_pod(project: Path, standin: StandIn) -> None:
+    proc = subprocess.Popen(
+        [
+            RUNCTL,
+            "--provider",
+            "runpod",
+            "-o",
+            "json",
+            "run",
+            "examples/train.py",
+            "--gpu",
+            "RTX 4090",
+            "--",
+            "--epochs",
+            "200",
+            "--sleep",
+            "0.2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        pod_id, record = _wait_for_running_job(standin)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert json.loads(err.strip().splitlines()[-1])["error"]["code"] == "interrupted"
+    assert pod_id in standin.terminated and standin.pods == {}
+    assert not _alive(record["pid"]) and not _alive(record["supervisor_pid"])
+
+
+def test_capacity_error_exits_4_and_leaves_nothing(cli: Callable[..., Result], standin: StandIn) -> None:
+    standin.inject("capacity", "podFindAndDeployOnDemand")
+    result = cli("-o", "json", "run", "examples/train.py", "--gpu", "RTX 4090")
+    assert result.code == 4, result.err
+    error = result.error()
+    assert error["code"] == "capacity" and "no longer any instances available" in error["message"]
+    assert standin.pods == {}
+
+
+def test_dry_run_makes_no_api_call(cli: Callable[..., Result], standin: StandIn) -> None:
+    result = cli("-o", "json", "run", "examples/train.py", "--gpu", "RTX 4090", "--dry-run", env={"RUNPOD_API_KEY": ""})
+    assert result.code == 0, result.err
+    calls = result.json()["calls"]
+    operations = [c["operation"] for c in calls]
+    assert "podFindAndDeployOnDemand" in operations and "podTerminate" in operations
+    assert standin.requests == []
