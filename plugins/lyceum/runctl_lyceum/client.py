@@ -135,8 +135,15 @@ class LyceumClient:
             raise CredentialsError("no Lyceum API key found", KEY_HINT)
         return {"Authorization": f"Bearer {self._key.get_secret_value()}"}
 
-    def _request(self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None,
-                 ok: tuple[int, ...] = (200,)) -> httpx.Response:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict[str, Any] | None = None,
+        ok: tuple[int, ...] = (200,),
+    ) -> httpx.Response:
         import httpx
 
         url = f"{self.base_url}{path}"
@@ -147,11 +154,14 @@ class LyceumClient:
             try:
                 response = self._http.request(method, url, json=json_body, params=params, headers=self._auth())
             except httpx.TimeoutException as exc:
-                error: RunctlError = TransientError(f"Lyceum API timed out on {method} {path}", "try again",
-                                                    details={"error": type(exc).__name__})
+                error: RunctlError = TransientError(
+                    f"Lyceum API timed out on {method} {path}", "try again", details={"error": type(exc).__name__}
+                )
             except httpx.HTTPError as exc:
-                error = TransientError(f"cannot reach the Lyceum API ({type(exc).__name__}) on {method} {path}",
-                                       f"check the network and the base URL ({self.base_url})")
+                error = TransientError(
+                    f"cannot reach the Lyceum API ({type(exc).__name__}) on {method} {path}",
+                    f"check the network and the base URL ({self.base_url})",
+                )
             else:
                 if response.status_code in ok:
                     return response
@@ -174,26 +184,39 @@ class LyceumClient:
         if status in (401, 403):
             return AuthError(f"{what}: {detail or 'not authorised'}", KEY_HINT, details=details)
         if status == 402:
-            return QuotaError(f"{what}: {detail or 'insufficient credits'}",
-                              "top up credits at https://dashboard.lyceum.technology", details=details)
+            return QuotaError(
+                f"{what}: {detail or 'insufficient credits'}",
+                "top up credits at https://dashboard.lyceum.technology",
+                details=details,
+            )
         if status == 404:
             return NotFoundError(f"{what}: {detail or 'not found'}", "", details=details)
         if status == 413:
-            return UsageError(f"{what}: the request is too large ({detail})",
-                              "send fewer files: add large ones to .runctlignore and put data into Lyceum storage",
-                              details=details)
+            return UsageError(
+                f"{what}: the request is too large ({detail})",
+                "send fewer files: add large ones to .runctlignore and put data into Lyceum storage",
+                details=details,
+            )
         if status in (400, 422):
             fields = _detail_fields(raw_detail)
             if status == 400 or not fields or fields & USER_FIELDS:
-                return UsageError(f"{what}: {detail}",
-                                  "check --instance-type/--gpu (runctl price --provider lyceum) and --timeout",
-                                  details=details)
-            return ProviderError(f"{what}: Lyceum refused runctl's request: {detail}",
-                                 "this looks like a runctl-lyceum bug or an API change; please report it",
-                                 details=details)
+                return UsageError(
+                    f"{what}: {detail}",
+                    "check --instance-type/--gpu (runctl price --provider lyceum) and --timeout",
+                    details=details,
+                )
+            return ProviderError(
+                f"{what}: Lyceum refused runctl's request: {detail}",
+                "this looks like a runctl-lyceum bug or an API change; please report it",
+                details=details,
+            )
         if status == 429 or status >= 500:
-            return TransientError(f"{what}: {detail or 'try again later'}", "Lyceum is busy or down; try again later",
-                                  retry_after=_retry_after(response.headers.get("Retry-After")), details=details)
+            return TransientError(
+                f"{what}: {detail or 'try again later'}",
+                "Lyceum is busy or down; try again later",
+                retry_after=_retry_after(response.headers.get("Retry-After")),
+                details=details,
+            )
         return ProviderError(f"{what}: {detail}", "", details=details)
 
     @staticmethod
@@ -201,8 +224,10 @@ class LyceumClient:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            raise ProviderError(f"unexpected answer from Lyceum to {what}: {exc.error_count()} problem(s)",
-                                "the API may have changed; please report it") from exc
+            raise ProviderError(
+                f"unexpected answer from Lyceum to {what}: {exc.error_count()} problem(s)",
+                "the API may have changed; please report it",
+            ) from exc
 
     # -------------------------------------------------------------------------------- account, hardware
 
@@ -331,9 +356,13 @@ class StorageClient:
         self.bucket = creds.bucket_name
         token = creds.session_token.get_secret_value() if creds.session_token else None
         self._s3 = boto3.client(
-            "s3", endpoint_url=creds.endpoint_url(), aws_access_key_id=creds.access_key.get_secret_value(),
-            aws_secret_access_key=creds.secret_key.get_secret_value(), aws_session_token=token,
-            region_name=creds.region, config=Config(signature_version="s3v4", retries={"max_attempts": 3}),
+            "s3",
+            endpoint_url=creds.endpoint_url(),
+            aws_access_key_id=creds.access_key.get_secret_value(),
+            aws_secret_access_key=creds.secret_key.get_secret_value(),
+            aws_session_token=token,
+            region_name=creds.region,
+            config=Config(signature_version="s3v4", retries={"max_attempts": 3}),
         )
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:

@@ -102,8 +102,9 @@ class LogCache:
             os.close(fd)
 
 
-def pump(cache: LogCache, events: EventSource, *, reconnects: int, delay: float = 0.5,
-         stop: threading.Event | None = None) -> bool:
+def pump(
+    cache: LogCache, events: EventSource, *, reconnects: int, delay: float = 0.5, stop: threading.Event | None = None
+) -> bool:
     """Append the stream's output to ``cache`` until the job finishes (True) or the stream is gone (False).
 
     Each connection replays the output from its start: the bytes already cached are skipped.
@@ -124,7 +125,7 @@ def pump(cache: LogCache, events: EventSource, *, reconnects: int, delay: float 
                 if isinstance(content, str) and content:
                     data = content.encode("utf-8")
                     if seen + len(data) > have:
-                        cache.append(data[max(0, have - seen):])
+                        cache.append(data[max(0, have - seen) :])
                     seen += len(data)
                 elif isinstance(event.get("jobFinished"), dict):
                     result = (event["jobFinished"].get("job") or {}).get("result") or {}

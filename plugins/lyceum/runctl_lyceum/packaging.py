@@ -48,8 +48,10 @@ def bundle_files(root: Path, paths: list[tuple[str, int]]) -> Bundle:
     modes: dict[str, int] = {}
     for rel, mode in paths:
         if rel in RESERVED:
-            raise UsageError(f"the project has a file named {rel}, which runctl-lyceum needs for itself",
-                             "rename it, or add it to .runctlignore")
+            raise UsageError(
+                f"the project has a file named {rel}, which runctl-lyceum needs for itself",
+                "rename it, or add it to .runctlignore",
+            )
         data = (root / rel).read_bytes()
         try:
             text[rel] = data.decode("utf-8")
@@ -83,8 +85,10 @@ def requirements_for(root: Path, script: str, setting: str) -> str | None:
     if setting != "auto":
         path = root / setting
         if not path.is_file():
-            raise UsageError(f"requirements file {setting} (setting providers.lyceum.requirements) is not in "
-                             "the project", "fix the setting, or set it to 'auto' or 'none'")
+            raise UsageError(
+                f"requirements file {setting} (setting providers.lyceum.requirements) is not in the project",
+                "fix the setting, or set it to 'auto' or 'none'",
+            )
         lines = _requirement_lines(path.read_text(encoding="utf-8"))
     else:
         script_path = root / script

@@ -103,7 +103,7 @@ def _parse_time(value: str | None) -> datetime | None:
 
 def _norm(text: str) -> str:
     value = re.sub(r"[^a-z0-9]", "", text.lower())
-    return value[len("nvidia"):] if value.startswith("nvidia") else value
+    return value[len("nvidia") :] if value.startswith("nvidia") else value
 
 
 def gpu_of(profile: str) -> str | None:
@@ -138,8 +138,14 @@ class Context:
     def client(self) -> LyceumClient:
         if self._client is None:
             s = self.settings
-            self._client = LyceumClient(s.resolved_base_url(), self.credentials.api_key, org=self.credentials.org,
-                                        timeout=s.http_timeout, retries=s.http_retries, base_delay=s.retry_base_delay)
+            self._client = LyceumClient(
+                s.resolved_base_url(),
+                self.credentials.api_key,
+                org=self.credentials.org,
+                timeout=s.http_timeout,
+                retries=s.http_retries,
+                base_delay=s.retry_base_delay,
+            )
         return self._client
 
     def require_key(self) -> None:
@@ -155,8 +161,10 @@ class Context:
     def reservation(self, instance: Instance) -> Reservation:
         rec = self.store.load(instance.id)
         if rec is None or rec.state != "running":
-            raise NotFoundError(f"Lyceum instance {instance.id} is terminated or unknown here",
-                                "create a new one: runctl --provider lyceum create")
+            raise NotFoundError(
+                f"Lyceum instance {instance.id} is terminated or unknown here",
+                "create a new one: runctl --provider lyceum create",
+            )
         return rec
 
 
@@ -164,18 +172,33 @@ def to_instance(rec: Reservation, message: str = "") -> Instance:
     gpu = gpu_of(rec.hardware_profile)
     running = rec.state == "running"
     return Instance(
-        id=rec.id, provider=NAME, state=InstanceState.RUNNING if running else InstanceState.TERMINATED,
-        instance_type=rec.hardware_profile, gpu=gpu, gpu_count=1 if gpu else 0, hourly_price=rec.hourly_price,
-        created_at=_parse_time(rec.created_at), tags=dict(rec.tags),
-        details={"kind": "reservation", "hardware_profile": rec.hardware_profile, "image": rec.image,
-                 "executions": {job: ref.execution_id for job, ref in rec.executions.items()}},
-        message=message or (f"reservation of {rec.hardware_profile}: billed only while an execution runs" if running
-                            else "reservation ended"),
+        id=rec.id,
+        provider=NAME,
+        state=InstanceState.RUNNING if running else InstanceState.TERMINATED,
+        instance_type=rec.hardware_profile,
+        gpu=gpu,
+        gpu_count=1 if gpu else 0,
+        hourly_price=rec.hourly_price,
+        created_at=_parse_time(rec.created_at),
+        tags=dict(rec.tags),
+        details={
+            "kind": "reservation",
+            "hardware_profile": rec.hardware_profile,
+            "image": rec.image,
+            "executions": {job: ref.execution_id for job, ref in rec.executions.items()},
+        },
+        message=message
+        or (
+            f"reservation of {rec.hardware_profile}: billed only while an execution runs"
+            if running
+            else "reservation ended"
+        ),
     )
 
 
-def map_status(raw: str, ref: ExecutionRef, record: ExecutionRecord | None, meta: dict[str, Any],
-               errors: Any = None) -> JobStatus:
+def map_status(
+    raw: str, ref: ExecutionRef, record: ExecutionRecord | None, meta: dict[str, Any], errors: Any = None
+) -> JobStatus:
     """Lyceum's execution status onto runctl's JobState (the README has the table)."""
     status = raw.lower()
     rc = record.return_code if record is not None else None
@@ -199,16 +222,23 @@ def map_status(raw: str, ref: ExecutionRef, record: ExecutionRecord | None, meta
             return JobStatus(state=JobState.FAILED, exit_code=rc, message=f"script exited with code {rc}", **base)
         return JobStatus(state=JobState.SUCCEEDED, exit_code=0, **base)
     if status in USER_FAILURES:
-        return JobStatus(state=JobState.FAILED, exit_code=rc,
-                         message=f"script exited with code {rc}" if rc is not None else f"Lyceum: {status}{detail}",
-                         **base)
+        return JobStatus(
+            state=JobState.FAILED,
+            exit_code=rc,
+            message=f"script exited with code {rc}" if rc is not None else f"Lyceum: {status}{detail}",
+            **base,
+        )
     if status == "timeout":
         return JobStatus(state=JobState.FAILED, exit_code=rc, message="killed after the execution timeout", **base)
     if status in CANCELLED_STATES:
         return JobStatus(state=JobState.CANCELLED, exit_code=rc, message=f"Lyceum execution {status}", **base)
     if status in SYSTEM_FAILURES:
-        return JobStatus(state=JobState.LOST, message=f"Lyceum system failure{detail}; checkpoints mirrored so far "
-                                                      "are in storage (runctl run --resume-from the job)", **base)
+        return JobStatus(
+            state=JobState.LOST,
+            message=f"Lyceum system failure{detail}; checkpoints mirrored so far "
+            "are in storage (runctl run --resume-from the job)",
+            **base,
+        )
     return JobStatus(state=JobState.RUNNING, message=f"Lyceum status {raw!r}", job_id=ref.job_id, started_at=started)
 
 
@@ -225,10 +255,16 @@ class LyceumProvider:
     def capabilities(self, ctx: ProviderContext) -> Capabilities:
         settings = LyceumSettings.model_validate(ctx.settings)
         return Capabilities(
-            spot=Capability(supported=False, reason="Lyceum bills executions per second at one price per hardware "
-                                                    "profile; it has no spot or preemptible tier"),
-            stop=Capability(supported=False, reason="a Lyceum instance is a reservation that costs nothing while idle; "
-                                                    "executions end with their script"),
+            spot=Capability(
+                supported=False,
+                reason="Lyceum bills executions per second at one price per hardware "
+                "profile; it has no spot or preemptible tier",
+            ),
+            stop=Capability(
+                supported=False,
+                reason="a Lyceum instance is a reservation that costs nothing while idle; "
+                "executions end with their script",
+            ),
             log_follow=Capability(supported=True),
             checkpoints=Capability(supported=True),
             max_runtime=Capability(supported=True),  # every execution carries a server-side timeout
@@ -251,8 +287,9 @@ class LyceumProvider:
         except (CredentialsError, ProviderError) as exc:
             if isinstance(exc, TransientError):
                 raise
-            return CredentialStatus(found=True, source=creds.source, message=f"rejected by Lyceum: {exc.message}",
-                                    hint=KEY_HINT)
+            return CredentialStatus(
+                found=True, source=creds.source, message=f"rejected by Lyceum: {exc.message}", hint=KEY_HINT
+            )
         return CredentialStatus(found=True, source=creds.source, identity=identity, message="accepted by Lyceum")
 
     # -------------------------------------------------------------------------------- prices
@@ -276,10 +313,15 @@ class LyceumProvider:
             return []
         allowed = set(c.client.available_hardware()) if types else set()
         return [
-            Offer(provider=NAME, instance_type=m.hardware_profile, gpu=gpu_of(m.hardware_profile),
-                  gpu_count=1 if gpu_of(m.hardware_profile) else 0, on_demand_hourly=m.price_per_hour,
-                  availability="none" if allowed and m.hardware_profile not in allowed else "unknown",
-                  source="Lyceum API /machine-types (billed per second)")
+            Offer(
+                provider=NAME,
+                instance_type=m.hardware_profile,
+                gpu=gpu_of(m.hardware_profile),
+                gpu_count=1 if gpu_of(m.hardware_profile) else 0,
+                on_demand_hourly=m.price_per_hour,
+                availability="none" if allowed and m.hardware_profile not in allowed else "unknown",
+                source="Lyceum API /machine-types (billed per second)",
+            )
             for m in types
         ]
 
@@ -287,25 +329,33 @@ class LyceumProvider:
         types = self._machine_types(c)
         names = ", ".join(m.hardware_profile for m in types) or "none"
         if spec.gpu_count > 1:
-            raise UsageError(f"Lyceum executions run on one hardware profile; {spec.gpu_count} GPUs is not offered",
-                             f"drop --gpu-count, or pick a profile: {names}")
+            raise UsageError(
+                f"Lyceum executions run on one hardware profile; {spec.gpu_count} GPUs is not offered",
+                f"drop --gpu-count, or pick a profile: {names}",
+            )
         if spec.instance_type:
             for m in types:
                 if m.hardware_profile in (spec.instance_type, f"gpu.{spec.instance_type}"):
                     return m
-            raise UsageError(f"Lyceum has no hardware profile {spec.instance_type!r}",
-                             f"choose one of: {names} (prices: runctl price --provider lyceum)")
+            raise UsageError(
+                f"Lyceum has no hardware profile {spec.instance_type!r}",
+                f"choose one of: {names} (prices: runctl price --provider lyceum)",
+            )
         if spec.gpu:
             matching = [m for m in types if _matches_gpu(m.hardware_profile, spec.gpu)]
             if not matching:
-                raise UsageError(f"Lyceum has no hardware profile with a {spec.gpu} GPU",
-                                 f"choose one of: {names} (prices: runctl price --provider lyceum)")
+                raise UsageError(
+                    f"Lyceum has no hardware profile with a {spec.gpu} GPU",
+                    f"choose one of: {names} (prices: runctl price --provider lyceum)",
+                )
             return min(matching, key=lambda m: m.price_per_hour if m.price_per_hour is not None else math.inf)
         for m in types:
             if m.hardware_profile == c.settings.default_instance_type:
                 return m
-        raise UsageError(f"Lyceum does not offer the default profile {c.settings.default_instance_type!r}",
-                         f"pass --instance-type, one of: {names}")
+        raise UsageError(
+            f"Lyceum does not offer the default profile {c.settings.default_instance_type!r}",
+            f"pass --instance-type, one of: {names}",
+        )
 
     # -------------------------------------------------------------------------------- instances
 
@@ -314,29 +364,45 @@ class LyceumProvider:
         c = Context(ctx)
         c.require_key()
         if spec.spot:
-            raise CapabilityError("Lyceum has no spot market: executions are billed per second at one price",
-                                  "drop --spot")
+            raise CapabilityError(
+                "Lyceum has no spot market: executions are billed per second at one price", "drop --spot"
+            )
         machine = self._resolve_profile(c, spec)
         allowed = c.client.available_hardware()
         if allowed and machine.hardware_profile not in allowed:
-            raise QuotaError(f"your Lyceum account has no access to {machine.hardware_profile}",
-                             f"profiles you can use: {', '.join(allowed)}; ask Lyceum for access")
+            raise QuotaError(
+                f"your Lyceum account has no access to {machine.hardware_profile}",
+                f"profiles you can use: {', '.join(allowed)}; ask Lyceum for access",
+            )
         price = machine.price_per_hour
         if spec.max_price is not None and price is not None and price > spec.max_price:
-            raise UsageError(f"{machine.hardware_profile} costs ${machine.price_per_hour:.2f}/h, above --max-price "
-                             f"${spec.max_price:.2f}", "raise --max-price or pick a cheaper profile")
+            raise UsageError(
+                f"{machine.hardware_profile} costs ${machine.price_per_hour:.2f}/h, above --max-price "
+                f"${spec.max_price:.2f}",
+                "raise --max-price or pick a cheaper profile",
+            )
         if spec.region:
             ctx.warn("Lyceum chooses where executions run; --region is ignored")
         if spec.disk_gb:
             ctx.warn("Lyceum executions have a fixed disk; --disk-gb is ignored (use Lyceum storage for data)")
         now = _now()
-        tags = {**spec.tags, "runctl:owner": spec.owner, "runctl:intent": spec.intent_id,
-                "runctl:created": now.isoformat()}
+        tags = {
+            **spec.tags,
+            "runctl:owner": spec.owner,
+            "runctl:intent": spec.intent_id,
+            "runctl:created": now.isoformat(),
+        }
         if spec.job_id:
             tags["runctl:job"] = spec.job_id
-        rec = Reservation(id=c.store.new_id(), hardware_profile=machine.hardware_profile,
-                          hourly_price=machine.price_per_hour, created_at=now.isoformat(), tags=tags,
-                          max_runtime=spec.max_runtime, image=spec.image)
+        rec = Reservation(
+            id=c.store.new_id(),
+            hardware_profile=machine.hardware_profile,
+            hourly_price=machine.price_per_hour,
+            created_at=now.isoformat(),
+            tags=tags,
+            max_runtime=spec.max_runtime,
+            image=spec.image,
+        )
         c.store.save(rec)
         return to_instance(rec)
 
@@ -365,9 +431,12 @@ class LyceumProvider:
                 continue
             profile = workload.hardware_profile
             orphans[iid] = Instance(
-                id=iid, provider=NAME,
+                id=iid,
+                provider=NAME,
                 state=InstanceState.PENDING if status in PENDING_STATES else InstanceState.RUNNING,
-                instance_type=profile, gpu=gpu_of(profile or ""), tags=tags,
+                instance_type=profile,
+                gpu=gpu_of(profile or ""),
+                tags=tags,
                 created_at=_parse_time(workload.created_at),
                 details={"kind": "orphan", "executions": {tags.get("runctl:job", "?"): workload.execution_id}},
                 message="executions at Lyceum labelled by runctl with no open reservation here",
@@ -377,10 +446,13 @@ class LyceumProvider:
     def _labelled_executions(self, c: Context, instance_id: str) -> list[str]:
         if c.credentials.api_key is None:
             return []
-        return [w.execution_id for w in c.client.workloads()
-                if w.runctl_tags().get("runctl:instance") == instance_id
-                and (w.status or "running").lower() not in CANCELLED_STATES | SYSTEM_FAILURES | USER_FAILURES
-                | {"completed", "timeout"}]
+        return [
+            w.execution_id
+            for w in c.client.workloads()
+            if w.runctl_tags().get("runctl:instance") == instance_id
+            and (w.status or "running").lower()
+            not in CANCELLED_STATES | SYSTEM_FAILURES | USER_FAILURES | {"completed", "timeout"}
+        ]
 
     def _end_execution(self, c: Context, execution_id: str) -> None:
         """Abort (hard stop); if Lyceum refuses the abort, stop it gracefully. Gone already is fine."""
@@ -436,11 +508,16 @@ class LyceumProvider:
             target.write_bytes((project.root / item.path).read_bytes())
         for rel in delete:
             (staged / rel).unlink(missing_ok=True)
-        c.store.save_manifest(rec.id, {f.path: {"sha256": f.sha256, "mode": f.mode, "size": f.size}
-                                       for f in project.files})
-        return SyncResult(remote_path="the execution's working directory (files go with each execution request)",
-                          files_total=len(project.files), files_sent=len(send), bytes_sent=sum(f.size for f in send),
-                          files_deleted=len(delete))
+        c.store.save_manifest(
+            rec.id, {f.path: {"sha256": f.sha256, "mode": f.mode, "size": f.size} for f in project.files}
+        )
+        return SyncResult(
+            remote_path="the execution's working directory (files go with each execution request)",
+            files_total=len(project.files),
+            files_sent=len(send),
+            bytes_sent=sum(f.size for f in send),
+            files_deleted=len(delete),
+        )
 
     def _timeout(self, c: Context, rec: Reservation, job: JobSpec) -> int:
         seconds = job.timeout or float(c.settings.default_timeout)
@@ -450,8 +527,9 @@ class LyceumProvider:
 
     def _labels(self, rec: Reservation, job: JobSpec, owner: str) -> tuple[list[str], dict[str, str]]:
         metadata = {k: v for k, v in rec.tags.items() if k.startswith("runctl:")}
-        metadata.update({"runctl:job": job.job_id, "runctl:owner": rec.tags.get("runctl:owner", owner),
-                         "runctl:instance": rec.id})
+        metadata.update(
+            {"runctl:job": job.job_id, "runctl:owner": rec.tags.get("runctl:owner", owner), "runctl:instance": rec.id}
+        )
         labels = ["runctl"] + [f"{k}={v}" for k, v in sorted(metadata.items()) if k != "runctl:created"]
         return labels, metadata
 
@@ -459,32 +537,56 @@ class LyceumProvider:
         staged = c.store.project_dir(rec.id)
         manifest = c.store.manifest(rec.id)
         if job.script not in manifest:
-            raise UsageError(f"{job.script} is not in the project synced to {rec.id}",
-                             f"sync first (runctl sync {rec.id}) or check the script path")
+            raise UsageError(
+                f"{job.script} is not in the project synced to {rec.id}",
+                f"sync first (runctl sync {rec.id}) or check the script path",
+            )
         bundle = bundle_files(staged, [(path, int(meta.get("mode", 0o644))) for path, meta in sorted(manifest.items())])
         config: dict[str, Any] = {
-            "script": job.script, "args": list(job.args), "env": dict(job.env), "job_id": job.job_id,
-            "storage_mount": c.settings.storage_mount, "storage_path": c.storage_path(job.job_id),
-            "sync_interval": c.settings.checkpoint_sync_interval, "grace": c.settings.grace_period,
-            "modes": bundle.modes, "blobs_file": BLOBS_FILE,
+            "script": job.script,
+            "args": list(job.args),
+            "env": dict(job.env),
+            "job_id": job.job_id,
+            "storage_mount": c.settings.storage_mount,
+            "storage_path": c.storage_path(job.job_id),
+            "sync_interval": c.settings.checkpoint_sync_interval,
+            "grace": c.settings.grace_period,
+            "modes": bundle.modes,
+            "blobs_file": BLOBS_FILE,
         }
         labels, metadata = self._labels(rec, job, c.ctx.owner)
         common: dict[str, Any] = {
-            "execution_type": rec.hardware_profile, "timeout": self._timeout(c, rec, job),
-            "run_name": f"runctl {job.job_id} ({metadata['runctl:owner']})", "labels": labels, "metadata": metadata,
+            "execution_type": rec.hardware_profile,
+            "timeout": self._timeout(c, rec, job),
+            "run_name": f"runctl {job.job_id} ({metadata['runctl:owner']})",
+            "labels": labels,
+            "metadata": metadata,
         }
         if rec.image:
             config["inline_files"] = {**bundle.binary, **{k: _b64(v) for k, v in bundle.text.items()}}
             code = bootstrap_code(config)
             if len(code) > IMAGE_CODE_LIMIT:
-                raise UsageError(f"the project is too large to pass to an image execution ({len(code)} bytes)",
-                                 "bake the code into the image, or run without --image")
-            return {"docker_image_ref": rec.image, "docker_run_cmd": ["python3", "-c", code],
-                    "docker_run_env": "PYTHONUNBUFFERED=1", "file_name": job.script, "enable_s3_mount": True,
-                    "s3_mount_path": c.settings.storage_mount, "graceful_timeout": math.ceil(c.settings.grace_period),
-                    **common}
-        body: dict[str, Any] = {"code": bootstrap_code(config), "nbcode": 0, "file_name": BOOTSTRAP_NAME,
-                                "import_files": bundle.import_files(), **common}
+                raise UsageError(
+                    f"the project is too large to pass to an image execution ({len(code)} bytes)",
+                    "bake the code into the image, or run without --image",
+                )
+            return {
+                "docker_image_ref": rec.image,
+                "docker_run_cmd": ["python3", "-c", code],
+                "docker_run_env": "PYTHONUNBUFFERED=1",
+                "file_name": job.script,
+                "enable_s3_mount": True,
+                "s3_mount_path": c.settings.storage_mount,
+                "graceful_timeout": math.ceil(c.settings.grace_period),
+                **common,
+            }
+        body: dict[str, Any] = {
+            "code": bootstrap_code(config),
+            "nbcode": 0,
+            "file_name": BOOTSTRAP_NAME,
+            "import_files": bundle.import_files(),
+            **common,
+        }
         requirements = requirements_for(staged, job.script, c.settings.requirements)
         if requirements:
             body["requirements_content"] = requirements
@@ -517,12 +619,18 @@ class LyceumProvider:
         started = c.client.start_image(body) if rec.image else c.client.start_python(body)
         c.store.save_stream_url(started.execution_id, started.streaming_url)
         rec.executions[job.job_id] = ExecutionRef(
-            execution_id=started.execution_id, job_id=job.job_id, script=job.script, submitted_at=_now().isoformat(),
+            execution_id=started.execution_id,
+            job_id=job.job_id,
+            script=job.script,
+            submitted_at=_now().isoformat(),
             storage_path=c.storage_path(job.job_id),
         )
         c.store.save(rec)
-        return JobStatus(job_id=job.job_id, state=JobState.PENDING,
-                         message=f"Lyceum execution {started.execution_id} ({started.status})")
+        return JobStatus(
+            job_id=job.job_id,
+            state=JobState.PENDING,
+            message=f"Lyceum execution {started.execution_id} ({started.status})",
+        )
 
     # -------------------------------------------------------------------------------- status, logs, cancel
 
@@ -531,8 +639,12 @@ class LyceumProvider:
         try:
             current = c.client.execution_status(ref.execution_id)
         except NotFoundError:
-            return JobStatus(job_id=ref.job_id, state=JobState.LOST, ended_at=_now(),
-                             message=f"Lyceum no longer knows execution {ref.execution_id}")
+            return JobStatus(
+                job_id=ref.job_id,
+                state=JobState.LOST,
+                ended_at=_now(),
+                message=f"Lyceum no longer knows execution {ref.execution_id}",
+            )
         raw = current.status.lower()
         record = None
         if raw not in PENDING_STATES and raw != "running":
@@ -550,15 +662,23 @@ class LyceumProvider:
             gone = instance.model_copy(update={"state": InstanceState.TERMINATED, "message": "no such reservation"})
             lost = None
             if job is not None:
-                lost = job if job.state.terminal else job.model_copy(
-                    update={"state": JobState.LOST, "message": "no record of this job's execution on this machine"})
+                lost = (
+                    job
+                    if job.state.terminal
+                    else job.model_copy(
+                        update={"state": JobState.LOST, "message": "no record of this job's execution on this machine"}
+                    )
+                )
             return StatusReport(instance=gone, job=lost)
         result = None
         if job is not None:
             ref = rec.executions.get(job.job_id)
             if ref is None:
-                result = job if job.state.terminal else job.model_copy(
-                    update={"state": JobState.LOST, "message": f"no such job on {rec.id}"})
+                result = (
+                    job
+                    if job.state.terminal
+                    else job.model_copy(update={"state": JobState.LOST, "message": f"no such job on {rec.id}"})
+                )
             elif ref.final is not None:
                 result = JobStatus.model_validate(ref.final)
             else:
@@ -601,8 +721,9 @@ class LyceumProvider:
                 self._finish_log(c, cache, eid, url)
             else:
                 client = c.client
-                logcache.ensure_follower(eid, cache, lambda: client.stream_events(url, 600.0),
-                                         c.settings.stream_reconnects)
+                logcache.ensure_follower(
+                    eid, cache, lambda: client.stream_events(url, 600.0), c.settings.stream_reconnects
+                )
         text, next_offset, at_end = cache.read(offset)
         return LogChunk(data=text, offset=offset, next_offset=next_offset, complete=cache.complete and at_end)
 
@@ -637,9 +758,14 @@ class LyceumProvider:
         prefix = self._prefix(c, instance, job)
         storage = c.storage()
         return [
-            Checkpoint(name=obj["Key"][len(prefix):], size=int(obj.get("Size", 0)),
-                       modified_at=obj.get("LastModified"), location=f"s3://{storage.bucket}/{obj['Key']}")
-            for obj in storage.list(prefix) if not obj["Key"].endswith("/")
+            Checkpoint(
+                name=obj["Key"][len(prefix) :],
+                size=int(obj.get("Size", 0)),
+                modified_at=obj.get("LastModified"),
+                location=f"s3://{storage.bucket}/{obj['Key']}",
+            )
+            for obj in storage.list(prefix)
+            if not obj["Key"].endswith("/")
         ]
 
     @hookimpl
@@ -655,7 +781,7 @@ class LyceumProvider:
         written: list[Path] = []
         root = dest.resolve()
         for obj in storage.list(prefix):
-            rel = obj["Key"][len(prefix):]
+            rel = obj["Key"][len(prefix) :]
             target = (dest / rel).resolve()
             if not rel or rel.endswith("/") or not str(target).startswith(str(root) + "/"):
                 continue
@@ -670,53 +796,103 @@ class LyceumProvider:
         settings = LyceumSettings.model_validate(ctx.settings)
         api = settings.resolved_base_url()
         spec = request.instance
-        profile = (spec.instance_type or (f"<cheapest profile with a {spec.gpu}>" if spec.gpu else None)
-                   if spec else None) or settings.default_instance_type
+        profile = (
+            spec.instance_type or (f"<cheapest profile with a {spec.gpu}>" if spec.gpu else None) if spec else None
+        ) or settings.default_instance_type
         image = spec.image if spec else None
         job = request.job
         calls: list[PlannedCall] = []
         for step in request.steps:
             if step == "create":
-                calls.append(PlannedCall(step=step, api=api, operation="GET /machine-types",
-                                         params={"validate": profile}))
-                calls.append(PlannedCall(step=step, api="local", operation="record reservation lyc-<id>",
-                                         params={"hardware_profile": profile, "billed": "only while executions run"}))
+                calls.append(
+                    PlannedCall(step=step, api=api, operation="GET /machine-types", params={"validate": profile})
+                )
+                calls.append(
+                    PlannedCall(
+                        step=step,
+                        api="local",
+                        operation="record reservation lyc-<id>",
+                        params={"hardware_profile": profile, "billed": "only while executions run"},
+                    )
+                )
             elif step == "sync":
-                calls.append(PlannedCall(step=step, api="local", operation="stage project for import_files",
-                                         params={"files": request.project_files, "bytes": request.project_bytes,
-                                                 "limit_bytes": settings.max_request_bytes}))
+                calls.append(
+                    PlannedCall(
+                        step=step,
+                        api="local",
+                        operation="stage project for import_files",
+                        params={
+                            "files": request.project_files,
+                            "bytes": request.project_bytes,
+                            "limit_bytes": settings.max_request_bytes,
+                        },
+                    )
+                )
             elif step == "train" and job is not None:
                 timeout = math.ceil(job.timeout or settings.default_timeout)
                 if spec and spec.max_runtime:
                     timeout = min(timeout, math.ceil(spec.max_runtime))
                 if job.resume_dir:
                     calls.append(PlannedCall(step=step, api=api, operation="POST /storage/credentials"))
-                    calls.append(PlannedCall(step=step, api="s3", operation="PutObject",
-                                             params={"from": str(job.resume_dir),
-                                                     "to": f"{settings.storage_prefix}/{job.job_id}/"}))
-                params: dict[str, Any] = {"execution_type": profile, "timeout": timeout, "script": job.script,
-                                          "args": job.args, "run_name": f"runctl {job.job_id}",
-                                          "labels": ["runctl", f"runctl:job={job.job_id}"],
-                                          "checkpoint_dir": f"{settings.storage_mount}/{settings.storage_prefix}/"
-                                                            f"{job.job_id} (mirrored)"}
+                    calls.append(
+                        PlannedCall(
+                            step=step,
+                            api="s3",
+                            operation="PutObject",
+                            params={"from": str(job.resume_dir), "to": f"{settings.storage_prefix}/{job.job_id}/"},
+                        )
+                    )
+                params: dict[str, Any] = {
+                    "execution_type": profile,
+                    "timeout": timeout,
+                    "script": job.script,
+                    "args": job.args,
+                    "run_name": f"runctl {job.job_id}",
+                    "labels": ["runctl", f"runctl:job={job.job_id}"],
+                    "checkpoint_dir": f"{settings.storage_mount}/{settings.storage_prefix}/{job.job_id} (mirrored)",
+                }
                 if image:
-                    calls.append(PlannedCall(step=step, api=api, operation="POST /execution/image/start",
-                                             params={"docker_image_ref": image, **params}, paid=True))
+                    calls.append(
+                        PlannedCall(
+                            step=step,
+                            api=api,
+                            operation="POST /execution/image/start",
+                            params={"docker_image_ref": image, **params},
+                            paid=True,
+                        )
+                    )
                 else:
-                    calls.append(PlannedCall(step=step, api=api, operation="POST /execution/streaming/start",
-                                             params={"file_name": BOOTSTRAP_NAME, "import_files": "<project files>",
-                                                     **params}, paid=True))
+                    calls.append(
+                        PlannedCall(
+                            step=step,
+                            api=api,
+                            operation="POST /execution/streaming/start",
+                            params={"file_name": BOOTSTRAP_NAME, "import_files": "<project files>", **params},
+                            paid=True,
+                        )
+                    )
             elif step == "wait":
                 calls.append(PlannedCall(step=step, api=api, operation="GET /execution/streaming/{id}/status"))
                 calls.append(PlannedCall(step=step, api=api, operation="POST {streaming_url} (server-sent events)"))
             elif step == "collect":
                 calls.append(PlannedCall(step=step, api=api, operation="POST /storage/credentials"))
-                calls.append(PlannedCall(step=step, api="s3", operation="ListObjectsV2 + GetObject",
-                                         params={"prefix": f"{settings.storage_prefix}/"
-                                                           f"{job.job_id if job else '<job>'}/"}))
+                calls.append(
+                    PlannedCall(
+                        step=step,
+                        api="s3",
+                        operation="ListObjectsV2 + GetObject",
+                        params={"prefix": f"{settings.storage_prefix}/{job.job_id if job else '<job>'}/"},
+                    )
+                )
             elif step == "terminate":
-                calls.append(PlannedCall(step=step, api=api, operation="POST /workloads/abort/{id}",
-                                         params={"then_if_refused": "POST /workloads/stop/{id}"}))
+                calls.append(
+                    PlannedCall(
+                        step=step,
+                        api=api,
+                        operation="POST /workloads/abort/{id}",
+                        params={"then_if_refused": "POST /workloads/stop/{id}"},
+                    )
+                )
             else:
                 calls.append(PlannedCall(step=step, api=api, operation=step))
         return calls

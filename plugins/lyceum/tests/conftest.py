@@ -13,17 +13,21 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from standin import StandIn, free_port  # noqa: E402
+from standin import StandIn, free_port
 
-from runctl_core.models import ProviderContext  # noqa: E402
-from runctl_core.plugins import Provider, load_provider  # noqa: E402
-from runctl_core.retry import RetryPolicy  # noqa: E402
+from runctl_core.models import ProviderContext
+from runctl_core.plugins import Provider, load_provider
+from runctl_core.retry import RetryPolicy
 
 API_KEY = "lk_test_S3cr3tK3yValue0123456789abcdef"
 
 # never reach a real cloud or the instance metadata service, whatever the environment says
-for _name, _value in {"AWS_EC2_METADATA_DISABLED": "true", "AWS_ACCESS_KEY_ID": "testing",
-                      "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+for _name, _value in {
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}.items():
     os.environ[_name] = _value
 for _name in ("LYCEUM_API_KEY", "LYCEUM_ORG", "LYCEUM_API_BASE_URL", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
     os.environ.pop(_name, None)
@@ -45,8 +49,13 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture
 def standin(tmp_path: Path, s3_endpoint: str) -> Iterator[StandIn]:
     bucket = f"lyceum-{uuid.uuid4().hex[:12]}"
-    stand = StandIn(api_key=API_KEY, work_dir=tmp_path / "standin", mount_dir=tmp_path / "mnt-s3",
-                    s3_endpoint=s3_endpoint, bucket=bucket)
+    stand = StandIn(
+        api_key=API_KEY,
+        work_dir=tmp_path / "standin",
+        mount_dir=tmp_path / "mnt-s3",
+        s3_endpoint=s3_endpoint,
+        bucket=bucket,
+    )
     stand.s3().create_bucket(Bucket=bucket)
     stand.start()
     try:
@@ -61,8 +70,13 @@ def lyceum_settings(standin: StandIn, monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setenv("LYCEUM_API_KEY", API_KEY)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     return {
-        "base_url": standin.url, "storage_mount": str(standin.mount_dir), "poll_interval": 0.05,
-        "retry_base_delay": 0.01, "checkpoint_sync_interval": 0.2, "grace_period": 1.0, "stream_timeout": 5.0,
+        "base_url": standin.url,
+        "storage_mount": str(standin.mount_dir),
+        "poll_interval": 0.05,
+        "retry_base_delay": 0.01,
+        "checkpoint_sync_interval": 0.2,
+        "grace_period": 1.0,
+        "stream_timeout": 5.0,
         "stream_reconnects": 3,
     }
 
@@ -71,8 +85,9 @@ def lyceum_settings(standin: StandIn, monkeypatch: pytest.MonkeyPatch, tmp_path:
 def make_provider(tmp_path: Path) -> Any:
     def make(settings: dict[str, Any], owner: str = "tester") -> Provider:
         home = tmp_path / "runctl-home"
-        ctx = ProviderContext(provider="lyceum", state_dir=home / "providers" / "lyceum", settings=settings,
-                              owner=owner)
+        ctx = ProviderContext(
+            provider="lyceum", state_dir=home / "providers" / "lyceum", settings=settings, owner=owner
+        )
         ctx.state_dir.mkdir(parents=True, exist_ok=True)
         return load_provider("lyceum", ctx, RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05))
 

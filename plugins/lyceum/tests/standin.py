@@ -10,9 +10,9 @@ Storage: the account's bucket lives in a moto S3 server; executions see it as a 
 stand-in keeps in step with the bucket the way an s3fs mount does (bucket -> directory before each execution,
 directory -> bucket while it runs and before it is reported ended).
 
-Faults: ``fail(method, path_regex, status, times, ...)`` answers matching requests with an error; ``system_failure_next``
-ends the next execution after its first output as ``failed_system``; ``drop_stream_after`` cuts the first stream
-connection of an execution after that many events.
+Faults: ``fail(method, path_regex, status, times, ...)`` answers matching requests with an error;
+``system_failure_next`` ends the next execution after its first output as ``failed_system``;
+``drop_stream_after`` cuts the first stream connection of an execution after that many events.
 """
 
 from __future__ import annotations
@@ -122,16 +122,32 @@ class Execution:
 
 
 class StandIn:
-    def __init__(self, *, api_key: str, work_dir: Path, mount_dir: Path, s3_endpoint: str, bucket: str,
-                 machine_types: dict[str, float] | None = None, available: list[str] | None = None,
-                 max_body: int = 50 * 2**20, graceful_timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        work_dir: Path,
+        mount_dir: Path,
+        s3_endpoint: str,
+        bucket: str,
+        machine_types: dict[str, float] | None = None,
+        available: list[str] | None = None,
+        max_body: int = 50 * 2**20,
+        graceful_timeout: float = 2.0,
+    ) -> None:
         self.api_key = api_key
         self.work_dir = work_dir
         self.mount_dir = mount_dir
         self.s3_endpoint = s3_endpoint
         self.bucket = bucket
-        self.machine_types = machine_types or {"cpu": 0.1, "gpu.t4": 0.3, "gpu.l40s": 1.29, "gpu.a100": 2.49,
-                                               "gpu.a100.80gb": 2.99, "gpu.h100": 3.99}
+        self.machine_types = machine_types or {
+            "cpu": 0.1,
+            "gpu.t4": 0.3,
+            "gpu.l40s": 1.29,
+            "gpu.a100": 2.49,
+            "gpu.a100.80gb": 2.99,
+            "gpu.h100": 3.99,
+        }
         self.available = available if available is not None else []
         self.max_body = max_body
         self.graceful_timeout = graceful_timeout
@@ -158,8 +174,17 @@ class StandIn:
     def url(self) -> str:
         return self.root + PREFIX
 
-    def fail(self, method: str, path: str, status: int, *, times: int = 1, detail: Any = "injected fault",
-             headers: dict[str, str] | None = None, echo_auth: bool = False) -> None:
+    def fail(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        *,
+        times: int = 1,
+        detail: Any = "injected fault",
+        headers: dict[str, str] | None = None,
+        echo_auth: bool = False,
+    ) -> None:
         self.faults.append(Fault(method, re.compile(path), status, times, detail, headers or {}, echo_auth))
 
     def start(self) -> None:
@@ -202,8 +227,13 @@ class StandIn:
     def s3(self) -> Any:
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.s3_endpoint, aws_access_key_id="testing",
-                            aws_secret_access_key="testing", region_name="us-east-1")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
 
     def sync_from_bucket(self) -> None:
         with self._sync_lock:
@@ -277,8 +307,15 @@ class StandIn:
         self.sync_from_bucket()
         system_failure = self.system_failure_next
         self.system_failure_next = False
-        ex.proc = subprocess.Popen(command, cwd=sandbox, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        ex.proc = subprocess.Popen(
+            command,
+            cwd=sandbox,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         ex.job_start = _now()
         ex.started_mono = time.monotonic()
         self._set(ex, "running")
@@ -309,7 +346,8 @@ class StandIn:
         ex.return_code = rc if rc >= 0 else 128 - rc
         ex.job_end = _now()
         status = {"abort": "aborted", "stop": "completed", "timeout": "timeout", "system": "failed_system"}.get(
-            ex.ended_by or "", "completed" if rc == 0 else "failed_user")
+            ex.ended_by or "", "completed" if rc == 0 else "failed_user"
+        )
         if ex.ended_by in ("abort", "system"):
             ex.return_code = None
         self._set(ex, status)
@@ -335,17 +373,25 @@ class StandIn:
             end = datetime.fromisoformat(ex.job_end) if ex.job_end else datetime.now(timezone.utc)
             duration = (end - datetime.fromisoformat(ex.job_start)).total_seconds()
         return {
-            "execution_id": ex.id, "status": ex.status, "file_name": ex.body.get("file_name"),
-            "hardware_profile": ex.hardware_profile, "execution_type": ex.kind, "return_code": ex.return_code,
+            "execution_id": ex.id,
+            "status": ex.status,
+            "file_name": ex.body.get("file_name"),
+            "hardware_profile": ex.hardware_profile,
+            "execution_type": ex.kind,
+            "return_code": ex.return_code,
             "billed": round(self.machine_types.get(ex.hardware_profile, 0) * duration / 3600, 6),
-            "created_at": ex.created_at, "job_start": ex.job_start, "job_end": ex.job_end,
-            "system_errors": ex.system_errors, "run_name": ex.body.get("run_name"),
-            "labels": ex.body.get("labels"), "metadata": ex.body.get("metadata"),
+            "created_at": ex.created_at,
+            "job_start": ex.job_start,
+            "job_end": ex.job_end,
+            "system_errors": ex.system_errors,
+            "run_name": ex.body.get("run_name"),
+            "labels": ex.body.get("labels"),
+            "metadata": ex.body.get("metadata"),
         }
 
     # -------------------------------------------------------------------------------- the app
 
-    def _build(self) -> FastAPI:  # noqa: C901 - one place for the whole API surface
+    def _build(self) -> FastAPI:
         app = FastAPI()
         standin = self
 
@@ -383,13 +429,19 @@ class StandIn:
             with standin._lock:
                 standin.executions[ex.id] = ex
             standin._launch(ex)
-            return {"execution_id": ex.id, "status": "pending",
-                    "streaming_url": f"{standin.root}/stream/{ex.id}?token={ex.token}"}
+            return {
+                "execution_id": ex.id,
+                "status": "pending",
+                "streaming_url": f"{standin.root}/stream/{ex.id}?token={ex.token}",
+            }
 
         @app.get(PREFIX + "/machine-types", dependencies=auth)
         def machine_types() -> dict[str, Any]:
-            return {"machine_types": [{"hardware_profile": k, "price_per_hour": v}
-                                      for k, v in standin.machine_types.items()]}
+            return {
+                "machine_types": [
+                    {"hardware_profile": k, "price_per_hour": v} for k, v in standin.machine_types.items()
+                ]
+            }
 
         @app.get(PREFIX + "/user/quotas/available-hardware", dependencies=auth)
         def available() -> dict[str, Any]:
@@ -397,8 +449,13 @@ class StandIn:
 
         @app.get(PREFIX + "/user/org", dependencies=auth)
         def org() -> dict[str, Any]:
-            return {"org_id": "org-1", "slug": "standin-org", "name": "Stand-in", "is_personal": True,
-                    "is_key_scoped": False}
+            return {
+                "org_id": "org-1",
+                "slug": "standin-org",
+                "name": "Stand-in",
+                "is_personal": True,
+                "is_key_scoped": False,
+            }
 
         @app.post(PREFIX + "/execution/streaming/start", dependencies=auth)
         def start_python(body: StreamingStart) -> dict[str, Any]:
@@ -410,19 +467,36 @@ class StandIn:
                 except ValueError:
                     ok = False
                 if not ok:
-                    raise HTTPException(status_code=422, detail=[{
-                        "type": "value_error", "loc": ["body", "import_files"],
-                        "msg": "Value error, import_files must be a JSON object of path -> content",
-                        "input": body.import_files[:100]}])
-            ex = Execution(id=str(uuid.uuid4()), kind="python", body=body.model_dump(),
-                           hardware_profile=body.execution_type, token=uuid.uuid4().hex)
+                    raise HTTPException(
+                        status_code=422,
+                        detail=[
+                            {
+                                "type": "value_error",
+                                "loc": ["body", "import_files"],
+                                "msg": "Value error, import_files must be a JSON object of path -> content",
+                                "input": body.import_files[:100],
+                            }
+                        ],
+                    )
+            ex = Execution(
+                id=str(uuid.uuid4()),
+                kind="python",
+                body=body.model_dump(),
+                hardware_profile=body.execution_type,
+                token=uuid.uuid4().hex,
+            )
             return started(ex)
 
         @app.post(PREFIX + "/execution/image/start", dependencies=auth)
         def start_image(body: ImageStart) -> dict[str, Any]:
             check_profile(body.execution_type)
-            ex = Execution(id=str(uuid.uuid4()), kind="image", body=body.model_dump(),
-                           hardware_profile=body.execution_type, token=uuid.uuid4().hex)
+            ex = Execution(
+                id=str(uuid.uuid4()),
+                kind="image",
+                body=body.model_dump(),
+                hardware_profile=body.execution_type,
+                token=uuid.uuid4().hex,
+            )
             return started(ex)
 
         @app.get(PREFIX + "/execution/streaming/{execution_id}/status", dependencies=auth)
@@ -463,13 +537,20 @@ class StandIn:
         def workloads() -> list[dict[str, Any]]:
             return [
                 {k: v for k, v in standin._record(ex).items() if k not in ("system_errors",)}
-                for ex in standin.executions.values() if ex.status not in TERMINAL
+                for ex in standin.executions.values()
+                if ex.status not in TERMINAL
             ]
 
         @app.post(PREFIX + "/storage/credentials", dependencies=auth)
         def credentials() -> dict[str, Any]:
-            return {"access_key": "testing", "secret_key": "testing", "session_token": "standin-session",
-                    "endpoint": standin.s3_endpoint, "bucket_name": standin.bucket, "region": "us-east-1"}
+            return {
+                "access_key": "testing",
+                "secret_key": "testing",
+                "session_token": "standin-session",
+                "endpoint": standin.s3_endpoint,
+                "bucket_name": standin.bucket,
+                "region": "us-east-1",
+            }
 
         @app.api_route("/stream/{execution_id}", methods=["GET", "POST"])
         def stream(execution_id: str, token: str = "") -> Any:

@@ -51,8 +51,14 @@ def project(tmp_path: Path, lyceum_settings: dict[str, Any], monkeypatch: pytest
 
 
 def cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
-    proc = subprocess.run([RUNCTL, "--provider", "lyceum", *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [RUNCTL, "--provider", "lyceum", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
     assert API_KEY not in proc.stdout and API_KEY not in proc.stderr
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
@@ -95,9 +101,26 @@ def test_failing_script_exits_1_with_the_end_of_its_log(project: Path, standin: 
 
 
 def test_ctrl_c_aborts_the_execution_and_exits_130(project: Path, standin: StandIn) -> None:
-    proc = subprocess.Popen([RUNCTL, "--provider", "lyceum", "-o", "json", "run", "examples/train.py", "--",
-                             "--epochs", "200", "--sleep", "0.3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            RUNCTL,
+            "--provider",
+            "lyceum",
+            "-o",
+            "json",
+            "run",
+            "examples/train.py",
+            "--",
+            "--epochs",
+            "200",
+            "--sleep",
+            "0.3",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -122,8 +145,9 @@ def test_ctrl_c_aborts_the_execution_and_exits_130(project: Path, standin: Stand
 def test_resume_from_an_earlier_job(project: Path, standin: StandIn) -> None:
     first = cli("-o", "json", "run", "examples/train.py", "--", "--epochs", "2")
     assert first.code == 0, first.err
-    resumed = cli("-o", "json", "run", "examples/train.py", "--resume-from", first.json()["job"]["job_id"], "--",
-                  "--epochs", "4")
+    resumed = cli(
+        "-o", "json", "run", "examples/train.py", "--resume-from", first.json()["job"]["job_id"], "--", "--epochs", "4"
+    )
     assert resumed.code == 0, resumed.err
     execution = list(standin.executions.values())[-1]
     assert "resumed from ckpt-0002.json (epoch 2)" in "".join(execution.output)
@@ -132,8 +156,9 @@ def test_resume_from_an_earlier_job(project: Path, standin: StandIn) -> None:
 
 
 def test_dry_run_needs_no_key_and_calls_nothing(project: Path, standin: StandIn) -> None:
-    result = cli("-o", "json", "run", "examples/train.py", "--dry-run", "--", "--epochs", "2",
-                 env={"LYCEUM_API_KEY": ""})
+    result = cli(
+        "-o", "json", "run", "examples/train.py", "--dry-run", "--", "--epochs", "2", env={"LYCEUM_API_KEY": ""}
+    )
     assert result.code == 0, result.err
     assert "/execution/streaming/start" in result.out
     assert standin.requests == []
