@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import getpass
 import os
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from runctl_core.durations import parse_duration
@@ -31,7 +31,7 @@ def _default_owner() -> str:
 class RunSettings(BaseModel):
     """Defaults for ``runctl run`` and ``runctl create`` (each overridable by a flag)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     spot: bool = False
     on_demand_fallback: Literal["ask", "always", "never"] = "ask"
@@ -52,7 +52,7 @@ class RunSettings(BaseModel):
 
 
 class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     default_provider: str = "local"
     owner: str = Field(default_factory=_default_owner)
@@ -148,7 +148,7 @@ def load_config(explicit: Path | None = None) -> LoadedConfig:
             Config.model_validate(data)
         except ValidationError as exc:
             raise describe_validation_error(exc, str(path)) from None
-        for name in (data.get("providers") or {}):
+        for name in data.get("providers") or {}:
             provider_sources[name] = path
         merged = _merge(merged, data)
     try:

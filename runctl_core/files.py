@@ -15,8 +15,21 @@ from runctl_core.models import Project, ProjectFile
 IGNORE_FILES = (".gitignore", ".runctlignore")
 # Never worth sending: VCS data, virtualenvs, caches. A .runctlignore line "!name" cannot bring these back.
 ALWAYS_EXCLUDED_DIRS = frozenset(
-    {".git", ".hg", ".svn", ".venv", "venv", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache",
-     "node_modules", ".tox", ".nox", ".runctl"}
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".venv",
+        "venv",
+        "__pycache__",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        "node_modules",
+        ".tox",
+        ".nox",
+        ".runctl",
+    }
 )
 
 
@@ -44,8 +57,10 @@ def scan_project(root: Path) -> Project:
             if candidate.is_file():
                 specs.append((rel_base, _load_spec(candidate)))
         dirs[:] = sorted(
-            d for d in dirs
-            if d not in ALWAYS_EXCLUDED_DIRS and not _ignored(specs, rel_base + d + "/")
+            d
+            for d in dirs
+            if d not in ALWAYS_EXCLUDED_DIRS
+            and not _ignored(specs, rel_base + d + "/")
             and not (base_path / d).is_symlink()
         )
         for name in sorted(names):
@@ -63,7 +78,7 @@ def _ignored(specs: list[tuple[str, object]], rel: str) -> bool:
     for prefix, spec in specs:
         if prefix and not rel.startswith(prefix):
             continue
-        result = spec.check_file(rel[len(prefix):])  # type: ignore[attr-defined]
+        result = spec.check_file(rel[len(prefix) :])  # type: ignore[attr-defined]
         if result.include is not None:  # this file says something about rel: last word wins
             ignored = bool(result.include)
     return ignored

@@ -20,7 +20,7 @@ def utcnow() -> datetime:
 class Record(BaseModel):
     """Base for all records: strict about unknown fields so typos in plugins fail loudly."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 # --------------------------------------------------------------------------------------------- states
@@ -90,7 +90,7 @@ class Capabilities(Record):
 class ProviderContext(Record):
     """Passed to every hook: where the provider may keep files, its config section, and who the user is."""
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, defer_build=True)
 
     provider: str
     state_dir: Path  # private directory under RUNCTL_HOME for this provider (keys, caches)

@@ -97,7 +97,9 @@ def _load_plugin_object(name: str) -> object:
     from stevedore.exception import NoMatches
 
     try:
-        manager = DriverManager(ENTRY_POINT_GROUP, name, invoke_on_load=False, on_load_failure_callback=_raise)
+        manager: DriverManager = DriverManager(
+            ENTRY_POINT_GROUP, name, invoke_on_load=False, on_load_failure_callback=_raise
+        )
     except NoMatches:
         names = ", ".join(info.name for info in installed_providers()) or "none"
         raise PluginError(
@@ -188,10 +190,7 @@ class Provider:
                     "this is a bug in the provider plugin; run with -v for the traceback and report it",
                 ) from exc
 
-        if retry:
-            result = call_with_retries(once, self._retry, on_retry=self._note_retry)
-        else:
-            result = once()
+        result = call_with_retries(once, self._retry, on_retry=self._note_retry) if retry else once()
         if not _matches(result, expected):
             raise PluginError(
                 f"provider {self.name!r} returned {type(result).__name__} from {hook}, expected {_name(expected)}",

@@ -16,7 +16,9 @@ MASK = "****"
 
 
 def _secret_values() -> list[str]:
-    values = {v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8 and not k.startswith("RUNCTL_")}
+    values = {
+        v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8 and not k.startswith("RUNCTL_")
+    }
     return sorted(values, key=len, reverse=True)
 
 

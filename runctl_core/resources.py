@@ -18,7 +18,7 @@ import os
 from datetime import datetime, timezone
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from runctl_core.errors import RunctlError
 from runctl_core.models import Instance, InstanceState
@@ -28,6 +28,8 @@ REMOVABLE = ("orphan", "abandoned", "finished")
 
 
 class Resource(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     provider: str
     id: str
     state: str
@@ -41,6 +43,8 @@ class Resource(BaseModel):
 
 
 class Reconciliation(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     resources: list[Resource]
     notes: list[str]  # providers that could not be asked, and why
 
@@ -102,31 +106,43 @@ def reconcile(session: Session, providers: list[str]) -> Reconciliation:
             if instance.tags.get("runctl:owner", owner) != owner:
                 continue  # another person's: never shown as ours, never touched
             seen.add(instance.id)
-            row = journal.get(instance.id)
+            known = journal.get(instance.id)
             if not instance.state.alive:
-                if row is not None and row.ended_at is None:
+                if known is not None and known.ended_at is None:
                     store.save_instance(instance)
                 continue
-            found.append(_classify(session, instance, row))
+            found.append(_classify(session, instance, known))
         for row in journal.values():  # journal says alive, provider does not list it: it is gone
             if row.ended_at is None and row.instance.id not in seen and provider.has("list_instances"):
-                store.save_instance(row.instance.model_copy(update={"state": InstanceState.TERMINATED,
-                                                                    "message": "no longer at the provider"}))
+                store.save_instance(
+                    row.instance.model_copy(
+                        update={"state": InstanceState.TERMINATED, "message": "no longer at the provider"}
+                    )
+                )
         for intent in store.pending_intents():
             if intent.provider == name and not _pid_alive(intent.pid) and provider.has("list_instances"):
-                matched = [r for r in found if r.id in {i.id for i in remote if i.tags.get("runctl:intent") == intent.id}]
-                store.finish_intent(intent.id, resource_id=matched[0].id if matched else None,
-                                    error=None if matched else "its process died before the provider answered")
+                matched = [
+                    r for r in found if r.id in {i.id for i in remote if i.tags.get("runctl:intent") == intent.id}
+                ]
+                store.finish_intent(
+                    intent.id,
+                    resource_id=matched[0].id if matched else None,
+                    error=None if matched else "its process died before the provider answered",
+                )
     return Reconciliation(resources=found, notes=notes)
 
 
 def _classify(session: Session, instance: Instance, row: Any) -> Resource:
     store = session.store
     base = {
-        "provider": instance.provider, "id": instance.id, "state": instance.state.value,
+        "provider": instance.provider,
+        "id": instance.id,
+        "state": instance.state.value,
         "job_id": instance.tags.get("runctl:job") or (row.job_id if row else None),
-        "owner": instance.tags.get("runctl:owner"), "created_at": instance.created_at or (row.created_at if row else None),
-        "hourly_price": instance.hourly_price, "in_journal": row is not None,
+        "owner": instance.tags.get("runctl:owner"),
+        "created_at": instance.created_at or (row.created_at if row else None),
+        "hourly_price": instance.hourly_price,
+        "in_journal": row is not None,
     }
     if row is None:
         return Resource(**base, kind="orphan", reason="alive at the provider, not in runctl's journal")
@@ -139,7 +155,9 @@ def _classify(session: Session, instance: Instance, row: Any) -> Resource:
         return Resource(**base, kind="kept", reason="created to be kept (runctl create / --keep / --detach)")
     intent = store.intent(row.intent_id) if row.intent_id else None
     if intent is not None and intent.pid != os.getpid() and not _pid_alive(intent.pid):
-        return Resource(**base, kind="abandoned", reason=f"the runctl process that created it (pid {intent.pid}) is gone")
+        return Resource(
+            **base, kind="abandoned", reason=f"the runctl process that created it (pid {intent.pid}) is gone"
+        )
     job = store.job(row.job_id) if row.job_id else None
     if job is not None and job.state.terminal:
         return Resource(**base, kind="finished", reason=f"its job {job.id} has ended ({job.state.value})")

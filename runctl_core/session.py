@@ -53,7 +53,10 @@ class Session:
 
     def provider_name(self, explicit: str | None = None) -> str:
         return (
-            explicit or self.options.provider or os.environ.get("RUNCTL_PROVIDER") or self.loaded.config.default_provider
+            explicit
+            or self.options.provider
+            or os.environ.get("RUNCTL_PROVIDER")
+            or self.loaded.config.default_provider
         )
 
     def context(self, name: str, settings: dict[str, object] | None = None) -> ProviderContext:
@@ -62,7 +65,10 @@ class Session:
         state_dir = self.home / "providers" / name
         state_dir.mkdir(parents=True, exist_ok=True)
         return ProviderContext(
-            provider=name, state_dir=state_dir, settings=dict(settings or {}), owner=self.loaded.config.owner,
+            provider=name,
+            state_dir=state_dir,
+            settings=dict(settings or {}),
+            owner=self.loaded.config.owner,
             interactive=sys.stdin.isatty() and sys.stderr.isatty() and self.options.output == "text",
             progress=self.progress,
         )

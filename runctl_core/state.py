@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from runctl_core.models import Instance, JobSpec, JobState, JobStatus
 
@@ -97,6 +97,8 @@ def _now() -> str:
 
 
 class InstanceRow(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     instance: Instance
     job_id: str | None = None
     intent_id: str | None = None
@@ -116,6 +118,8 @@ class InstanceRow(BaseModel):
 
 
 class JobRow(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     id: str
     provider: str
     instance_id: str | None
@@ -133,6 +137,8 @@ class JobRow(BaseModel):
 
 
 class IntentRow(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     id: str
     provider: str
     kind: str
@@ -191,14 +197,27 @@ class Store:
 
     # ------------------------------------------------------------------------------------ journal
 
-    def event(self, kind: str, *, provider: str | None = None, job_id: str | None = None,
-              instance_id: str | None = None, **data: Any) -> None:
+    def event(
+        self,
+        kind: str,
+        *,
+        provider: str | None = None,
+        job_id: str | None = None,
+        instance_id: str | None = None,
+        **data: Any,
+    ) -> None:
         with self.transaction() as cur:
             self._event(cur, kind, provider, job_id, instance_id, data)
 
     @staticmethod
-    def _event(cur: sqlite3.Cursor, kind: str, provider: str | None, job_id: str | None,
-               instance_id: str | None, data: dict[str, Any]) -> None:
+    def _event(
+        cur: sqlite3.Cursor,
+        kind: str,
+        provider: str | None,
+        job_id: str | None,
+        instance_id: str | None,
+        data: dict[str, Any],
+    ) -> None:
         cur.execute(
             "INSERT INTO events(at, kind, provider, job_id, instance_id, data) VALUES (?,?,?,?,?,?)",
             (_now(), kind, provider, job_id, instance_id, json.dumps(data, default=str)),
@@ -217,8 +236,17 @@ class Store:
             cur.execute(
                 "INSERT INTO intents(id, provider, kind, job_id, status, pid, spec, created_at, updated_at)"
                 " VALUES (?,?,?,?,?,?,?,?,?)",
-                (intent_id, provider, kind, job_id, "pending", os.getpid(), json.dumps(spec, default=str),
-                 _now(), _now()),
+                (
+                    intent_id,
+                    provider,
+                    kind,
+                    job_id,
+                    "pending",
+                    os.getpid(),
+                    json.dumps(spec, default=str),
+                    _now(),
+                    _now(),
+                ),
             )
             self._event(cur, f"intent.{kind}", provider, job_id, None, {"intent": intent_id})
         return intent_id
@@ -245,8 +273,9 @@ class Store:
 
     # ------------------------------------------------------------------------------------ instances
 
-    def save_instance(self, instance: Instance, *, job_id: str | None = None, intent_id: str | None = None,
-                      keep: bool | None = None) -> None:
+    def save_instance(
+        self, instance: Instance, *, job_id: str | None = None, intent_id: str | None = None, keep: bool | None = None
+    ) -> None:
         """Insert or update an instance record (its state, price and details as the provider last said)."""
         ended = _now() if not instance.state.alive else None
         record = instance.model_dump_json()
@@ -259,22 +288,47 @@ class Store:
                 cur.execute(
                     "INSERT INTO instances(provider, id, state, job_id, intent_id, hourly_price, created_at, ended_at,"
                     " keep, record) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (instance.provider, instance.id, instance.state.value, job_id, intent_id, instance.hourly_price,
-                     created, ended, int(bool(keep)), record),
+                    (
+                        instance.provider,
+                        instance.id,
+                        instance.state.value,
+                        job_id,
+                        intent_id,
+                        instance.hourly_price,
+                        created,
+                        ended,
+                        int(bool(keep)),
+                        record,
+                    ),
                 )
-                self._event(cur, "instance.created", instance.provider, job_id, instance.id,
-                            {"state": instance.state.value, "hourly_price": instance.hourly_price})
+                self._event(
+                    cur,
+                    "instance.created",
+                    instance.provider,
+                    job_id,
+                    instance.id,
+                    {"state": instance.state.value, "hourly_price": instance.hourly_price},
+                )
             else:
                 cur.execute(
                     "UPDATE instances SET state = ?, record = ?, hourly_price = COALESCE(?, hourly_price),"
                     " ended_at = COALESCE(ended_at, ?), job_id = COALESCE(?, job_id),"
                     " keep = COALESCE(?, keep) WHERE provider = ? AND id = ?",
-                    (instance.state.value, record, instance.hourly_price, ended, job_id,
-                     None if keep is None else int(keep), instance.provider, instance.id),
+                    (
+                        instance.state.value,
+                        record,
+                        instance.hourly_price,
+                        ended,
+                        job_id,
+                        None if keep is None else int(keep),
+                        instance.provider,
+                        instance.id,
+                    ),
                 )
                 if ended and existing["ended_at"] is None:
-                    self._event(cur, "instance.ended", instance.provider, job_id, instance.id,
-                                {"state": instance.state.value})
+                    self._event(
+                        cur, "instance.ended", instance.provider, job_id, instance.id, {"state": instance.state.value}
+                    )
 
     def instance(self, instance_id: str, provider: str | None = None) -> InstanceRow | None:
         query = "SELECT * FROM instances WHERE id = ?" + (" AND provider = ?" if provider else "")
@@ -296,9 +350,12 @@ class Store:
     def _instance(row: sqlite3.Row) -> InstanceRow:
         instance = Instance.model_validate_json(row["record"])
         return InstanceRow(
-            instance=instance, job_id=row["job_id"], intent_id=row["intent_id"],
+            instance=instance,
+            job_id=row["job_id"],
+            intent_id=row["intent_id"],
             created_at=datetime.fromisoformat(row["created_at"]),
-            ended_at=datetime.fromisoformat(row["ended_at"]) if row["ended_at"] else None, keep=bool(row["keep"]),
+            ended_at=datetime.fromisoformat(row["ended_at"]) if row["ended_at"] else None,
+            keep=bool(row["keep"]),
         )
 
     # ------------------------------------------------------------------------------------ jobs
@@ -309,26 +366,51 @@ class Store:
             if self._conn.execute("SELECT 1 FROM jobs WHERE id = ?", (candidate,)).fetchone() is None:
                 return candidate
 
-    def create_job(self, spec: JobSpec, provider: str, *, parent_id: str | None = None, attempt: int = 1,
-                   keep: bool = False) -> None:
+    def create_job(
+        self, spec: JobSpec, provider: str, *, parent_id: str | None = None, attempt: int = 1, keep: bool = False
+    ) -> None:
         with self.transaction() as cur:
             cur.execute(
                 "INSERT INTO jobs(id, provider, state, script, spec, parent_id, attempt, keep, created_at)"
                 " VALUES (?,?,?,?,?,?,?,?,?)",
-                (spec.job_id, provider, JobState.PENDING.value, spec.script, spec.model_dump_json(), parent_id,
-                 attempt, int(keep), _now()),
+                (
+                    spec.job_id,
+                    provider,
+                    JobState.PENDING.value,
+                    spec.script,
+                    spec.model_dump_json(),
+                    parent_id,
+                    attempt,
+                    int(keep),
+                    _now(),
+                ),
             )
-            self._event(cur, "job.created", provider, spec.job_id, None,
-                        {"script": spec.script, "attempt": attempt, "parent": parent_id})
+            self._event(
+                cur,
+                "job.created",
+                provider,
+                spec.job_id,
+                None,
+                {"script": spec.script, "attempt": attempt, "parent": parent_id},
+            )
 
-    def update_job(self, job_id: str, *, instance_id: str | None = None, status: JobStatus | None = None,
-                   state: JobState | None = None, message: str | None = None, outputs_dir: str | None = None) -> None:
+    def update_job(
+        self,
+        job_id: str,
+        *,
+        instance_id: str | None = None,
+        status: JobStatus | None = None,
+        state: JobState | None = None,
+        message: str | None = None,
+        outputs_dir: str | None = None,
+    ) -> None:
         with self.transaction() as cur:
             row = cur.execute("SELECT state, provider FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 return
             new_state = status.state if status else state
-            sets, params = [], []
+            sets: list[str] = []
+            params: list[object] = []
             if instance_id is not None:
                 sets.append("instance_id = ?")
                 params.append(instance_id)
@@ -353,15 +435,22 @@ class Store:
                 return
             cur.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*params, job_id))
             if new_state is not None and new_state.value != row["state"] and not JobState(row["state"]).terminal:
-                self._event(cur, f"job.{new_state.value}", row["provider"], job_id, instance_id,
-                            {"exit_code": status.exit_code if status else None})
+                self._event(
+                    cur,
+                    f"job.{new_state.value}",
+                    row["provider"],
+                    job_id,
+                    instance_id,
+                    {"exit_code": status.exit_code if status else None},
+                )
 
     def job(self, job_id: str) -> JobRow | None:
         row = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return self._job(row) if row else None
 
-    def jobs(self, *, active_only: bool = False, instance_id: str | None = None,
-             since: datetime | None = None) -> list[JobRow]:
+    def jobs(
+        self, *, active_only: bool = False, instance_id: str | None = None, since: datetime | None = None
+    ) -> list[JobRow]:
         clauses, params = [], []
         if active_only:
             clauses.append("state IN ('pending', 'running')")
@@ -378,12 +467,20 @@ class Store:
     @staticmethod
     def _job(row: sqlite3.Row) -> JobRow:
         return JobRow(
-            id=row["id"], provider=row["provider"], instance_id=row["instance_id"], state=JobState(row["state"]),
-            exit_code=row["exit_code"], spec=JobSpec.model_validate_json(row["spec"]),
+            id=row["id"],
+            provider=row["provider"],
+            instance_id=row["instance_id"],
+            state=JobState(row["state"]),
+            exit_code=row["exit_code"],
+            spec=JobSpec.model_validate_json(row["spec"]),
             status=JobStatus.model_validate_json(row["status"]) if row["status"] else None,
-            parent_id=row["parent_id"], attempt=row["attempt"], keep=bool(row["keep"]),
-            outputs_dir=row["outputs_dir"], created_at=datetime.fromisoformat(row["created_at"]),
-            ended_at=datetime.fromisoformat(row["ended_at"]) if row["ended_at"] else None, message=row["message"],
+            parent_id=row["parent_id"],
+            attempt=row["attempt"],
+            keep=bool(row["keep"]),
+            outputs_dir=row["outputs_dir"],
+            created_at=datetime.fromisoformat(row["created_at"]),
+            ended_at=datetime.fromisoformat(row["ended_at"]) if row["ended_at"] else None,
+            message=row["message"],
         )
 
     def instances_for_job(self, job_id: str) -> list[InstanceRow]:

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from runctl_core.errors import (
     CapabilityError,
@@ -50,6 +50,8 @@ LogSink = Callable[[str], None]
 
 
 class InstanceRequest(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     """What the user asked for on the command line (flags over config defaults)."""
 
     instance_type: str | None = None
@@ -66,6 +68,8 @@ class InstanceRequest(BaseModel):
 
 
 class RunRequest(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     script: str
     args: list[str] = Field(default_factory=list)
     project_root: Path
@@ -81,6 +85,8 @@ class RunRequest(BaseModel):
 
 
 class Attempt(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     job_id: str
     instance_id: str | None
     state: str
@@ -90,6 +96,8 @@ class Attempt(BaseModel):
 
 
 class RunResult(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     job: dict[str, Any]
     instance: dict[str, Any] | None
     checkpoints: list[str] = Field(default_factory=list)
@@ -130,14 +138,23 @@ def check_credentials(provider: Provider) -> None:
 def estimate(provider: Provider, request: InstanceRequest) -> Offer | None:
     """The offer matching the request, for the price shown before anything is spent (None when unknown)."""
     try:
-        offers = provider.price(PriceQuery(gpu=request.gpu, instance_type=request.instance_type,
-                                           gpu_count=request.gpu_count if request.gpu else None, region=request.region))
+        offers = provider.price(
+            PriceQuery(
+                gpu=request.gpu,
+                instance_type=request.instance_type,
+                gpu_count=request.gpu_count if request.gpu else None,
+                region=request.region,
+            )
+        )
     except RunctlError:
         return None
     if not offers:
         return None
-    key = (lambda o: o.spot_hourly if o.spot_hourly is not None else float("inf")) if request.spot else (
-        lambda o: o.on_demand_hourly if o.on_demand_hourly is not None else float("inf"))
+    key = (
+        (lambda o: o.spot_hourly if o.spot_hourly is not None else float("inf"))
+        if request.spot
+        else (lambda o: o.on_demand_hourly if o.on_demand_hourly is not None else float("inf"))
+    )
     return min(offers, key=key)
 
 
@@ -158,15 +175,18 @@ def describe_estimate(offer: Offer | None, request: InstanceRequest) -> str:
 # ------------------------------------------------------------------------------------------------ steps
 
 
-def create_instance(session: Session, provider: Provider, request: InstanceRequest, *, job_id: str | None,
-                    keep: bool) -> Instance:
+def create_instance(
+    session: Session, provider: Provider, request: InstanceRequest, *, job_id: str | None, keep: bool
+) -> Instance:
     """Journal the intent, create, record the instance. The caller cleans up on failure."""
     store = session.store
     spec_fields = request.model_dump(exclude={"wait_timeout"})
     intent_id = store.begin_intent(provider.name, "create", job_id, spec_fields)
     caps = provider.capabilities()
     spec = InstanceSpec(
-        intent_id=intent_id, job_id=job_id, owner=session.loaded.config.owner,
+        intent_id=intent_id,
+        job_id=job_id,
+        owner=session.loaded.config.owner,
         **{**spec_fields, "max_runtime": request.max_runtime if caps.max_runtime.supported else None},
     )
     session.progress.update(f"creating a {provider.name} instance")
@@ -213,8 +233,14 @@ def wait_ready(session: Session, provider: Provider, instance: Instance, timeout
 def sync_project(session: Session, provider: Provider, instance: Instance, project: Project) -> SyncResult:
     session.progress.update(f"syncing {len(project.files)} files ({project.total_bytes} bytes) to {instance.id}")
     result = provider.sync(instance, project)
-    session.store.event("sync", provider=provider.name, instance_id=instance.id, files_sent=result.files_sent,
-                        bytes_sent=result.bytes_sent, files_total=result.files_total)
+    session.store.event(
+        "sync",
+        provider=provider.name,
+        instance_id=instance.id,
+        files_sent=result.files_sent,
+        bytes_sent=result.bytes_sent,
+        files_total=result.files_total,
+    )
     return result
 
 
@@ -225,8 +251,16 @@ def start_job(session: Session, provider: Provider, instance: Instance, spec: Jo
     return status
 
 
-def wait_job(session: Session, provider: Provider, instance: Instance, status: JobStatus, *,
-             sink: LogSink | None, offset: int = 0, timeout: float | None = None) -> tuple[JobStatus, int]:
+def wait_job(
+    session: Session,
+    provider: Provider,
+    instance: Instance,
+    status: JobStatus,
+    *,
+    sink: LogSink | None,
+    offset: int = 0,
+    timeout: float | None = None,
+) -> tuple[JobStatus, int]:
     """Poll until the job ends, sending new log text to ``sink`` (by byte offset: no repeats, no gaps)."""
     caps = provider.capabilities()
     delay = caps.poll_interval
@@ -239,19 +273,24 @@ def wait_job(session: Session, provider: Provider, instance: Instance, status: J
         session.store.update_job(current.job_id, status=current)
         got_output = False
         if follow:
-            offset, got_output = _drain_logs(provider, instance, current, offset, sink, until_complete=current.state.terminal)
+            offset, got_output = _drain_logs(
+                provider, instance, current, offset, sink, until_complete=current.state.terminal
+            )
         if current.state.terminal:
             return current, offset
         if deadline is not None and time.monotonic() >= deadline:
-            raise WaitTimeout(f"job {current.job_id} still {current.state.value} after {timeout:.0f}s",
-                              f"it keeps running; follow it with: runctl logs {current.job_id} --follow")
+            raise WaitTimeout(
+                f"job {current.job_id} still {current.state.value} after {timeout:.0f}s",
+                f"it keeps running; follow it with: runctl logs {current.job_id} --follow",
+            )
         session.progress.update(f"job {current.job_id} {current.state.value} on {instance.id}")
-        delay = caps.poll_interval if got_output else min(delay * 1.3, max(caps.poll_interval * 5, 0.25))
+        delay = caps.poll_interval if got_output else min(delay * 1.3, caps.poll_interval * 5, 10.0)
         time.sleep(delay)
 
 
-def _drain_logs(provider: Provider, instance: Instance, job: JobStatus, offset: int, sink: LogSink | None,
-                until_complete: bool) -> tuple[int, bool]:
+def _drain_logs(
+    provider: Provider, instance: Instance, job: JobStatus, offset: int, sink: LogSink | None, until_complete: bool
+) -> tuple[int, bool]:
     got = False
     for _ in range(10_000):
         chunk = provider.logs(instance, job, offset)
@@ -262,13 +301,14 @@ def _drain_logs(provider: Provider, instance: Instance, job: JobStatus, offset: 
             got = True
         moved = chunk.next_offset > offset
         offset = chunk.next_offset
-        if chunk.complete or not moved or not until_complete and not chunk.data:
+        if chunk.complete or not moved or (not until_complete and not chunk.data):
             break
     return offset, got
 
 
-def collect_outputs(session: Session, provider: Provider, instance: Instance, status: JobStatus,
-                    dest: Path) -> Collected | None:
+def collect_outputs(
+    session: Session, provider: Provider, instance: Instance, status: JobStatus, dest: Path
+) -> Collected | None:
     session.progress.update(f"collecting checkpoints of {status.job_id}")
     collected = provider.collect(instance, status, dest)
     if collected is not None:
@@ -294,8 +334,9 @@ def cleanup_intent(session: Session, provider: Provider, intent_id: str) -> list
         if instance.tags.get("runctl:intent") == intent_id and instance.state.alive:
             session.store.save_instance(instance, intent_id=intent_id)
             ended.append(terminate_instance(session, provider, instance))
-    session.store.finish_intent(intent_id, resource_id=ended[0].id if ended else None,
-                                error=None if ended else "nothing was created")
+    session.store.finish_intent(
+        intent_id, resource_id=ended[0].id if ended else None, error=None if ended else "nothing was created"
+    )
     return ended
 
 
@@ -311,14 +352,25 @@ def tail(text: str, lines: int = 20) -> str:
 
 
 def plan_run(provider: Provider, request: RunRequest, project: Project) -> list[PlannedCall]:
-    spec = InstanceSpec(intent_id="intent-<new>", job_id="job-<new>", owner="<owner>",
-                        **request.instance.model_dump(exclude={"wait_timeout"}))
+    spec = InstanceSpec(
+        intent_id="intent-<new>",
+        job_id="job-<new>",
+        owner="<owner>",
+        **request.instance.model_dump(exclude={"wait_timeout"}),
+    )
     job = JobSpec(job_id="job-<new>", script=request.script, args=request.args, timeout=request.timeout)
     steps = ["create", "wait", "sync", "train"] + ([] if request.detach else ["wait", "collect"])
     if not request.keep and not request.detach:
         steps.append("terminate")
-    return provider.plan(PlanRequest(steps=list(dict.fromkeys(steps)), instance=spec, job=job,
-                                     project_files=len(project.files), project_bytes=project.total_bytes))
+    return provider.plan(
+        PlanRequest(
+            steps=list(dict.fromkeys(steps)),
+            instance=spec,
+            job=job,
+            project_files=len(project.files),
+            project_bytes=project.total_bytes,
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------------------ project
@@ -369,8 +421,9 @@ def execute_run(session: Session, provider: Provider, request: RunRequest, *, si
     max_attempts = 1 + (request.max_restarts if request.recover else 0)
     result: RunResult | None = None
     for number in range(1, max_attempts + 1):
-        result = _run_attempt(session, provider, request, root, script, project, number, parent, resume_dir,
-                              attempts, sink)
+        result = _run_attempt(
+            session, provider, request, root, script, project, number, parent, resume_dir, attempts, sink
+        )
         last = attempts[-1]
         if last.state != JobState.INTERRUPTED.value or number == max_attempts or request.detach:
             break
@@ -391,8 +444,9 @@ def execute_run(session: Session, provider: Provider, request: RunRequest, *, si
         if state == JobState.INTERRUPTED.value:
             hint = f"rerun with --recover, or: runctl run ... --resume-from {result.job['job_id']}"
         shown_tail = f"\n{result.log_tail}" if result.log_tail and sink is None else ""  # else already streamed
-        raise JobFailed(f"job {result.job['job_id']} {what}{shown_tail}",
-                        hint, details={"result": result.model_dump(mode="json")})
+        raise JobFailed(
+            f"job {result.job['job_id']} {what}{shown_tail}", hint, details={"result": result.model_dump(mode="json")}
+        )
     return result
 
 
@@ -407,18 +461,37 @@ def _resume_dir(session: Session, job_id: str) -> Path:
         raise UsageError(f"no job {job_id} in runctl's records", "list jobs with: runctl status")
     directory = Path(row.outputs_dir) if row.outputs_dir else outputs_dir_for(session, job_id, None)
     if not directory.is_dir() or not any(directory.iterdir()):
-        raise UsageError(f"job {job_id} has no collected checkpoints in {directory}",
-                         f"see what it has with: runctl checkpoint list {job_id}")
+        raise UsageError(
+            f"job {job_id} has no collected checkpoints in {directory}",
+            f"see what it has with: runctl checkpoint list {job_id}",
+        )
     return directory
 
 
-def _run_attempt(session: Session, provider: Provider, request: RunRequest, root: Path, script: str,
-                 project: Project, number: int, parent: str | None, resume_dir: Path | None,
-                 attempts: list[Attempt], sink: LogSink | None) -> RunResult:
+def _run_attempt(
+    session: Session,
+    provider: Provider,
+    request: RunRequest,
+    root: Path,
+    script: str,
+    project: Project,
+    number: int,
+    parent: str | None,
+    resume_dir: Path | None,
+    attempts: list[Attempt],
+    sink: LogSink | None,
+) -> RunResult:
     store = session.store
     job_id = store.new_job_id()
-    spec = JobSpec(job_id=job_id, script=script, args=request.args, env=request.env, timeout=request.timeout,
-                   resume_dir=resume_dir, terminate_on_exit=request.detach and not request.keep)
+    spec = JobSpec(
+        job_id=job_id,
+        script=script,
+        args=request.args,
+        env=request.env,
+        timeout=request.timeout,
+        resume_dir=resume_dir,
+        terminate_on_exit=request.detach and not request.keep,
+    )
     store.create_job(spec, provider.name, parent_id=parent, attempt=number, keep=request.keep)
     run = RunState()
     log_parts: list[str] = []
@@ -430,8 +503,9 @@ def _run_attempt(session: Session, provider: Provider, request: RunRequest, root
 
     finished = False
     try:
-        run.instance = create_instance(session, provider, request.instance, job_id=job_id,
-                                       keep=request.keep or request.detach)
+        run.instance = create_instance(
+            session, provider, request.instance, job_id=job_id, keep=request.keep or request.detach
+        )
         session.progress.step(f"created {provider.name} instance {run.instance.id}")
         run.instance = wait_ready(session, provider, run.instance, request.instance.wait_timeout)
         synced = sync_project(session, provider, run.instance, project)
@@ -440,10 +514,16 @@ def _run_attempt(session: Session, provider: Provider, request: RunRequest, root
         session.progress.step(f"started job {job_id}: {script} {' '.join(request.args)}".rstrip())
         if request.detach:
             finished = True
-            attempts.append(Attempt(job_id=job_id, instance_id=run.instance.id, state=run.status.state.value,
-                                    exit_code=None, cost=None))
-            return RunResult(job=_job_doc(store, job_id), instance=run.instance.model_dump(mode="json"),
-                             hourly_price=run.instance.hourly_price)
+            attempts.append(
+                Attempt(
+                    job_id=job_id, instance_id=run.instance.id, state=run.status.state.value, exit_code=None, cost=None
+                )
+            )
+            return RunResult(
+                job=_job_doc(store, job_id),
+                instance=run.instance.model_dump(mode="json"),
+                hourly_price=run.instance.hourly_price,
+            )
         session.progress.pause()
         run.status, _ = wait_job(session, provider, run.instance, run.status, sink=capture, timeout=None)
         dest = outputs_dir_for(session, job_id, request.outputs_dir)
@@ -454,18 +534,31 @@ def _run_attempt(session: Session, provider: Provider, request: RunRequest, root
         finished = True
         row = store.instance(run.instance.id, provider.name)
         cost = row.cost() if row else None
-        attempts.append(Attempt(job_id=job_id, instance_id=run.instance.id, state=run.status.state.value,
-                                exit_code=run.status.exit_code, cost=cost, message=run.status.message))
+        attempts.append(
+            Attempt(
+                job_id=job_id,
+                instance_id=run.instance.id,
+                state=run.status.state.value,
+                exit_code=run.status.exit_code,
+                cost=cost,
+                message=run.status.message,
+            )
+        )
         return RunResult(
-            job=_job_doc(store, job_id), instance=run.instance.model_dump(mode="json"), checkpoints=checkpoints,
-            outputs_dir=str(dest) if collected else None, hourly_price=run.instance.hourly_price,
+            job=_job_doc(store, job_id),
+            instance=run.instance.model_dump(mode="json"),
+            checkpoints=checkpoints,
+            outputs_dir=str(dest) if collected else None,
+            hourly_price=run.instance.hourly_price,
             log_tail=tail("".join(log_parts)) if run.status.state is not JobState.SUCCEEDED else "",
         )
     except KeyboardInterrupt:
         _cleanup(session, provider, run, job_id, keep=request.keep, reason="interrupted (Ctrl-C)")
         raise Interrupted(
             f"run {job_id} interrupted" + ("" if request.keep else "; what it created has been terminated"),
-            "nothing is left running" if not request.keep else f"the instance was kept: runctl terminate {run.instance.id if run.instance else ''}",
+            "nothing is left running"
+            if not request.keep
+            else f"the instance was kept: runctl terminate {run.instance.id if run.instance else ''}",
         ) from None
     except BaseException as exc:
         if not finished:
@@ -500,10 +593,18 @@ def _job_doc(store: Any, job_id: str) -> dict[str, Any]:
     if row is None:  # pragma: no cover
         return {"job_id": job_id}
     return {
-        "job_id": row.id, "provider": row.provider, "instance_id": row.instance_id, "state": row.state.value,
-        "exit_code": row.exit_code, "script": row.spec.script, "args": row.spec.args, "attempt": row.attempt,
-        "parent_id": row.parent_id, "created_at": row.created_at.isoformat(),
-        "ended_at": row.ended_at.isoformat() if row.ended_at else None, "message": row.message,
+        "job_id": row.id,
+        "provider": row.provider,
+        "instance_id": row.instance_id,
+        "state": row.state.value,
+        "exit_code": row.exit_code,
+        "script": row.spec.script,
+        "args": row.spec.args,
+        "attempt": row.attempt,
+        "parent_id": row.parent_id,
+        "created_at": row.created_at.isoformat(),
+        "ended_at": row.ended_at.isoformat() if row.ended_at else None,
+        "message": row.message,
     }
 
 

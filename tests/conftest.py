@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from runctl_core.testing.cli import runctl_executable
+
 REPO = Path(__file__).resolve().parents[1]
-RUNCTL = str(Path(sys.executable).with_name("runctl"))
+RUNCTL = runctl_executable()
 
 
 @dataclass
@@ -45,7 +47,7 @@ def project(tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> Path
     root = tmp_path / "project"
     (root / "examples").mkdir(parents=True)
     shutil.copy(REPO / "examples" / "train.py", root / "examples" / "train.py")
-    (root / ".runctl.toml").write_text('[providers.local]\nuse_uv = false\ngrace_period = 2.0\n')
+    (root / ".runctl.toml").write_text("[providers.local]\nuse_uv = false\ngrace_period = 2.0\n")
     monkeypatch.chdir(root)
     return root
 
@@ -55,8 +57,14 @@ def cli(home: Path) -> Any:
     """Run runctl as a subprocess (the real console script) in the current directory."""
 
     def run(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
-        proc = subprocess.run([RUNCTL, *args], capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [RUNCTL, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
+        )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     return run

@@ -9,7 +9,9 @@ import click
 import pytest
 
 from runctl_core.cli.main import COMMANDS, LazyGroup, cli
-from tests.conftest import RUNCTL
+from runctl_core.testing.cli import runctl_executable
+
+RUNCTL = runctl_executable()
 
 
 def _all_commands() -> list[tuple[str, click.Command]]:
@@ -66,3 +68,11 @@ def test_version(cli) -> None:  # type: ignore[no-untyped-def]
 
 def test_console_script_exists() -> None:
     assert subprocess.run([RUNCTL, "--help"], capture_output=True).returncode == 0
+
+
+def test_hook_reference_is_up_to_date() -> None:
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "docs" / "gen_hook_reference.py"
+    result = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -56,7 +56,17 @@ def test_secrets_never_printed(cli, project: Path) -> None:
     secret = "rpa_SUPERSECRET1234567890"
     result = cli("run", "missing.py", "--env", f"X={secret}", env={"RUNPOD_API_KEY": secret})
     assert secret not in result.out + result.err
-    result = cli("-o", "json", "run", "examples/train.py", "--env", f"X={secret}", "--", "--epochs", "1",
-                 env={"MY_TOKEN": "tok_abcdefghijkl"})
+    result = cli(
+        "-o",
+        "json",
+        "run",
+        "examples/train.py",
+        "--env",
+        f"X={secret}",
+        "--",
+        "--epochs",
+        "1",
+        env={"MY_TOKEN": "tok_abcdefghijkl"},
+    )
     assert result.code == 0
     assert secret not in result.out + result.err

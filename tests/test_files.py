@@ -13,13 +13,24 @@ def _tree(root: Path, files: dict[str, str]) -> None:
 
 
 def test_ignore_files_nested_and_negated(tmp_path: Path) -> None:
-    _tree(tmp_path, {
-        ".gitignore": "*.log\ndata/\n!keep.log\n",
-        ".runctlignore": "secrets.env\n",
-        "train.py": "x", "run.log": "x", "keep.log": "x", "secrets.env": "x",
-        "data/big.bin": "x", "src/mod.py": "x", "src/.gitignore": "generated.py\n", "src/generated.py": "x",
-        ".git/config": "x", ".venv/bin/python": "x", "__pycache__/a.pyc": "x",
-    })
+    _tree(
+        tmp_path,
+        {
+            ".gitignore": "*.log\ndata/\n!keep.log\n",
+            ".runctlignore": "secrets.env\n",
+            "train.py": "x",
+            "run.log": "x",
+            "keep.log": "x",
+            "secrets.env": "x",
+            "data/big.bin": "x",
+            "src/mod.py": "x",
+            "src/.gitignore": "generated.py\n",
+            "src/generated.py": "x",
+            ".git/config": "x",
+            ".venv/bin/python": "x",
+            "__pycache__/a.pyc": "x",
+        },
+    )
     names = {f.path for f in scan_project(tmp_path).files}
     assert names == {".gitignore", ".runctlignore", "train.py", "keep.log", "src/mod.py", "src/.gitignore"}
 

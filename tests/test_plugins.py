@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RUNCTL
+from runctl_core.testing.cli import runctl_executable
 
-GOOD = '''
+RUNCTL = runctl_executable()
+
+GOOD = """
 from runctl_core.hookspecs import hookimpl
 from runctl_core.models import Instance, InstanceState, JobStatus, JobState, StatusReport, SyncResult, Offer
 
@@ -36,9 +38,9 @@ class Provider:
     @hookimpl
     def price(self, query):
         return [Offer(provider="fake", instance_type="fake.small", on_demand_hourly=0.5)]
-'''
+"""
 
-MISSING_TRAIN = '''
+MISSING_TRAIN = """
 from runctl_core.hookspecs import hookimpl
 
 class Provider:
@@ -52,7 +54,7 @@ class Provider:
     def terminate(self, instance): ...
     @hookimpl
     def price(self, query): ...
-'''
+"""
 
 
 def _install(site: Path, dist: str, name: str, module: str, source: str) -> None:

@@ -40,8 +40,12 @@ def test_gives_up_with_count_and_does_not_retry_other_errors() -> None:
 def test_redact(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LYCEUM_API_KEY", "lk_live_1234567890abcdef")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
-    text = ("key lk_live_1234567890abcdef secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY id AKIAIOSFODNN7EXAMPLE "
-            "Authorization: Bearer abcdefghijklmnop")
+    text = (
+        "key lk_live_1234567890abcdef secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY id AKIAIOSFODNN7EXAMPLE "
+        "Authorization: Bearer abcdefghijklmnop"
+    )
     out = redact(text)
-    assert "lk_live" not in out and "wJalr" not in out and "AKIAIOSFODNN7EXAMPLE" not in out and "abcdefghijkl" not in out
+    assert (
+        "lk_live" not in out and "wJalr" not in out and "AKIAIOSFODNN7EXAMPLE" not in out and "abcdefghijkl" not in out
+    )
     assert out.count("****") == 4

@@ -9,7 +9,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.conftest import RUNCTL
+from runctl_core.testing.cli import runctl_executable
+
+RUNCTL = runctl_executable()
 
 
 def _pids_alive(pids: list[int]) -> list[int]:
@@ -63,8 +65,9 @@ def test_failing_script_exits_1_with_log_tail(cli, project: Path) -> None:
 
 def test_resume_from_previous_job_gives_same_result_as_uninterrupted(cli, project: Path) -> None:
     first = cli("-o", "json", "run", "examples/train.py", "--", "--epochs", "2").json()
-    resumed = cli("-o", "json", "run", "examples/train.py", "--resume-from", first["job"]["job_id"], "--",
-                  "--epochs", "4").json()
+    resumed = cli(
+        "-o", "json", "run", "examples/train.py", "--resume-from", first["job"]["job_id"], "--", "--epochs", "4"
+    ).json()
     straight = cli("-o", "json", "run", "examples/train.py", "--", "--epochs", "4").json()
     a = json.loads(Path(resumed["outputs_dir"], "metrics.json").read_text())
     b = json.loads(Path(straight["outputs_dir"], "metrics.json").read_text())
@@ -72,8 +75,13 @@ def test_resume_from_previous_job_gives_same_result_as_uninterrupted(cli, projec
 
 
 def test_ctrl_c_terminates_and_leaves_no_process(home: Path, project: Path) -> None:
-    proc = subprocess.Popen([RUNCTL, "-o", "json", "run", "examples/train.py", "--", "--epochs", "100", "--sleep", "0.5"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+    proc = subprocess.Popen(
+        [RUNCTL, "-o", "json", "run", "examples/train.py", "--", "--epochs", "100", "--sleep", "0.5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ,
+    )
     job_json = None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and job_json is None:
@@ -84,7 +92,7 @@ def test_ctrl_c_terminates_and_leaves_no_process(home: Path, project: Path) -> N
     assert job_json is not None, "the job never started"
     record = json.loads(job_json.read_text())
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert json.loads(err.strip().splitlines()[-1])["error"]["code"] == "interrupted"
     assert _pids_alive([record["pid"], record["supervisor_pid"]]) == []
@@ -151,18 +159,23 @@ def test_dry_run_needs_nothing_and_creates_nothing(cli, project: Path, home: Pat
     result = cli("-o", "json", "run", "examples/train.py", "--dry-run", "--", "--epochs", "2")
     assert result.code == 0, result.err
     doc = result.json()
-    assert doc["dry_run"] and [c["step"] for c in doc["calls"]][0] == "create"
+    assert doc["dry_run"] and next(c["step"] for c in doc["calls"]) == "create"
     assert not list(home.glob("providers/local/instances/*"))
 
 
 def test_kill_9_then_cleanup_leaves_nothing(cli, home: Path, project: Path) -> None:
-    proc = subprocess.Popen([RUNCTL, "run", "examples/train.py", "--", "--epochs", "100", "--sleep", "0.5"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ)
+    proc = subprocess.Popen(
+        [RUNCTL, "run", "examples/train.py", "--", "--epochs", "100", "--sleep", "0.5"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ,
+    )
     deadline = time.monotonic() + 60
     records: list[Path] = []
     while time.monotonic() < deadline and not records:
-        records = [p for p in home.glob("providers/local/instances/*/jobs/*/job.json")
-                   if json.loads(p.read_text()).get("pid")]
+        records = [
+            p for p in home.glob("providers/local/instances/*/jobs/*/job.json") if json.loads(p.read_text()).get("pid")
+        ]
         time.sleep(0.05)
     proc.kill()
     proc.wait()

@@ -52,8 +52,9 @@ def test_instance_cost_from_rate_and_lifetime(home: Path) -> None:
 
     store = Store()
     start = datetime.now(timezone.utc) - timedelta(hours=2)
-    store.save_instance(Instance(id="i-1", provider="aws", state=InstanceState.RUNNING, hourly_price=0.5,
-                                 created_at=start))
+    store.save_instance(
+        Instance(id="i-1", provider="aws", state=InstanceState.RUNNING, hourly_price=0.5, created_at=start)
+    )
     row = store.instance("i-1")
     assert row is not None and abs((row.cost() or 0) - 1.0) < 0.01
     store.save_instance(Instance(id="i-1", provider="aws", state=InstanceState.TERMINATED, hourly_price=0.5))

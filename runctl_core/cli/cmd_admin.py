@@ -56,8 +56,12 @@ def terminate_cmd(ctx: click.Context, ident: str, yes: bool) -> None:
             instance = terminate_instance(session, provider, instance)
         store.update_job(ident, state=_cancelled(), message="terminated on request")
         session.progress.close()
-        emit(session, {"job_id": ident, "instance": instance.model_dump(mode="json")},
-             f"job {ident} stopped; instance {instance.id} {instance.state.value}", ident)
+        emit(
+            session,
+            {"job_id": ident, "instance": instance.model_dump(mode="json")},
+            f"job {ident} stopped; instance {instance.id} {instance.state.value}",
+            ident,
+        )
         return
     provider, instance = resolve_instance(session, ident)
     _confirm_or_require_yes(session, yes, f"terminate {provider.name} instance {instance.id}?")
@@ -79,8 +83,11 @@ def _cancelled() -> Any:
 
 @click.command(
     "price",
-    epilog=examples("runctl price --gpu A100", "runctl price --gpu 'RTX 4090' --gpu-count 2 --output json",
-                    "runctl --provider aws price --instance-type g5.xlarge --spot"),
+    epilog=examples(
+        "runctl price --gpu A100",
+        "runctl price --gpu 'RTX 4090' --gpu-count 2 --output json",
+        "runctl --provider aws price --instance-type g5.xlarge --spot",
+    ),
 )
 @click.option("--gpu", metavar="NAME", help="A GPU by name: A100, H100, L4, T4, 'RTX 4090'...")
 @click.option("--instance-type", "-t", metavar="TYPE", help="A provider machine type, e.g. g5.xlarge.")
@@ -89,8 +96,14 @@ def _cancelled() -> Any:
 @click.option("--region", metavar="REGION", help="Region, where the provider has them.")
 @common
 @click.pass_context
-def price_cmd(ctx: click.Context, gpu: str | None, instance_type: str | None, gpu_count: int | None,
-              spot: bool | None, region: str | None) -> None:
+def price_cmd(
+    ctx: click.Context,
+    gpu: str | None,
+    instance_type: str | None,
+    gpu_count: int | None,
+    spot: bool | None,
+    region: str | None,
+) -> None:
     """Prices, side by side, from every installed provider (or only --provider): offer, GPUs, on-demand
     and spot $/h, availability - cheapest first. Providers without credentials are listed with the reason."""
     from runctl_core.errors import RunctlError
@@ -125,15 +138,32 @@ def price_cmd(ctx: click.Context, gpu: str | None, instance_type: str | None, gp
 
     def text() -> None:
         if offers:
-            table(None, ["PROVIDER", "OFFER", "GPU", "ON-DEMAND $/H", "SPOT $/H", "AVAILABILITY", "REGION"],
-                  [[o.provider, o.instance_type, f"{o.gpu} x{o.gpu_count}" if o.gpu else "-",
-                    money(o.on_demand_hourly), money(o.spot_hourly), o.availability, o.region or "-"]
-                   for o in offers])()
+            table(
+                None,
+                ["PROVIDER", "OFFER", "GPU", "ON-DEMAND $/H", "SPOT $/H", "AVAILABILITY", "REGION"],
+                [
+                    [
+                        o.provider,
+                        o.instance_type,
+                        f"{o.gpu} x{o.gpu_count}" if o.gpu else "-",
+                        money(o.on_demand_hourly),
+                        money(o.spot_hourly),
+                        o.availability,
+                        o.region or "-",
+                    ]
+                    for o in offers
+                ],
+            )()
         else:
-            click.echo("no offers match" + (f" --gpu {gpu}" if gpu else "") +
-                       (f" --instance-type {instance_type}" if instance_type else ""))
+            click.echo(
+                "no offers match"
+                + (f" --gpu {gpu}" if gpu else "")
+                + (f" --instance-type {instance_type}" if instance_type else "")
+            )
         for skip in skipped:
-            click.echo(f"{skip['provider']}: not asked - {skip['reason']}" + (f" ({skip['hint']})" if skip["hint"] else ""))
+            click.echo(
+                f"{skip['provider']}: not asked - {skip['reason']}" + (f" ({skip['hint']})" if skip["hint"] else "")
+            )
 
     emit(session, doc, text)
 
@@ -154,15 +184,20 @@ def providers_cmd(ctx: click.Context, check: bool) -> None:
     session = session_of(ctx)
     rows = []
     for info in installed_providers():
-        entry: dict[str, Any] = {"name": info.name, "package": info.distribution, "version": info.version,
-                                 "entry_point": info.target}
+        entry: dict[str, Any] = {
+            "name": info.name,
+            "package": info.distribution,
+            "version": info.version,
+            "entry_point": info.target,
+        }
         if info.blocked:
             entry.update(credentials="-", status=info.blocked)
         else:
             try:
                 creds = session.provider(info.name).check_credentials(probe=check)
-                entry.update(credentials=creds.model_dump(mode="json"),
-                             status=("ok" if creds.found else "no credentials"))
+                entry.update(
+                    credentials=creds.model_dump(mode="json"), status=("ok" if creds.found else "no credentials")
+                )
             except RunctlError as exc:
                 entry.update(credentials=None, status=f"error: {exc.message}", hint=exc.hint)
         rows.append(entry)
@@ -176,21 +211,36 @@ def providers_cmd(ctx: click.Context, check: bool) -> None:
             return text + (f" as {creds['identity']}" if creds.get("identity") else "")
         return f"missing: {creds.get('hint') or creds.get('message')}"
 
-    emit(session, {"providers": rows}, table(None, ["PROVIDER", "PACKAGE", "VERSION", "CREDENTIALS"],
-                                             [[r["name"], r["package"], r["version"], cred_text(r)] for r in rows]))
+    emit(
+        session,
+        {"providers": rows},
+        table(
+            None,
+            ["PROVIDER", "PACKAGE", "VERSION", "CREDENTIALS"],
+            [[r["name"], r["package"], r["version"], cred_text(r)] for r in rows],
+        ),
+    )
 
 
 # ----------------------------------------------------------------------------------------------- resources
 
 
-@click.group("resources", epilog=examples("runctl resources list", "runctl resources cleanup --dry-run",
-                                          "runctl resources cleanup --yes --older-than 2h",
-                                          "runctl resources cost --since 7d"))
+@click.group(
+    "resources",
+    epilog=examples(
+        "runctl resources list",
+        "runctl resources cleanup --dry-run",
+        "runctl resources cleanup --yes --older-than 2h",
+        "runctl resources cost --since 7d",
+    ),
+)
 def resources_group() -> None:
     """Everything runctl created, across providers: reconcile, clean up, cost."""
 
 
-@resources_group.command("list", epilog=examples("runctl resources list", "runctl resources list --provider aws -o json"))
+@resources_group.command(
+    "list", epilog=examples("runctl resources list", "runctl resources list --provider aws -o json")
+)
 @common
 @click.pass_context
 def resources_list(ctx: click.Context) -> None:
@@ -203,9 +253,14 @@ def resources_list(ctx: click.Context) -> None:
 
     def text() -> None:
         if result.resources:
-            table(None, ["PROVIDER", "ID", "STATE", "KIND", "JOB", "$/H", "WHY"],
-                  [[r.provider, r.id, r.state, r.kind, r.job_id or "-", money(r.hourly_price), r.reason]
-                   for r in result.resources])()
+            table(
+                None,
+                ["PROVIDER", "ID", "STATE", "KIND", "JOB", "$/H", "WHY"],
+                [
+                    [r.provider, r.id, r.state, r.kind, r.job_id or "-", money(r.hourly_price), r.reason]
+                    for r in result.resources
+                ],
+            )()
         else:
             click.echo("nothing runctl created is running")
         for note in result.notes:
@@ -214,8 +269,9 @@ def resources_list(ctx: click.Context) -> None:
     emit(session, result, text)
 
 
-@resources_group.command("cleanup", epilog=examples("runctl resources cleanup --dry-run",
-                                                    "runctl resources cleanup --yes --older-than 2h"))
+@resources_group.command(
+    "cleanup", epilog=examples("runctl resources cleanup --dry-run", "runctl resources cleanup --yes --older-than 2h")
+)
 @click.option("--dry-run", is_flag=True, help="Show what would be terminated; do nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed in scripts).")
 @click.option("--older-than", metavar="DURATION", help="Only instances created at least this long ago (e.g. 2h).")
@@ -227,7 +283,8 @@ def resources_cleanup(ctx: click.Context, dry_run: bool, yes: bool, older_than: 
     another owner's."""
     from runctl_core.durations import parse_duration
     from runctl_core.errors import RunctlError
-    from runctl_core.resources import REMOVABLE, older_than as is_older, providers_in_scope, reconcile
+    from runctl_core.resources import REMOVABLE, providers_in_scope, reconcile
+    from runctl_core.resources import older_than as is_older
     from runctl_core.workflow import terminate_instance
 
     session = session_of(ctx)
@@ -245,8 +302,11 @@ def resources_cleanup(ctx: click.Context, dry_run: bool, yes: bool, older_than: 
             row = session.store.instance(resource.id, resource.provider)
             from runctl_core.models import Instance, InstanceState
 
-            instance = row.instance if row else Instance(id=resource.id, provider=resource.provider,
-                                                         state=InstanceState(resource.state))
+            instance = (
+                row.instance
+                if row
+                else Instance(id=resource.id, provider=resource.provider, state=InstanceState(resource.state))
+            )
             try:
                 final = terminate_instance(session, provider, instance)
                 done.append({"provider": resource.provider, "id": resource.id, "state": final.state.value})
@@ -301,12 +361,20 @@ def resources_cost(ctx: click.Context, since: str) -> None:
         if r.job_id:
             by_job[r.job_id] = by_job.get(r.job_id, 0.0) + cost
     total = sum(by_provider.values())
-    doc = {"since": start.isoformat(), "total": total, "by_provider": by_provider, "by_job": by_job,
-           "instances": len(rows), "instances_without_price": unknown}
+    doc = {
+        "since": start.isoformat(),
+        "total": total,
+        "by_provider": by_provider,
+        "by_job": by_job,
+        "instances": len(rows),
+        "instances_without_price": unknown,
+    }
 
     def text() -> None:
-        click.echo(f"{money(total, 2)} over {len(rows)} instances since {start:%Y-%m-%d %H:%M} UTC"
-                   + (f" ({unknown} without a known price)" if unknown else ""))
+        click.echo(
+            f"{money(total, 2)} over {len(rows)} instances since {start:%Y-%m-%d %H:%M} UTC"
+            + (f" ({unknown} without a known price)" if unknown else "")
+        )
         if by_provider:
             table(None, ["PROVIDER", "COST"], [[p, money(c)] for p, c in sorted(by_provider.items())])()
 
@@ -316,8 +384,16 @@ def resources_cost(ctx: click.Context, since: str) -> None:
 # ----------------------------------------------------------------------------------------------- config
 
 
-@click.group("config", epilog=examples("runctl config init", "runctl config show", "runctl config set run.spot true",
-                                       "runctl config set providers.aws.region eu-west-1", "runctl config validate"))
+@click.group(
+    "config",
+    epilog=examples(
+        "runctl config init",
+        "runctl config show",
+        "runctl config set run.spot true",
+        "runctl config set providers.aws.region eu-west-1",
+        "runctl config validate",
+    ),
+)
 def config_group() -> None:
     """Read, write and check runctl's configuration (.runctl.toml, then the user config file)."""
 
@@ -366,8 +442,14 @@ def config_show(ctx: click.Context, defaults: bool) -> None:
     emit(session, doc, header + tomli_w.dumps(printable))
 
 
-@config_group.command("set", epilog=examples("runctl config set run.spot true", "runctl config set run.max_runtime 6h",
-                                             "runctl config set providers.aws.bucket my-bucket --user"))
+@config_group.command(
+    "set",
+    epilog=examples(
+        "runctl config set run.spot true",
+        "runctl config set run.max_runtime 6h",
+        "runctl config set providers.aws.bucket my-bucket --user",
+    ),
+)
 @click.argument("key", metavar="KEY")
 @click.argument("value", metavar="VALUE")
 @click.option("--user", is_flag=True, help="Write the user config file instead of the project's .runctl.toml.")
@@ -394,9 +476,12 @@ def config_validate(ctx: click.Context) -> None:
     session = session_of(ctx)
     checked = _validate_providers(session)
     sources = [str(p) for p in session.loaded.sources]
-    emit(session, {"valid": True, "sources": sources, "providers_checked": checked},
-         f"configuration is valid ({', '.join(sources) or 'defaults only'}); providers checked: "
-         f"{', '.join(checked) or 'none configured'}")
+    emit(
+        session,
+        {"valid": True, "sources": sources, "providers_checked": checked},
+        f"configuration is valid ({', '.join(sources) or 'defaults only'}); providers checked: "
+        f"{', '.join(checked) or 'none configured'}",
+    )
 
 
 def _validate_providers(session: Session, only: str | None = None) -> list[str]:
@@ -405,6 +490,3 @@ def _validate_providers(session: Session, only: str | None = None) -> list[str]:
     for name in names:
         session.provider(name)  # loads the plugin and validates [providers.NAME] against its schema
     return names
-
-
-

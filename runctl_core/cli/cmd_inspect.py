@@ -32,8 +32,10 @@ def job_context(session: Session, row: JobRow) -> tuple[Any, Any, Any]:
     from runctl_core.models import JobStatus
 
     if row.instance_id is None:
-        raise UsageError(f"job {row.id} never started on an instance ({row.state.value}: {row.message})",
-                         "start a new run: runctl run SCRIPT")
+        raise UsageError(
+            f"job {row.id} never started on an instance ({row.state.value}: {row.message})",
+            "start a new run: runctl run SCRIPT",
+        )
     instance_row = session.store.instance(row.instance_id, row.provider)
     if instance_row is None:
         raise UsageError(f"runctl lost the record of instance {row.instance_id}", "runctl resources list")
@@ -64,8 +66,11 @@ def refresh_job(session: Session, row: JobRow) -> dict[str, Any]:
 
 @click.command(
     "status",
-    epilog=examples("runctl status                 # 3 instances running, $4.12/h, 2 jobs active",
-                    "runctl status job-7f3a9c --output json", "runctl status i-0abc123"),
+    epilog=examples(
+        "runctl status                 # 3 instances running, $4.12/h, 2 jobs active",
+        "runctl status job-7f3a9c --output json",
+        "runctl status i-0abc123",
+    ),
 )
 @click.argument("ident", metavar="[ID]", required=False)
 @click.option("--all", "show_all", is_flag=True, help="With no ID: list every instance and job, not only live ones.")
@@ -81,12 +86,14 @@ def status_cmd(ctx: click.Context, ident: str | None, show_all: bool) -> None:
         return
     if store.job(ident) is not None:
         doc = refresh_job(session, load_job(session, ident))
-        text = (f"job {doc['job_id']}: {doc['state']}"
-                + (f" (exit code {doc['exit_code']})" if doc["exit_code"] is not None else "")
-                + f" on {doc['provider']} instance {doc['instance_id']}"
-                + (f" [{doc['instance']['state']}]" if doc.get("instance") else "")
-                + (f", cost {money(doc['cost'])}" if doc.get("cost") is not None else "")
-                + (f"\n{doc['message']}" if doc["message"] else ""))
+        text = (
+            f"job {doc['job_id']}: {doc['state']}"
+            + (f" (exit code {doc['exit_code']})" if doc["exit_code"] is not None else "")
+            + f" on {doc['provider']} instance {doc['instance_id']}"
+            + (f" [{doc['instance']['state']}]" if doc.get("instance") else "")
+            + (f", cost {money(doc['cost'])}" if doc.get("cost") is not None else "")
+            + (f"\n{doc['message']}" if doc["message"] else "")
+        )
         emit(session, doc, text, doc["job_id"])
         return
     from runctl_core.cli.cmd_work import resolve_instance
@@ -96,9 +103,14 @@ def status_cmd(ctx: click.Context, ident: str | None, show_all: bool) -> None:
     store.save_instance(report.instance)
     row = store.instance(instance.id, provider.name)
     doc = {**report.instance.model_dump(mode="json"), "cost": row.cost() if row else None}
-    emit(session, doc, f"{instance.id} ({provider.name}): {report.instance.state.value}"
-         + (f" - {report.instance.message}" if report.instance.message else "")
-         + (f", {money(report.instance.hourly_price)}/h" if report.instance.hourly_price else ""), instance.id)
+    emit(
+        session,
+        doc,
+        f"{instance.id} ({provider.name}): {report.instance.state.value}"
+        + (f" - {report.instance.message}" if report.instance.message else "")
+        + (f", {money(report.instance.hourly_price)}/h" if report.instance.hourly_price else ""),
+        instance.id,
+    )
 
 
 def _summary(session: Session, show_all: bool) -> None:
@@ -108,33 +120,62 @@ def _summary(session: Session, show_all: bool) -> None:
     alive = [r for r in instances if r.ended_at is None]
     rate = sum(r.instance.hourly_price or 0.0 for r in alive)
     active = [j for j in jobs if not j.state.terminal]
-    line = (f"{len(alive)} instance{'s' if len(alive) != 1 else ''} running, ${rate:.2f}/h, "
-            f"{len(active)} job{'s' if len(active) != 1 else ''} active")
+    line = (
+        f"{len(alive)} instance{'s' if len(alive) != 1 else ''} running, ${rate:.2f}/h, "
+        f"{len(active)} job{'s' if len(active) != 1 else ''} active"
+    )
     doc = {
         "summary": {"instances_running": len(alive), "hourly_cost": rate, "jobs_active": len(active)},
         "instances": [{**r.instance.model_dump(mode="json"), "cost": r.cost(), "job_id": r.job_id} for r in instances],
-        "jobs": [{"job_id": j.id, "provider": j.provider, "instance_id": j.instance_id, "state": j.state.value,
-                  "exit_code": j.exit_code, "script": j.spec.script, "created_at": j.created_at.isoformat()}
-                 for j in jobs],
+        "jobs": [
+            {
+                "job_id": j.id,
+                "provider": j.provider,
+                "instance_id": j.instance_id,
+                "state": j.state.value,
+                "exit_code": j.exit_code,
+                "script": j.spec.script,
+                "created_at": j.created_at.isoformat(),
+            }
+            for j in jobs
+        ],
     }
 
     def text() -> None:
         click.echo(line)
         if show_all or session.options.verbose:
-            table("jobs", ["JOB", "PROVIDER", "INSTANCE", "STATE", "EXIT", "SCRIPT", "CREATED"],
-                  [[j.id, j.provider, j.instance_id, j.state.value, j.exit_code, j.spec.script,
-                    j.created_at.strftime("%Y-%m-%d %H:%M")] for j in jobs])()
+            table(
+                "jobs",
+                ["JOB", "PROVIDER", "INSTANCE", "STATE", "EXIT", "SCRIPT", "CREATED"],
+                [
+                    [
+                        j.id,
+                        j.provider,
+                        j.instance_id,
+                        j.state.value,
+                        j.exit_code,
+                        j.spec.script,
+                        j.created_at.strftime("%Y-%m-%d %H:%M"),
+                    ]
+                    for j in jobs
+                ],
+            )()
 
     emit(session, doc, text)
 
 
 @click.command(
     "logs",
-    epilog=examples("runctl logs job-7f3a9c", "runctl logs job-7f3a9c --follow",
-                    "runctl logs job-7f3a9c --follow --output json   # JSON Lines"),
+    epilog=examples(
+        "runctl logs job-7f3a9c",
+        "runctl logs job-7f3a9c --follow",
+        "runctl logs job-7f3a9c --follow --output json   # JSON Lines",
+    ),
 )
 @click.argument("job_id", metavar="JOB")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the job ends (exit code = the job's).")
+@click.option(
+    "--follow", "-f", is_flag=True, help="Keep printing new output until the job ends (exit code = the job's)."
+)
 @common
 @click.pass_context
 def logs_cmd(ctx: click.Context, job_id: str, follow: bool) -> None:
@@ -179,12 +220,24 @@ def logs_cmd(ctx: click.Context, job_id: str, follow: bool) -> None:
     final, offset = wait_job(session, provider, instance, status, sink=sink)
     refresh_job(session, session.store.job(job_id) or row)
     if as_json:
-        sys.stdout.write(json.dumps({"job_id": job_id, "state": final.state.value, "exit_code": final.exit_code,
-                                     "bytes": offset, "complete": True}) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "job_id": job_id,
+                    "state": final.state.value,
+                    "exit_code": final.exit_code,
+                    "bytes": offset,
+                    "complete": True,
+                }
+            )
+            + "\n"
+        )
     if final.state.value != "succeeded":
-        raise JobFailed(f"job {job_id} {final.state.value}"
-                        + (f" (exit code {final.exit_code})" if final.exit_code is not None else ""),
-                        f"see its state: runctl status {job_id}")
+        raise JobFailed(
+            f"job {job_id} {final.state.value}"
+            + (f" (exit code {final.exit_code})" if final.exit_code is not None else ""),
+            f"see its state: runctl status {job_id}",
+        )
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints
@@ -206,9 +259,15 @@ def _checkpoints(session: Session, job_id: str) -> tuple[list[dict[str, Any]], s
         for path in sorted(local_dir.rglob("*")):
             if path.is_file():
                 st = path.stat()
-                found.append({"name": path.relative_to(local_dir).as_posix(), "size": st.st_size,
-                              "modified_at": datetime.fromtimestamp(st.st_mtime, timezone.utc).isoformat(),
-                              "location": str(path), "where": "local"})
+                found.append(
+                    {
+                        "name": path.relative_to(local_dir).as_posix(),
+                        "size": st.st_size,
+                        "modified_at": datetime.fromtimestamp(st.st_mtime, timezone.utc).isoformat(),
+                        "location": str(path),
+                        "where": "local",
+                    }
+                )
     if row.instance_id:
         inst = session.store.instance(row.instance_id, row.provider)
         if inst is not None:
@@ -231,9 +290,17 @@ def checkpoint_list(ctx: click.Context, job_id: str) -> None:
     session = session_of(ctx)
     found, local_dir = _checkpoints(session, job_id)
     doc = {"job_id": job_id, "local_dir": local_dir, "checkpoints": found}
-    emit(session, doc, table(None, ["NAME", "SIZE", "MODIFIED", "WHERE", "LOCATION"],
-                             [[c["name"], c["size"], (c.get("modified_at") or "")[:19], c["where"], c["location"]]
-                              for c in found]) if found else f"no checkpoints for {job_id}")
+    emit(
+        session,
+        doc,
+        table(
+            None,
+            ["NAME", "SIZE", "MODIFIED", "WHERE", "LOCATION"],
+            [[c["name"], c["size"], (c.get("modified_at") or "")[:19], c["where"], c["location"]] for c in found],
+        )
+        if found
+        else f"no checkpoints for {job_id}",
+    )
 
 
 @checkpoint_group.command("info", epilog=examples("runctl checkpoint info job-7f3a9c"))
@@ -245,12 +312,16 @@ def checkpoint_info(ctx: click.Context, job_id: str) -> None:
     session = session_of(ctx)
     found, local_dir = _checkpoints(session, job_id)
     newest = max(found, key=lambda c: (c.get("modified_at") or "", c["name"])) if found else None
-    doc = {"job_id": job_id, "count": len(found), "total_bytes": sum(c["size"] for c in found),
-           "newest": newest, "local_dir": local_dir}
-    text = (f"{job_id}: {len(found)} files, {doc['total_bytes']} bytes"
-            + (f"\nnewest: {newest['name']} ({newest['where']}: {newest['location']})" if newest else "")
-            + (f"\ncollected in: {local_dir}" if local_dir else ""))
+    doc = {
+        "job_id": job_id,
+        "count": len(found),
+        "total_bytes": sum(c["size"] for c in found),
+        "newest": newest,
+        "local_dir": local_dir,
+    }
+    text = (
+        f"{job_id}: {len(found)} files, {doc['total_bytes']} bytes"
+        + (f"\nnewest: {newest['name']} ({newest['where']}: {newest['location']})" if newest else "")
+        + (f"\ncollected in: {local_dir}" if local_dir else "")
+    )
     emit(session, doc, text)
-
-
-

@@ -31,27 +31,53 @@ def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) ->
 
 def instance_options(f: F) -> F:
     options = [
-        click.option("--instance-type", "-t", metavar="TYPE",
-                     help="The provider's machine type, e.g. t3.micro, g5.xlarge, gpu.a100 (see `runctl price`)."),
-        click.option("--gpu", metavar="NAME", help="A GPU by name (A100, H100, L4, T4, 'RTX 4090'); the provider "
-                     "picks a machine that has it."),
-        click.option("--gpu-count", type=click.IntRange(1, 64), default=1, show_default=True,
-                     help="How many GPUs (with --gpu)."),
-        click.option("--spot/--on-demand", default=None,
-                     help="Spot (interruptible, cheaper) or on-demand. Default: the config's run.spot (off)."),
-        click.option("--max-price", type=click.FloatRange(min=0, min_open=True), metavar="USD_PER_HOUR",
-                     help="Highest $/h to pay for the whole instance (spot bid cap)."),
-        click.option("--on-demand-fallback", type=click.Choice(["ask", "always", "never"]),
-                     help="When spot is refused: ask (on a terminal), always fall back, or never. "
-                     "Default: config run.on_demand_fallback (ask; scripts get never)."),
-        click.option("--max-runtime", metavar="DURATION", callback=_duration,
-                     help="The instance ends itself after this (e.g. 6h), even if this machine dies. "
-                     "Default: config run.max_runtime (24h)."),
+        click.option(
+            "--instance-type",
+            "-t",
+            metavar="TYPE",
+            help="The provider's machine type, e.g. t3.micro, g5.xlarge, gpu.a100 (see `runctl price`).",
+        ),
+        click.option(
+            "--gpu",
+            metavar="NAME",
+            help="A GPU by name (A100, H100, L4, T4, 'RTX 4090'); the provider picks a machine that has it.",
+        ),
+        click.option(
+            "--gpu-count", type=click.IntRange(1, 64), default=1, show_default=True, help="How many GPUs (with --gpu)."
+        ),
+        click.option(
+            "--spot/--on-demand",
+            default=None,
+            help="Spot (interruptible, cheaper) or on-demand. Default: the config's run.spot (off).",
+        ),
+        click.option(
+            "--max-price",
+            type=click.FloatRange(min=0, min_open=True),
+            metavar="USD_PER_HOUR",
+            help="Highest $/h to pay for the whole instance (spot bid cap).",
+        ),
+        click.option(
+            "--on-demand-fallback",
+            type=click.Choice(["ask", "always", "never"]),
+            help="When spot is refused: ask (on a terminal), always fall back, or never. "
+            "Default: config run.on_demand_fallback (ask; scripts get never).",
+        ),
+        click.option(
+            "--max-runtime",
+            metavar="DURATION",
+            callback=_duration,
+            help="The instance ends itself after this (e.g. 6h), even if this machine dies. "
+            "Default: config run.max_runtime (24h).",
+        ),
         click.option("--image", metavar="IMAGE", help="Machine or container image instead of the provider's default."),
         click.option("--disk-gb", type=click.IntRange(min=1), metavar="GB", help="Disk size in GB."),
         click.option("--region", metavar="REGION", help="Region or zone, where the provider has them."),
-        click.option("--wait-timeout", metavar="DURATION", callback=_duration,
-                     help="How long to wait for the instance to be ready (default: the provider's)."),
+        click.option(
+            "--wait-timeout",
+            metavar="DURATION",
+            callback=_duration,
+            help="How long to wait for the instance to be ready (default: the provider's).",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -66,10 +92,16 @@ def build_instance_request(session: Session, kw: dict[str, Any]) -> InstanceRequ
     if fallback == "ask" and not (sys.stdin.isatty() and sys.stderr.isatty()):
         fallback = "never"  # scripts are never asked: they get the safe answer
     return InstanceRequest(
-        instance_type=kw.get("instance_type"), gpu=kw.get("gpu"), gpu_count=kw.get("gpu_count") or 1,
-        spot=run.spot if kw.get("spot") is None else kw["spot"], max_price=kw.get("max_price"),
-        on_demand_fallback=fallback, max_runtime=kw.get("max_runtime") or run.max_runtime, image=kw.get("image"),
-        disk_gb=kw.get("disk_gb"), region=kw.get("region"),
+        instance_type=kw.get("instance_type"),
+        gpu=kw.get("gpu"),
+        gpu_count=kw.get("gpu_count") or 1,
+        spot=run.spot if kw.get("spot") is None else kw["spot"],
+        max_price=kw.get("max_price"),
+        on_demand_fallback=fallback,
+        max_runtime=kw.get("max_runtime") or run.max_runtime,
+        image=kw.get("image"),
+        disk_gb=kw.get("disk_gb"),
+        region=kw.get("region"),
         wait_timeout=kw.get("wait_timeout") or run.wait_timeout,
     )
 
@@ -87,7 +119,9 @@ def _log_sink(session: Session) -> Callable[[str], None] | None:
     return write
 
 
-def _print_plan(session: Session, provider_name: str, calls: list[Any], estimate_text: str, extra: dict[str, Any]) -> None:
+def _print_plan(
+    session: Session, provider_name: str, calls: list[Any], estimate_text: str, extra: dict[str, Any]
+) -> None:
     doc = {"dry_run": True, "provider": provider_name, "calls": calls, "estimate": estimate_text, **extra}
 
     def text() -> None:
@@ -120,26 +154,58 @@ def _print_plan(session: Session, provider_name: str, calls: list[Any], estimate
 @click.argument("script", type=click.Path(dir_okay=False, path_type=str))
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- ARGS...]")
 @instance_options
-@click.option("--project", type=click.Path(file_okay=False, exists=True, path_type=Path), metavar="DIR",
-              help="The project directory to send (default: the current directory). The script must be inside it.")
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    metavar="DIR",
+    help="The project directory to send (default: the current directory). The script must be inside it.",
+)
 @click.option("--timeout", metavar="DURATION", callback=_duration, help="Kill the job after this (e.g. 2h, 30m).")
 @click.option("--keep", is_flag=True, help="Keep the instance after the run (default: terminate it).")
-@click.option("--detach", is_flag=True, help="Return the job id once the job has started; follow it with "
-              "`runctl logs JOB --follow`. Remote instances end themselves when the job ends.")
-@click.option("--recover/--no-recover", default=None,
-              help="Resume a preempted job on a new instance from its newest checkpoint (config run.recover).")
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="Return the job id once the job has started; follow it with "
+    "`runctl logs JOB --follow`. Remote instances end themselves when the job ends.",
+)
+@click.option(
+    "--recover/--no-recover",
+    default=None,
+    help="Resume a preempted job on a new instance from its newest checkpoint (config run.recover).",
+)
 @click.option("--max-restarts", type=click.IntRange(0, 100), help="With --recover: how many times (default 3).")
 @click.option("--resume-from", metavar="JOB", help="Start from the newest checkpoints of an earlier job.")
-@click.option("--outputs", "outputs_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
-              help="Collect checkpoints into DIR/JOB_ID (default: runctl's state dir).")
-@click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE", help="Environment for the script (repeatable).")
-@click.option("--dry-run", is_flag=True, help="Show the provider calls and the cost; create nothing, need no credentials.")
+@click.option(
+    "--outputs",
+    "outputs_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Collect checkpoints into DIR/JOB_ID (default: runctl's state dir).",
+)
+@click.option(
+    "--env", "env_pairs", multiple=True, metavar="NAME=VALUE", help="Environment for the script (repeatable)."
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Show the provider calls and the cost; create nothing, need no credentials."
+)
 @common
 @click.pass_context
-def run_cmd(ctx: click.Context, script: str, script_args: tuple[str, ...], project: Path | None,
-            timeout: float | None, keep: bool, detach: bool, recover: bool | None, max_restarts: int | None,
-            resume_from: str | None, outputs_dir: Path | None, env_pairs: tuple[str, ...], dry_run: bool,
-            **instance_kw: Any) -> None:
+def run_cmd(
+    ctx: click.Context,
+    script: str,
+    script_args: tuple[str, ...],
+    project: Path | None,
+    timeout: float | None,
+    keep: bool,
+    detach: bool,
+    recover: bool | None,
+    max_restarts: int | None,
+    resume_from: str | None,
+    outputs_dir: Path | None,
+    env_pairs: tuple[str, ...],
+    dry_run: bool,
+    **instance_kw: Any,
+) -> None:
     """Run SCRIPT on an instance: create, sync, train, follow the log, collect checkpoints, terminate.
 
     Arguments after `--` go to the script. The exit code is the job's: 0 when the script succeeded,
@@ -160,13 +226,18 @@ def run_cmd(ctx: click.Context, script: str, script_args: tuple[str, ...], proje
     config = session.loaded.config
     env = _parse_env(env_pairs)
     request = RunRequest(
-        script=script, args=list(script_args), project_root=project or Path.cwd(),
-        instance=build_instance_request(session, instance_kw), timeout=timeout or config.run.timeout,
-        keep=keep or config.run.keep, detach=detach,
+        script=script,
+        args=list(script_args),
+        project_root=project or Path.cwd(),
+        instance=build_instance_request(session, instance_kw),
+        timeout=timeout or config.run.timeout,
+        keep=keep or config.run.keep,
+        detach=detach,
         recover=config.run.recover if recover is None else recover,
         max_restarts=config.run.max_restarts if max_restarts is None else max_restarts,
         outputs_dir=outputs_dir or (Path(config.run.outputs_dir) if config.run.outputs_dir else None),
-        resume_from=resume_from, env=env,
+        resume_from=resume_from,
+        env=env,
     )
     provider = session.provider(session.provider_name())
     if dry_run:
@@ -177,8 +248,13 @@ def run_cmd(ctx: click.Context, script: str, script_args: tuple[str, ...], proje
         check_request(provider, request.instance)
         offer = estimate(provider, request.instance)
         calls = plan_run(provider, request, scan_project(root))
-        _print_plan(session, provider.name, calls, describe_estimate(offer, request.instance),
-                    {"hourly_price": offer.best_price(request.instance.spot) if offer else None})
+        _print_plan(
+            session,
+            provider.name,
+            calls,
+            describe_estimate(offer, request.instance),
+            {"hourly_price": offer.best_price(request.instance.spot) if offer else None},
+        )
         return
     result = execute_run(session, provider, request, sink=_log_sink(session))
     job = result.job
@@ -187,7 +263,9 @@ def run_cmd(ctx: click.Context, script: str, script_args: tuple[str, ...], proje
         lines = []
         if detach:
             lines.append(f"job {job['job_id']} started on {job['instance_id']}")
-            lines.append(f"follow it: runctl logs {job['job_id']} --follow    stop it: runctl terminate {job['job_id']}")
+            lines.append(
+                f"follow it: runctl logs {job['job_id']} --follow    stop it: runctl terminate {job['job_id']}"
+            )
         else:
             lines.append(f"job {job['job_id']} {job['state']} (exit code {job['exit_code']})")
             if result.outputs_dir:
@@ -222,8 +300,12 @@ def _parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
     ),
 )
 @instance_options
-@click.option("--wait/--no-wait", default=False, show_default=True,
-              help="Block until the instance is ready for sync/train (with progress and a timeout).")
+@click.option(
+    "--wait/--no-wait",
+    default=False,
+    show_default=True,
+    help="Block until the instance is ready for sync/train (with progress and a timeout).",
+)
 @click.option("--dry-run", is_flag=True, help="Show the provider calls and the hourly price; create nothing.")
 @common
 @click.pass_context
@@ -252,12 +334,18 @@ def create_cmd(ctx: click.Context, wait: bool, dry_run: bool, **instance_kw: Any
     if dry_run:
         from runctl_core.models import InstanceSpec
 
-        spec = InstanceSpec(intent_id="intent-<new>", owner=session.loaded.config.owner,
-                            **request.model_dump(exclude={"wait_timeout"}))
+        spec = InstanceSpec(
+            intent_id="intent-<new>", owner=session.loaded.config.owner, **request.model_dump(exclude={"wait_timeout"})
+        )
         steps = ["create", "wait"] if wait else ["create"]
         calls = provider.plan(PlanRequest(steps=steps, instance=spec))
-        _print_plan(session, provider.name, calls, describe_estimate(offer, request),
-                    {"hourly_price": offer.best_price(request.spot) if offer else None})
+        _print_plan(
+            session,
+            provider.name,
+            calls,
+            describe_estimate(offer, request),
+            {"hourly_price": offer.best_price(request.spot) if offer else None},
+        )
         return
     check_credentials(provider)
     session.progress.step(f"{provider.name}: {describe_estimate(offer, request)}")
@@ -270,20 +358,33 @@ def create_cmd(ctx: click.Context, wait: bool, dry_run: bool, **instance_kw: Any
         from runctl_core.workflow import terminate_instance
 
         terminate_instance(session, provider, instance)
-        raise Interrupted(f"interrupted while waiting; {instance.id} was terminated", "nothing is left running") from None
+        raise Interrupted(
+            f"interrupted while waiting; {instance.id} was terminated", "nothing is left running"
+        ) from None
     session.progress.close()
-    emit(session, instance, f"{instance.id} {instance.state.value}"
-         f"{' ' + money(instance.hourly_price) + '/h' if instance.hourly_price else ''}\n"
-         f"terminate it with: runctl terminate {instance.id}", instance.id)
+    emit(
+        session,
+        instance,
+        f"{instance.id} {instance.state.value}"
+        f"{' ' + money(instance.hourly_price) + '/h' if instance.hourly_price else ''}\n"
+        f"terminate it with: runctl terminate {instance.id}",
+        instance.id,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- sync
 
 
-@click.command("sync", epilog=examples("runctl sync local-1a2b3c4d", "runctl --provider aws sync i-0abc123 --project ./src"))
+@click.command(
+    "sync", epilog=examples("runctl sync local-1a2b3c4d", "runctl --provider aws sync i-0abc123 --project ./src")
+)
 @click.argument("instance_id", metavar="INSTANCE")
-@click.option("--project", type=click.Path(file_okay=False, exists=True, path_type=Path), metavar="DIR",
-              help="The project directory to send (default: the current directory).")
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    metavar="DIR",
+    help="The project directory to send (default: the current directory).",
+)
 @common
 @click.pass_context
 def sync_cmd(ctx: click.Context, instance_id: str, project: Path | None) -> None:
@@ -295,8 +396,13 @@ def sync_cmd(ctx: click.Context, instance_id: str, project: Path | None) -> None
     provider, instance = resolve_instance(session, instance_id)
     result = sync_project(session, provider, instance, scan_project(project or Path.cwd()))
     session.progress.close()
-    emit(session, result, f"{result.files_sent} of {result.files_total} files sent ({result.bytes_sent} bytes), "
-         f"{result.files_deleted} deleted -> {instance.id}:{result.remote_path}", instance.id)
+    emit(
+        session,
+        result,
+        f"{result.files_sent} of {result.files_total} files sent ({result.bytes_sent} bytes), "
+        f"{result.files_deleted} deleted -> {instance.id}:{result.remote_path}",
+        instance.id,
+    )
 
 
 def resolve_instance(session: Session, instance_id: str) -> tuple[Any, Any]:
@@ -305,8 +411,9 @@ def resolve_instance(session: Session, instance_id: str) -> tuple[Any, Any]:
 
     row = session.store.instance(instance_id)
     if row is None:
-        raise UsageError(f"runctl has no instance {instance_id!r}",
-                         "list what runctl knows with: runctl resources list")
+        raise UsageError(
+            f"runctl has no instance {instance_id!r}", "list what runctl knows with: runctl resources list"
+        )
     provider = session.provider(row.instance.provider)
     return provider, row.instance
 
@@ -324,17 +431,36 @@ def resolve_instance(session: Session, instance_id: str) -> tuple[Any, Any]:
 @click.argument("instance_id", metavar="INSTANCE")
 @click.argument("script", type=click.Path(dir_okay=False, path_type=str))
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- ARGS...]")
-@click.option("--wait/--no-wait", default=False, show_default=True,
-              help="Follow the log until the job ends; the exit code is then the job's.")
+@click.option(
+    "--wait/--no-wait",
+    default=False,
+    show_default=True,
+    help="Follow the log until the job ends; the exit code is then the job's.",
+)
 @click.option("--no-sync", is_flag=True, help="Do not sync the project first (it is already there).")
-@click.option("--project", type=click.Path(file_okay=False, exists=True, path_type=Path), metavar="DIR",
-              help="The project directory (default: the current directory).")
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    metavar="DIR",
+    help="The project directory (default: the current directory).",
+)
 @click.option("--timeout", metavar="DURATION", callback=_duration, help="Kill the job after this.")
-@click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE", help="Environment for the script (repeatable).")
+@click.option(
+    "--env", "env_pairs", multiple=True, metavar="NAME=VALUE", help="Environment for the script (repeatable)."
+)
 @common
 @click.pass_context
-def train_cmd(ctx: click.Context, instance_id: str, script: str, script_args: tuple[str, ...], wait: bool,
-              no_sync: bool, project: Path | None, timeout: float | None, env_pairs: tuple[str, ...]) -> None:
+def train_cmd(
+    ctx: click.Context,
+    instance_id: str,
+    script: str,
+    script_args: tuple[str, ...],
+    wait: bool,
+    no_sync: bool,
+    project: Path | None,
+    timeout: float | None,
+    env_pairs: tuple[str, ...],
+) -> None:
     """Start SCRIPT on an existing INSTANCE (syncing the project first). Prints the job id."""
     from runctl_core.errors import JobFailed
     from runctl_core.files import scan_project
@@ -355,13 +481,17 @@ def train_cmd(ctx: click.Context, instance_id: str, script: str, script_args: tu
         session.progress.pause()
         status, _ = wait_job(session, provider, instance, status, sink=_log_sink(session))
         if status.state.value != "succeeded":
-            raise JobFailed(f"job {job_id} {status.state.value}"
-                            + (f" (exit code {status.exit_code})" if status.exit_code is not None else ""),
-                            f"see the whole log: runctl logs {job_id}",
-                            details={"result": job_document(store, job_id)})
+            raise JobFailed(
+                f"job {job_id} {status.state.value}"
+                + (f" (exit code {status.exit_code})" if status.exit_code is not None else ""),
+                f"see the whole log: runctl logs {job_id}",
+                details={"result": job_document(store, job_id)},
+            )
     session.progress.close()
-    emit(session, job_document(store, job_id), f"job {job_id} {status.state.value} on {instance.id}"
-         + ("" if wait else f"\nfollow it: runctl logs {job_id} --follow"), job_id)
-
-
-
+    emit(
+        session,
+        job_document(store, job_id),
+        f"job {job_id} {status.state.value} on {instance.id}"
+        + ("" if wait else f"\nfollow it: runctl logs {job_id} --follow"),
+        job_id,
+    )

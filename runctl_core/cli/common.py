@@ -31,8 +31,15 @@ def _set_output(ctx: click.Context, _param: click.Parameter, value: str | None) 
 class Options:
     """The global options (a plain class: no dataclasses import on the `--help` path)."""
 
-    def __init__(self, provider: str | None = None, output: str = "text", config_path: str | None = None,
-                 verbose: int = 0, quiet: bool = False, no_progress: bool = False) -> None:
+    def __init__(
+        self,
+        provider: str | None = None,
+        output: str = "text",
+        config_path: str | None = None,
+        verbose: int = 0,
+        quiet: bool = False,
+        no_progress: bool = False,
+    ) -> None:
         self.provider = provider
         self.output = output
         self.config_path = config_path
@@ -69,7 +76,12 @@ class _Holder:
 
 def provider_option(f: F) -> F:
     return click.option(
-        "--provider", "-p", "provider_", metavar="NAME", expose_value=False, callback=_set_provider,
+        "--provider",
+        "-p",
+        "provider_",
+        metavar="NAME",
+        expose_value=False,
+        callback=_set_provider,
         help="Provider to use (local, aws, runpod, lyceum, or a third party's). Also accepted before the command. "
         "Default: $RUNCTL_PROVIDER, then the config's default_provider, then local.",
     )(f)
@@ -77,7 +89,12 @@ def provider_option(f: F) -> F:
 
 def output_option(f: F) -> F:
     return click.option(
-        "--output", "-o", "output_", type=click.Choice(OUTPUT_CHOICES), expose_value=False, callback=_set_output,
+        "--output",
+        "-o",
+        "output_",
+        type=click.Choice(OUTPUT_CHOICES),
+        expose_value=False,
+        callback=_set_output,
         help="text for people, json for scripts (one JSON document on stdout), id for just the id produced.",
     )(f)
 
@@ -97,9 +114,9 @@ def session_of(ctx: click.Context, *, load_config: bool = True) -> Session:
 
 def emit(session: Session, data: Any, text: str | Callable[[], None] | None = None, ident: str | None = None) -> None:
     """Write the command's result: the JSON document, the id alone, or the text (a string or a printer)."""
-    from runctl_core.redact import redact
-
     import json
+
+    from runctl_core.redact import redact
 
     mode = session.options.output
     if mode == "json":

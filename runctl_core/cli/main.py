@@ -60,26 +60,57 @@ class LazyGroup(click.Group):
         "runctl resources list                                # everything runctl created",
     ),
 )
-@click.option("--provider", "-p", metavar="NAME", help="Provider to use: local, aws, runpod, lyceum or a third "
-              "party's (see `runctl providers`). Default: $RUNCTL_PROVIDER, then the config, then local.")
-@click.option("--output", "-o", type=click.Choice(OUTPUT_CHOICES), default="text", show_default=True,
-              help="text for people; json: one JSON document on stdout (errors as JSON on stderr); id: only the id.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="PATH",
-              help="Read this config file instead of .runctl.toml (searched upward) and the user config.")
+@click.option(
+    "--provider",
+    "-p",
+    metavar="NAME",
+    help="Provider to use: local, aws, runpod, lyceum or a third "
+    "party's (see `runctl providers`). Default: $RUNCTL_PROVIDER, then the config, then local.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(OUTPUT_CHOICES),
+    default="text",
+    show_default=True,
+    help="text for people; json: one JSON document on stdout (errors as JSON on stderr); id: only the id.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="Read this config file instead of .runctl.toml (searched upward) and the user config.",
+)
 @click.option("-v", "--verbose", count=True, help="More detail; -vv shows tracebacks of internal errors.")
 @click.option("-q", "--quiet", is_flag=True, help="Only results and errors: no progress, no log streaming.")
 @click.option("--no-progress", is_flag=True, help="No spinner or progress lines (they only show on a terminal).")
 @click.version_option(VERSION, "--version", prog_name="runctl")
 @click.pass_context
-def cli(ctx: click.Context, provider: str | None, output: str, config_path: str | None, verbose: int, quiet: bool,
-        no_progress: bool) -> None:
+def cli(
+    ctx: click.Context,
+    provider: str | None,
+    output: str,
+    config_path: str | None,
+    verbose: int,
+    quiet: bool,
+    no_progress: bool,
+) -> None:
     """runctl: run a training script locally, on AWS EC2, RunPod or Lyceum, and get its results back.
 
     It shows the cost before anything is spent, waits without guessing, streams the log, collects
     checkpoints, and terminates what it created - also on failure and Ctrl-C.
     """
-    ctx.obj = _Holder(Options(provider=provider, output=output, config_path=config_path, verbose=verbose,
-                              quiet=quiet, no_progress=no_progress))
+    ctx.obj = _Holder(
+        Options(
+            provider=provider,
+            output=output,
+            config_path=config_path,
+            verbose=verbose,
+            quiet=quiet,
+            no_progress=no_progress,
+        )
+    )
 
 
 def _wants_json(argv: list[str]) -> bool:
@@ -112,7 +143,9 @@ def _report(error: dict[str, Any], as_json: bool, verbose_trace: str | None = No
         from rich.markup import escape
 
         Console(stderr=True, highlight=False).print(
-            escape(text).replace("error:", "[bold red]error:[/bold red]", 1).replace("\nhint:", "\n[cyan]hint:[/cyan]", 1)
+            escape(text)
+            .replace("error:", "[bold red]error:[/bold red]", 1)
+            .replace("\nhint:", "\n[cyan]hint:[/cyan]", 1)
         )
     else:
         sys.stderr.write(text + "\n")
@@ -136,8 +169,16 @@ def main(argv: list[str] | None = None) -> None:
         code = EXIT_INTERRUPTED
     except click.ClickException as exc:
         if as_json:
-            _report({"error": {"code": "usage", "message": exc.format_message(),
-                               "hint": "see: runctl --help, or runctl COMMAND --help"}}, True)
+            _report(
+                {
+                    "error": {
+                        "code": "usage",
+                        "message": exc.format_message(),
+                        "hint": "see: runctl --help, or runctl COMMAND --help",
+                    }
+                },
+                True,
+            )
         else:
             exc.show()
         code = EXIT_USAGE if exc.exit_code in (1, 2) else exc.exit_code
@@ -164,10 +205,18 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug in runctl: one clear line, the traceback only with -vv
         import traceback
 
-        verbose = "-vv" in args or "--verbose" in args and args.count("--verbose") > 1
-        _report({"error": {"code": "internal", "message": f"internal error: {type(exc).__name__}: {exc}",
-                           "hint": "this is a bug in runctl; rerun with -vv for the traceback and report it"}},
-                as_json, traceback.format_exc() if verbose else None)
+        verbose = "-vv" in args or ("--verbose" in args and args.count("--verbose") > 1)
+        _report(
+            {
+                "error": {
+                    "code": "internal",
+                    "message": f"internal error: {type(exc).__name__}: {exc}",
+                    "hint": "this is a bug in runctl; rerun with -vv for the traceback and report it",
+                }
+            },
+            as_json,
+            traceback.format_exc() if verbose else None,
+        )
         code = EXIT_PROVIDER
     sys.stdout.flush()
     raise SystemExit(code)

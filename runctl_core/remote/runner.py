@@ -77,8 +77,16 @@ def _alive(pid):
         return True
 
 
+def find_uv():
+    found = shutil.which("uv")
+    if found:
+        return found
+    beside = os.path.join(os.path.dirname(sys.executable), "uv")  # a virtualenv's uv, when not activated
+    return beside if os.access(beside, os.X_OK) else None
+
+
 def _command(script, args, use_uv):
-    uv = shutil.which("uv") if use_uv else None
+    uv = find_uv() if use_uv else None
     if uv:
         return [uv, "run", "--quiet", script] + args
     python = os.environ.get("RUNCTL_PYTHON") or sys.executable or "python3"

@@ -92,8 +92,10 @@ class ProviderConformance:
         home = tmp_path / "runctl-home"
         monkeypatch.setenv("RUNCTL_HOME", str(home))
         ctx = ProviderContext(
-            provider=self.provider_name, state_dir=home / "providers" / self.provider_name,
-            settings=provider_settings, owner="conformance",
+            provider=self.provider_name,
+            state_dir=home / "providers" / self.provider_name,
+            settings=provider_settings,
+            owner="conformance",
         )
         ctx.state_dir.mkdir(parents=True, exist_ok=True)
         return load_provider(self.provider_name, ctx, RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2))
@@ -120,8 +122,11 @@ class ProviderConformance:
     # -------------------------------------------------------------------------------- helpers
 
     def _spec(self, **extra: Any) -> InstanceSpec:
-        fields: dict[str, Any] = {"intent_id": f"intent-{uuid.uuid4().hex[:12]}", "owner": "conformance",
-                                  "job_id": f"job-{uuid.uuid4().hex[:6]}"}
+        fields: dict[str, Any] = {
+            "intent_id": f"intent-{uuid.uuid4().hex[:12]}",
+            "owner": "conformance",
+            "job_id": f"job-{uuid.uuid4().hex[:6]}",
+        }
         fields.update(self.instance_options)
         fields.update(extra)
         return InstanceSpec(**fields)
@@ -138,10 +143,13 @@ class ProviderConformance:
             time.sleep(delay)
             delay = min(delay * 1.5, 2.0)
 
-    def _run_job(self, provider: Provider, instance: Instance, project: Path, *args: str) -> tuple[JobStatus, list[str]]:
+    def _run_job(
+        self, provider: Provider, instance: Instance, project: Path, *args: str
+    ) -> tuple[JobStatus, list[str]]:
         provider.sync(instance, scan_project(project))
-        job = JobSpec(job_id=f"job-{uuid.uuid4().hex[:6]}", script="job.py", args=list(args),
-                      env={"CONFORMANCE_EXTRA": "yes"})
+        job = JobSpec(
+            job_id=f"job-{uuid.uuid4().hex[:6]}", script="job.py", args=list(args), env={"CONFORMANCE_EXTRA": "yes"}
+        )
         status = provider.train(instance, job)
         assert status.job_id == job.job_id
         assert status.state in (JobState.PENDING, JobState.RUNNING) or status.state.terminal
@@ -183,8 +191,15 @@ class ProviderConformance:
 
     def test_plan_makes_no_call(self, provider: Provider, monkeypatch: pytest.MonkeyPatch) -> None:
         job = JobSpec(job_id="job-plan01", script="job.py", args=["ok"])
-        calls = provider.plan(PlanRequest(steps=["create", "sync", "train", "terminate"], instance=self._spec(),
-                                          job=job, project_files=3, project_bytes=100))
+        calls = provider.plan(
+            PlanRequest(
+                steps=["create", "sync", "train", "terminate"],
+                instance=self._spec(),
+                job=job,
+                project_files=3,
+                project_bytes=100,
+            )
+        )
         steps = {call.step for call in calls}
         assert {"create", "sync", "train", "terminate"} <= steps
         assert provider.list_instances() in (None, [])  # nothing was created by planning
@@ -237,11 +252,15 @@ class ProviderConformance:
         assert final.state is JobState.FAILED
         assert final.exit_code == 7
 
-    def test_cancel_or_terminate_stops_a_running_job(self, provider: Provider, instance: Instance, project: Path) -> None:
+    def test_cancel_or_terminate_stops_a_running_job(
+        self, provider: Provider, instance: Instance, project: Path
+    ) -> None:
         provider.sync(instance, scan_project(project))
         job = JobSpec(job_id=f"job-{uuid.uuid4().hex[:6]}", script="job.py", args=["sleep", "600"])
         status = provider.train(instance, job)
-        self._wait(lambda: provider.status(instance, status).job, lambda s: s is not None and s.state is JobState.RUNNING)
+        self._wait(
+            lambda: provider.status(instance, status).job, lambda s: s is not None and s.state is JobState.RUNNING
+        )
         stopped = provider.cancel(instance, status)
         if stopped is None:  # no cancel hook: terminate must stop it
             provider.terminate(instance)
@@ -256,8 +275,9 @@ class ProviderConformance:
             assert first.state in (InstanceState.TERMINATED, InstanceState.STOPPING)
             second = provider.terminate(created)
             assert second.state in (InstanceState.TERMINATED, InstanceState.STOPPING)
-            report = self._wait(lambda: provider.status(created, None),
-                                lambda r: r.instance.state is InstanceState.TERMINATED)
+            report = self._wait(
+                lambda: provider.status(created, None), lambda r: r.instance.state is InstanceState.TERMINATED
+            )
             assert not report.instance.state.alive
         finally:
             provider.terminate(created)

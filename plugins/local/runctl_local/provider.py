@@ -96,8 +96,15 @@ class LocalProvider:
         except (ValueError, OSError, AttributeError):
             pass
         return [
-            Offer(provider="local", instance_type="local", vcpus=os.cpu_count(), memory_gb=memory,
-                  on_demand_hourly=0.0, availability="high", source="this machine")
+            Offer(
+                provider="local",
+                instance_type="local",
+                vcpus=os.cpu_count(),
+                memory_gb=memory,
+                on_demand_hourly=0.0,
+                availability="high",
+                source="this machine",
+            )
         ]
 
     @hookimpl
@@ -116,8 +123,14 @@ class LocalProvider:
         now = datetime.now(timezone.utc)
         tags["runctl:created"] = now.isoformat()
         instance = Instance(
-            id=sandbox.id, provider="local", state=InstanceState.RUNNING, instance_type="local",
-            hourly_price=0.0, created_at=now, tags=tags, details={"path": str(sandbox.root)},
+            id=sandbox.id,
+            provider="local",
+            state=InstanceState.RUNNING,
+            instance_type="local",
+            hourly_price=0.0,
+            created_at=now,
+            tags=tags,
+            details={"path": str(sandbox.root)},
         )
         sandbox.project.mkdir(parents=True)
         sandbox.write(instance)
@@ -145,8 +158,11 @@ class LocalProvider:
             (sandbox.project / rel).unlink(missing_ok=True)
         sandbox.write_manifest(project.manifest())
         return SyncResult(
-            remote_path=str(sandbox.project), files_total=len(project.files), files_sent=len(send),
-            bytes_sent=sum(f.size for f in send), files_deleted=len(delete),
+            remote_path=str(sandbox.project),
+            files_total=len(project.files),
+            files_sent=len(send),
+            bytes_sent=sum(f.size for f in send),
+            files_deleted=len(delete),
         )
 
     @hookimpl
@@ -167,9 +183,21 @@ class LocalProvider:
         with os.fdopen(fd, "w") as fh:
             json.dump(job.env, fh)
         command = [
-            sys.executable, str(RUNNER_PATH), "supervise", "--job-dir", str(job_dir),
-            "--workdir", str(sandbox.project), "--checkpoint-dir", str(job_dir / "checkpoints"),
-            "--job-id", job.job_id, "--env-file", str(env_file), "--grace", str(settings.grace_period),
+            sys.executable,
+            str(RUNNER_PATH),
+            "supervise",
+            "--job-dir",
+            str(job_dir),
+            "--workdir",
+            str(sandbox.project),
+            "--checkpoint-dir",
+            str(job_dir / "checkpoints"),
+            "--job-id",
+            job.job_id,
+            "--env-file",
+            str(env_file),
+            "--grace",
+            str(settings.grace_period),
         ]
         if not settings.use_uv:
             command.append("--no-uv")
@@ -182,10 +210,20 @@ class LocalProvider:
         if settings.python:
             env["RUNCTL_PYTHON"] = settings.python
         proc = subprocess.Popen(
-            command, cwd=sandbox.project, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
+            command,
+            cwd=sandbox.project,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
         )
-        record = {"state": "pending", "supervisor_pid": proc.pid, "submitted_at": datetime.now(timezone.utc).isoformat()}
+        record = {
+            "state": "pending",
+            "supervisor_pid": proc.pid,
+            "submitted_at": datetime.now(timezone.utc).isoformat(),
+        }
         if not (job_dir / "job.json").exists():  # the runner may already have written "running"
             tmp = job_dir / "job.json.pending"
             tmp.write_text(json.dumps(record))
@@ -276,13 +314,20 @@ class LocalProvider:
     @hookimpl
     def list_checkpoints(self, ctx: ProviderContext, instance: Instance, job: JobStatus) -> list[Checkpoint]:
         directory = Sandbox(ctx.state_dir, instance.id).job_dir(job.job_id) / "checkpoints"
-        return [
-            Checkpoint(
-                name=path.relative_to(directory).as_posix(), size=path.stat().st_size,
-                modified_at=datetime.fromtimestamp(path.stat().st_mtime, timezone.utc), location=str(path),
-            )
-            for path in sorted(directory.rglob("*")) if path.is_file()
-        ] if directory.is_dir() else []
+        return (
+            [
+                Checkpoint(
+                    name=path.relative_to(directory).as_posix(),
+                    size=path.stat().st_size,
+                    modified_at=datetime.fromtimestamp(path.stat().st_mtime, timezone.utc),
+                    location=str(path),
+                )
+                for path in sorted(directory.rglob("*"))
+                if path.is_file()
+            ]
+            if directory.is_dir()
+            else []
+        )
 
     @hookimpl
     def collect(self, ctx: ProviderContext, instance: Instance, job: JobStatus, dest: Path) -> Collected:
@@ -304,18 +349,40 @@ class LocalProvider:
         calls: list[PlannedCall] = []
         for step in request.steps:
             if step == "create":
-                calls.append(PlannedCall(step=step, api="local", operation="mkdir", params={"path": f"{base}/local-<id>"}))
+                calls.append(
+                    PlannedCall(step=step, api="local", operation="mkdir", params={"path": f"{base}/local-<id>"})
+                )
             elif step == "sync":
-                calls.append(PlannedCall(step=step, api="local", operation="copy files",
-                                         params={"files": request.project_files, "bytes": request.project_bytes}))
+                calls.append(
+                    PlannedCall(
+                        step=step,
+                        api="local",
+                        operation="copy files",
+                        params={"files": request.project_files, "bytes": request.project_bytes},
+                    )
+                )
             elif step == "train" and request.job is not None:
-                runner = "uv run" if settings.use_uv and shutil.which("uv") else (settings.python or sys.executable)
-                calls.append(PlannedCall(step=step, api="local", operation="spawn",
-                                         params={"command": [*runner.split(), request.job.script, *request.job.args],
-                                                 "timeout": request.job.timeout}))
+                runner = "uv run" if settings.use_uv and job_runner.find_uv() else (settings.python or sys.executable)
+                calls.append(
+                    PlannedCall(
+                        step=step,
+                        api="local",
+                        operation="spawn",
+                        params={
+                            "command": [*runner.split(), request.job.script, *request.job.args],
+                            "timeout": request.job.timeout,
+                        },
+                    )
+                )
             elif step == "terminate":
-                calls.append(PlannedCall(step=step, api="local", operation="stop jobs (SIGTERM, SIGKILL) and remove sandbox",
-                                         params={"grace_period": settings.grace_period}))
+                calls.append(
+                    PlannedCall(
+                        step=step,
+                        api="local",
+                        operation="stop jobs (SIGTERM, SIGKILL) and remove sandbox",
+                        params={"grace_period": settings.grace_period},
+                    )
+                )
             else:
                 calls.append(PlannedCall(step=step, api="local", operation=step))
         return calls

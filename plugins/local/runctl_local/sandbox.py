@@ -1,9 +1,9 @@
 """The on-disk layout of a local instance (a sandbox directory) and its records.
 
-    <state_dir>/instances/<id>/instance.json   the Instance record
-    <state_dir>/instances/<id>/project/        the synced project (removed on terminate)
-    <state_dir>/instances/<id>/manifest.json   path -> sha256 of what was synced
-    <state_dir>/instances/<id>/jobs/<job>/     job.json, log, checkpoints/ (kept after terminate)
+<state_dir>/instances/<id>/instance.json   the Instance record
+<state_dir>/instances/<id>/project/        the synced project (removed on terminate)
+<state_dir>/instances/<id>/manifest.json   path -> sha256 of what was synced
+<state_dir>/instances/<id>/jobs/<job>/     job.json, log, checkpoints/ (kept after terminate)
 """
 
 from __future__ import annotations
@@ -59,7 +59,9 @@ class Sandbox:
         try:
             return Instance.model_validate_json((self.root / "instance.json").read_text())
         except FileNotFoundError:
-            raise NotFoundError(f"local instance {self.id} does not exist", "list instances with: runctl resources list") from None
+            raise NotFoundError(
+                f"local instance {self.id} does not exist", "list instances with: runctl resources list"
+            ) from None
 
     def write(self, instance: Instance) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
