@@ -65,7 +65,7 @@ class FakePod:
 
 @dataclass
 class Fault:
-    kind: str  # "429", "500", "401", "capacity", "spot_refused"
+    kind: str  # "429", "500", "401", "capacity", "lost_response" (carried out, then HTTP 502)
     field: str  # root field name, or "*"
     times: int
 
@@ -116,7 +116,7 @@ class StandIn:
 
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.http.daemon_threads = True
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+        threading.Thread(target=self.http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
         return self
 
@@ -188,6 +188,9 @@ class StandIn:
                 },
                 {},
             )
+        if fault is not None and fault.kind == "lost_response":  # the request is carried out, the answer lost
+            execute_sync(self.schema, document, root_value=_Root(self), variable_values=request.get("variables"))
+            return 502, {"errors": [{"message": "Bad Gateway"}]}, {}
         result = execute_sync(
             self.schema,
             document,
