@@ -191,3 +191,15 @@ def test_kill_9_then_cleanup_leaves_nothing(cli, home: Path, project: Path) -> N
     assert len(cleaned.json()["terminated"]) == 1
     assert _pids_alive([record["pid"], record["supervisor_pid"]]) == []
     assert cli("-o", "json", "resources", "list").json()["resources"] == []
+
+
+def test_provider_auto_picks_cheapest_and_explains(cli, project: Path) -> None:
+    plan = cli("-o", "json", "--provider", "auto", "run", "examples/train.py", "--dry-run")
+    assert plan.code == 0, plan.err
+    doc = plan.json()
+    assert doc["provider"] == "local" and doc["alternatives"][0]["provider"] == "local"
+    ran = cli("-o", "json", "--provider", "auto", "run", "examples/train.py", "--", "--epochs", "1")
+    assert ran.code == 0, ran.err
+    assert ran.json()["job"]["provider"] == "local"
+    impossible = cli("-o", "json", "--provider", "auto", "run", "examples/train.py", "--gpu", "Z9000")
+    assert impossible.code == 2 and "no provider can run Z9000" in impossible.error()["message"]

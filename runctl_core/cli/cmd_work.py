@@ -239,6 +239,9 @@ def run_cmd(
         resume_from=resume_from,
         env=env,
     )
+    if session.provider_name() == "auto":
+        _run_auto(session, request, dry_run)
+        return
     provider = session.provider(session.provider_name())
     if dry_run:
         from runctl_core.files import scan_project
@@ -257,11 +260,15 @@ def run_cmd(
         )
         return
     result = execute_run(session, provider, request, sink=_log_sink(session))
+    _show_run_result(session, result, request)
+
+
+def _show_run_result(session: Session, result: Any, request: Any) -> None:
     job = result.job
 
     def text() -> None:
         lines = []
-        if detach:
+        if request.detach:
             lines.append(f"job {job['job_id']} started on {job['instance_id']}")
             lines.append(
                 f"follow it: runctl logs {job['job_id']} --follow    stop it: runctl terminate {job['job_id']}"
@@ -272,11 +279,64 @@ def run_cmd(
                 lines.append(f"checkpoints: {result.outputs_dir} ({len(result.checkpoints)} files)")
             if result.cost is not None:
                 lines.append(f"cost: {money(result.cost)}")
-            if keep and result.instance:
+            if request.keep and result.instance:
                 lines.append(f"instance {result.instance['id']} kept: runctl terminate {result.instance['id']}")
         click.echo("\n".join(lines))
 
     emit(session, result, text, job["job_id"])
+
+
+def _run_auto(session: Session, request: Any, dry_run: bool) -> None:
+    """--provider auto: the cheapest fitting offer across providers, falling over to the next on capacity."""
+    from runctl_core.choose import rank, require_candidates
+    from runctl_core.errors import CapacityError
+    from runctl_core.files import scan_project
+    from runctl_core.workflow import describe_estimate, execute_run, plan_run, resolve_script
+
+    root, rel = resolve_script(request.project_root, request.script)
+    candidates, skipped = rank(session, request.instance)
+    require_candidates(candidates, skipped, request.instance)
+    choice = candidates[0]
+    alternatives = [{"provider": c.provider, "offer": c.offer, "hourly": c.hourly} for c in candidates]
+    if dry_run:
+        pinned = request.model_copy(update={"instance": choice.request_for(request.instance), "script": rel})
+        provider = session.provider(choice.provider)
+        calls = plan_run(provider, pinned, scan_project(root))
+        _print_plan(
+            session,
+            provider.name,
+            calls,
+            describe_estimate(choice.offer, pinned.instance),
+            {"hourly_price": choice.hourly, "alternatives": alternatives, "skipped": [s.model_dump() for s in skipped]},
+        )
+        if session.options.output == "text":
+            click.echo("alternatives, cheapest first:")
+            for alt in candidates:
+                click.echo(f"  {alt.provider:<8} {alt.offer.instance_type:<28} {money(alt.hourly)}/h")
+            for skip in skipped:
+                click.echo(f"  {skip.provider:<8} skipped: {skip.reason}")
+        return
+    last_error: CapacityError | None = None
+    for number, candidate in enumerate(candidates):
+        pinned = request.model_copy(update={"instance": candidate.request_for(request.instance)})
+        provider = session.provider(candidate.provider)
+        session.progress.step(
+            f"auto: {candidate.provider} {candidate.offer.instance_type} at "
+            f"{money(candidate.hourly)}/h (cheapest of {len(candidates) - number} left)"
+        )
+        try:
+            result = execute_run(session, provider, pinned, sink=_log_sink(session))
+        except CapacityError as exc:
+            last_error = exc
+            session.progress.warn(
+                f"{candidate.provider} refused {candidate.offer.instance_type} for capacity "
+                f"({exc.message}); trying the next offer"
+            )
+            continue
+        _show_run_result(session, result, request)
+        return
+    assert last_error is not None
+    raise last_error
 
 
 def _parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
