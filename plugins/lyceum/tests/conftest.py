@@ -13,24 +13,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from standin import StandIn, free_port
+from lyceum_standin import API_KEY, StandIn, free_port
 
 from runctl_core.models import ProviderContext
 from runctl_core.plugins import Provider, load_provider
 from runctl_core.retry import RetryPolicy
 
-API_KEY = "lk_test_S3cr3tK3yValue0123456789abcdef"
-
-# never reach a real cloud or the instance metadata service, whatever the environment says
-for _name, _value in {
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}.items():
-    os.environ[_name] = _value
-for _name in ("LYCEUM_API_KEY", "LYCEUM_ORG", "LYCEUM_API_BASE_URL", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
-    os.environ.pop(_name, None)
+# never reach the instance metadata service (boto3 gets explicit endpoints and dummy keys everywhere here)
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +57,8 @@ def standin(tmp_path: Path, s3_endpoint: str) -> Iterator[StandIn]:
 @pytest.fixture
 def lyceum_settings(standin: StandIn, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
     """Env with the dummy key (HOME moved so no real ~/.lyceum is read) and the [providers.lyceum] table."""
+    for name in ("LYCEUM_ORG", "LYCEUM_API_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LYCEUM_API_KEY", API_KEY)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     return {

@@ -39,6 +39,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 PREFIX = "/api/v2/external"
+API_KEY = "lk_test_S3cr3tK3yValue0123456789abcdef"  # a dummy key; tests check it never leaks
 TERMINAL = {"completed", "failed_user", "failed_system", "failed", "timeout", "cancelled", "aborted"}
 
 

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 import tomli_w
-from conftest import API_KEY
-from standin import StandIn
+from lyceum_standin import API_KEY, StandIn
 
 REPO = Path(__file__).resolve().parents[3]
 RUNCTL = str(Path(sys.executable).with_name("runctl"))

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import API_KEY
-from standin import StandIn
+from lyceum_standin import API_KEY, StandIn
 
 from runctl_core.errors import AuthError, CredentialsError, TransientError, UsageError
 from runctl_core.files import scan_project
