@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -82,6 +82,9 @@ class Capabilities(Record):
     paid: bool = True  # False for providers that never cost money (local)
     poll_interval: float = 5.0  # seconds between status polls while waiting (the core backs off from here)
     ready_timeout: float = 900.0  # default seconds to wait for an instance to become ready
+    # "instance": billed while the instance exists (EC2, pods); "job": only while a job runs (Lyceum executions),
+    # so the core costs a job as hourly_price x the job's run time, and an idle instance as nothing.
+    billing: Literal["instance", "job"] = "instance"
 
 
 # --------------------------------------------------------------------------------------------- provider context
@@ -224,6 +227,7 @@ class JobStatus(Record):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     message: str = ""  # e.g. "spot instance reclaimed", "killed after timeout"
+    cost: float | None = None  # USD billed for this job, when the provider reports it (preferred over estimates)
 
 
 class StatusReport(Record):

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS instances (
     created_at TEXT NOT NULL,
     ended_at TEXT,
     keep INTEGER NOT NULL DEFAULT 0,
+    billing TEXT NOT NULL DEFAULT 'instance',
     record TEXT NOT NULL,
     PRIMARY KEY (provider, id)
 );
@@ -51,6 +52,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempt INTEGER NOT NULL DEFAULT 1,
     keep INTEGER NOT NULL DEFAULT 0,
     outputs_dir TEXT,
+    cost REAL,
     created_at TEXT NOT NULL,
     ended_at TEXT,
     message TEXT NOT NULL DEFAULT ''
@@ -105,12 +107,16 @@ class InstanceRow(BaseModel):
     created_at: datetime
     ended_at: datetime | None = None
     keep: bool = False
+    billing: str = "instance"
 
     def billed_seconds(self, now: datetime | None = None) -> float:
         end = self.ended_at or (now or datetime.now(timezone.utc))
         return max(0.0, (end - self.created_at).total_seconds())
 
     def cost(self, now: datetime | None = None) -> float | None:
+        """What the instance itself cost: rate x lifetime; 0 for providers that bill jobs, not instances."""
+        if self.billing == "job":
+            return 0.0
         rate = self.instance.hourly_price
         if rate is None:
             return None
@@ -131,6 +137,7 @@ class JobRow(BaseModel):
     attempt: int = 1
     keep: bool = False
     outputs_dir: str | None = None
+    cost: float | None = None
     created_at: datetime
     ended_at: datetime | None = None
     message: str = ""
@@ -274,7 +281,13 @@ class Store:
     # ------------------------------------------------------------------------------------ instances
 
     def save_instance(
-        self, instance: Instance, *, job_id: str | None = None, intent_id: str | None = None, keep: bool | None = None
+        self,
+        instance: Instance,
+        *,
+        job_id: str | None = None,
+        intent_id: str | None = None,
+        keep: bool | None = None,
+        billing: str = "instance",
     ) -> None:
         """Insert or update an instance record (its state, price and details as the provider last said)."""
         ended = _now() if not instance.state.alive else None
@@ -287,7 +300,7 @@ class Store:
                 created = (instance.created_at or datetime.now(timezone.utc)).isoformat()
                 cur.execute(
                     "INSERT INTO instances(provider, id, state, job_id, intent_id, hourly_price, created_at, ended_at,"
-                    " keep, record) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    " keep, billing, record) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         instance.provider,
                         instance.id,
@@ -298,6 +311,7 @@ class Store:
                         created,
                         ended,
                         int(bool(keep)),
+                        billing,
                         record,
                     ),
                 )
@@ -356,6 +370,7 @@ class Store:
             created_at=datetime.fromisoformat(row["created_at"]),
             ended_at=datetime.fromisoformat(row["ended_at"]) if row["ended_at"] else None,
             keep=bool(row["keep"]),
+            billing=row["billing"],
         )
 
     # ------------------------------------------------------------------------------------ jobs
@@ -403,11 +418,15 @@ class Store:
         state: JobState | None = None,
         message: str | None = None,
         outputs_dir: str | None = None,
+        cost: float | None = None,
     ) -> None:
+        """Record what is known about a job. A terminal state is final: later reports cannot move it back."""
         with self.transaction() as cur:
             row = cur.execute("SELECT state, provider FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 return
+            if status is not None and JobState(row["state"]).terminal and not status.state.terminal:
+                status = None
             new_state = status.state if status else state
             sets: list[str] = []
             params: list[object] = []
@@ -431,6 +450,9 @@ class Store:
             if outputs_dir is not None:
                 sets.append("outputs_dir = ?")
                 params.append(outputs_dir)
+            if cost is not None:
+                sets.append("cost = ?")
+                params.append(cost)
             if not sets:
                 return
             cur.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*params, job_id))
@@ -478,6 +500,7 @@ class Store:
             attempt=row["attempt"],
             keep=bool(row["keep"]),
             outputs_dir=row["outputs_dir"],
+            cost=row["cost"],
             created_at=datetime.fromisoformat(row["created_at"]),
             ended_at=datetime.fromisoformat(row["ended_at"]) if row["ended_at"] else None,
             message=row["message"],

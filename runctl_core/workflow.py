@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runctl_core.cost import job_cost
 from runctl_core.errors import (
     CapabilityError,
     CredentialsError,
@@ -197,7 +198,7 @@ def create_instance(
         if isinstance(exc, RunctlError):  # the provider answered: nothing was created
             store.finish_intent(intent_id, error=message)
         raise  # on Ctrl-C the intent stays pending: cleanup looks for its tag
-    store.save_instance(instance, job_id=job_id, intent_id=intent_id, keep=keep)
+    store.save_instance(instance, job_id=job_id, intent_id=intent_id, keep=keep, billing=caps.billing)
     store.finish_intent(intent_id, resource_id=instance.id)
     return instance
 
@@ -532,8 +533,8 @@ def _run_attempt(
         if not request.keep:
             run.instance = terminate_instance(session, provider, run.instance)
         finished = True
-        row = store.instance(run.instance.id, provider.name)
-        cost = row.cost() if row else None
+        cost = job_cost(store.instance(run.instance.id, provider.name), run.status)
+        store.update_job(job_id, cost=cost)
         attempts.append(
             Attempt(
                 job_id=job_id,

@@ -62,3 +62,33 @@ def test_instance_cost_from_rate_and_lifetime(home: Path) -> None:
     assert ended is not None and ended.ended_at is not None
     kinds = [e["kind"] for e in store.events()]
     assert kinds == ["instance.created", "instance.ended"]
+
+
+def test_job_cost_by_billing_model(home: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from runctl_core.cost import job_cost
+
+    store = Store()
+    now = datetime.now(timezone.utc)
+    store.save_instance(
+        Instance(
+            id="i-2", provider="aws", state=InstanceState.RUNNING, hourly_price=2.0, created_at=now - timedelta(hours=1)
+        )
+    )
+    store.save_instance(
+        Instance(
+            id="lyc-1",
+            provider="lyceum",
+            state=InstanceState.RUNNING,
+            hourly_price=2.0,
+            created_at=now - timedelta(hours=5),
+        ),
+        billing="job",
+    )
+    ran = JobStatus(job_id="job-b", state=JobState.SUCCEEDED, started_at=now - timedelta(minutes=30), ended_at=now)
+    assert abs((job_cost(store.instance("i-2"), ran, now) or 0) - 2.0) < 0.01  # the instance's hour
+    assert abs((job_cost(store.instance("lyc-1"), ran, now) or 0) - 1.0) < 0.01  # only the job's half hour
+    assert store.instance("lyc-1").cost(now) == 0.0  # type: ignore[union-attr]
+    reported = ran.model_copy(update={"cost": 0.37})
+    assert job_cost(store.instance("lyc-1"), reported, now) == 0.37

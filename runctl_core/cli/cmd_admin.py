@@ -352,14 +352,19 @@ def resources_cost(ctx: click.Context, since: str) -> None:
     by_provider: dict[str, float] = {}
     by_job: dict[str, float] = {}
     unknown = 0
-    for r in rows:
+    for r in rows:  # instance-billed providers: the instances' lifetimes
         cost = r.cost()
         if cost is None:
             unknown += 1
             continue
         by_provider[r.instance.provider] = by_provider.get(r.instance.provider, 0.0) + cost
-        if r.job_id:
+        if r.job_id and r.billing == "instance":
             by_job[r.job_id] = by_job.get(r.job_id, 0.0) + cost
+    job_billed = {(r.instance.provider, r.instance.id) for r in rows if r.billing == "job"}
+    for job in session.store.jobs(since=start):  # job-billed providers: each job's own cost
+        if (job.provider, job.instance_id) in job_billed and job.cost is not None:
+            by_provider[job.provider] = by_provider.get(job.provider, 0.0) + job.cost
+            by_job[job.id] = by_job.get(job.id, 0.0) + job.cost
     total = sum(by_provider.values())
     doc = {
         "since": start.isoformat(),

@@ -45,6 +45,7 @@ def job_context(session: Session, row: JobRow) -> tuple[Any, Any, Any]:
 
 def refresh_job(session: Session, row: JobRow) -> dict[str, Any]:
     """Ask the provider for the job's state now; finish a detached run whose job has ended."""
+    from runctl_core.cost import job_cost
     from runctl_core.workflow import collect_outputs, job_document, outputs_dir_for, terminate_instance
 
     provider, instance, status = job_context(session, row)
@@ -57,10 +58,13 @@ def refresh_job(session: Session, row: JobRow) -> dict[str, Any]:
             if report.instance.state.alive:
                 collect_outputs(session, provider, report.instance, report.job, dest)
                 terminate_instance(session, provider, report.instance)
-    doc = job_document(session.store, row.id)
     inst = session.store.instance(instance.id, row.provider)
+    cost = job_cost(inst, report.job)
+    if cost is not None:
+        session.store.update_job(row.id, cost=cost)
+    doc = job_document(session.store, row.id)
     doc["instance"] = inst.instance.model_dump(mode="json") if inst else None
-    doc["cost"] = inst.cost() if inst else None
+    doc["cost"] = cost
     return doc
 
 
