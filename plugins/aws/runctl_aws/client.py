@@ -97,15 +97,30 @@ def scrub_urls(text: str) -> str:
     return URL_RE.sub("<url>", text)
 
 
+_LOADER: Any = None
+
+
+def _shared_loader() -> Any:
+    global _LOADER
+    if _LOADER is None:
+        from botocore.loaders import create_loader
+
+        _LOADER = create_loader()
+    return _LOADER
+
+
 class AwsClient:
     """boto3 clients for one region, with runctl's retries and error mapping."""
 
     def __init__(self, settings: AwsSettings, region: str | None = None, sleep: Callable[[float], None] = time.sleep):
         import boto3
+        import botocore.session
 
         self.settings = settings
         self._sleep = sleep
-        self.session = boto3.Session(profile_name=settings.profile) if settings.profile else boto3.Session()
+        core = botocore.session.Session(profile=settings.profile)
+        core.register_component("data_loader", _shared_loader())  # parse the service models once per process
+        self.session = boto3.Session(botocore_session=core)
         self.region: str | None = region or settings.region or self.session.region_name
         self._clients: dict[str, Any] = {}
         self._secrets: list[str] | None = None

@@ -893,6 +893,10 @@ class AwsProvider:
             new_state = client.terminate_instance(instance.id) or "terminated"
         self._cleanup(ctx, client, instance.id, ec2)
         final = self._to_instance(ec2, str(client.region), instance)
+        if new_state == "shutting-down":  # EC2 stops billing the instance here; it is gone for runctl's purposes
+            return final.model_copy(
+                update={"state": InstanceState.TERMINATED, "message": "EC2 state shutting-down (no longer billed)"}
+            )
         return final.model_copy(
             update={"state": EC2_STATES.get(new_state, InstanceState.STOPPING), "message": f"EC2 state {new_state}"}
         )

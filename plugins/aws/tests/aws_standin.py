@@ -104,13 +104,21 @@ class Faults:
 
 
 class AwsStandIn:
-    def __init__(self, root: Path, *, boot_delay: float = 0.2, ssm_delay: float = 0.3, minute_seconds: float = 1.0,
-                 invocation_delay: float = 0.05) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        boot_delay: float = 0.2,
+        ssm_delay: float = 0.3,
+        minute_seconds: float = 1.0,
+        invocation_delay: float = 0.05,
+    ) -> None:
         self.root = root
         self.boot_delay = boot_delay
         self.ssm_delay = ssm_delay
         self.minute_seconds = minute_seconds
         self.invocation_delay = invocation_delay
+        self._defaults = {"minute_seconds": minute_seconds}
         self.faults = Faults()
         self.spot_prices: dict[str, float] = {}
         self.calls: list[tuple[str, str]] = []
@@ -169,6 +177,7 @@ class AwsStandIn:
             self.calls.clear()
             self.faults = Faults()
             self.spot_prices = {}
+            self.minute_seconds = self._defaults["minute_seconds"]
         urllib.request.urlopen(urllib.request.Request(self.url + "/moto-api/reset", data=b"", method="POST")).read()
 
     # ------------------------------------------------------------------------------------------ test controls
@@ -243,8 +252,9 @@ class AwsStandIn:
 
     # ------------------------------------------------------------------------------------------ EC2
 
-    def _run_instances(self, environ: dict[str, Any], start_response: Any, params: dict[str, str], region: str,
-                       body: bytes) -> Any:
+    def _run_instances(
+        self, environ: dict[str, Any], start_response: Any, params: dict[str, str], region: str, body: bytes
+    ) -> Any:
         spot = params.get("InstanceMarketOptions.MarketType") == "spot"
         token = params.get("ClientToken", "")
         fingerprint = json.dumps({k: v for k, v in params.items() if k != "ClientToken"}, sort_keys=True)
@@ -252,15 +262,23 @@ class AwsStandIn:
             if token and (region, token) in self.tokens:
                 seen, reply = self.tokens[(region, token)]
                 if seen != fingerprint:
-                    return _ec2_error(start_response, 400, "IdempotentParameterMismatch",
-                                      "The client token you have provided is associated with a resource that is "
-                                      "already deleted or has different parameters.")
+                    return _ec2_error(
+                        start_response,
+                        400,
+                        "IdempotentParameterMismatch",
+                        "The client token you have provided is associated with a resource that is "
+                        "already deleted or has different parameters.",
+                    )
                 start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(reply)))])
                 return [reply]
             if spot and self.faults.refuse_spot > 0:
                 self.faults.refuse_spot -= 1
-                return _ec2_error(start_response, 500, self.faults.refuse_spot_code,
-                                  "There is no Spot capacity available that matches your request.")
+                return _ec2_error(
+                    start_response,
+                    500,
+                    self.faults.refuse_spot_code,
+                    "There is no Spot capacity available that matches your request.",
+                )
         status_headers: list[Any] = []
 
         def capture(status: str, headers: list[Any], exc_info: Any = None) -> Any:
@@ -273,8 +291,11 @@ class AwsStandIn:
             start_response(status, status_headers[1])
             return [reply]
         text = reply.decode()
-        text = re.sub(r"<instanceState>\s*<code>16</code>\s*<name>running</name>\s*</instanceState>",
-                      "<instanceState><code>0</code><name>pending</name></instanceState>", text)
+        text = re.sub(
+            r"<instanceState>\s*<code>16</code>\s*<name>running</name>\s*</instanceState>",
+            "<instanceState><code>0</code><name>pending</name></instanceState>",
+            text,
+        )
         reply = text.encode()
         ids = re.findall(r"<instanceId>(i-[0-9a-f]+)</instanceId>", text)
         user_data = base64.b64decode(params.get("UserData", "")).decode() if params.get("UserData") else ""
@@ -287,8 +308,15 @@ class AwsStandIn:
                 sandbox = self.root / "instances" / instance_id
                 sandbox.mkdir(parents=True, exist_ok=True)
                 self.machines[instance_id] = Machine(
-                    id=instance_id, region=region, sandbox=sandbox, user_data=user_data, has_profile=has_profile,
-                    spot=spot, boot_at=now + self.boot_delay, ssm_at=now + self.boot_delay + self.ssm_delay)
+                    id=instance_id,
+                    region=region,
+                    sandbox=sandbox,
+                    user_data=user_data,
+                    has_profile=has_profile,
+                    spot=spot,
+                    boot_at=now + self.boot_delay,
+                    ssm_at=now + self.boot_delay + self.ssm_delay,
+                )
             if token:
                 self.tokens[(region, token)] = (fingerprint, reply)
             lost = self._take(self.faults.lose_response, "RunInstances")
@@ -304,12 +332,15 @@ class AwsStandIn:
             f"<item><instanceType>{kind}</instanceType><productDescription>Linux/UNIX</productDescription>"
             f"<spotPrice>{price:.6f}</spotPrice><timestamp>{datetime.now(timezone.utc).isoformat()}</timestamp>"
             f"<availabilityZone>{region}{zone}</availabilityZone></item>"
-            for kind, price in self.spot_prices.items() if not types or kind in types
+            for kind, price in self.spot_prices.items()
+            if not types or kind in types
             for zone, price in (("a", price), ("b", price * 1.1))
         )
-        body = (f'<?xml version="1.0" encoding="UTF-8"?><DescribeSpotPriceHistoryResponse xmlns="{EC2_NS}">'
-                f"<requestId>{uuid.uuid4()}</requestId><spotPriceHistorySet>{items}</spotPriceHistorySet>"
-                "</DescribeSpotPriceHistoryResponse>").encode()
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?><DescribeSpotPriceHistoryResponse xmlns="{EC2_NS}">'
+            f"<requestId>{uuid.uuid4()}</requestId><spotPriceHistorySet>{items}</spotPriceHistorySet>"
+            "</DescribeSpotPriceHistoryResponse>"
+        ).encode()
         start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
         return [body]
 
@@ -318,8 +349,11 @@ class AwsStandIn:
     def _ssm_GetParameter(self, start_response: Any, request: dict[str, Any], region: str) -> Any:
         name = request.get("Name", "")
         if name.startswith("/aws/service/deeplearning/"):  # public parameter moto does not carry
-            return _json(start_response, 200, {"Parameter": {"Name": name, "Type": "String", "Value": DLAMI_ID,
-                                                             "Version": 1, "DataType": "text"}})
+            return _json(
+                start_response,
+                200,
+                {"Parameter": {"Name": name, "Type": "String", "Value": DLAMI_ID, "Version": 1, "DataType": "text"}},
+            )
         return None  # everything else: moto
 
     def _ssm_DescribeInstanceInformation(self, start_response: Any, request: dict[str, Any], region: str) -> Any:
@@ -338,9 +372,18 @@ class AwsStandIn:
                 state = self._ping(machine)
                 if state is None:
                     continue
-                found.append({"InstanceId": machine.id, "PingStatus": state, "PlatformType": "Linux",
-                              "PlatformName": "Amazon Linux", "AgentVersion": "3.3.0.0", "ResourceType": "EC2Instance",
-                              "LastPingDateTime": time.time(), "IsLatestVersion": True})
+                found.append(
+                    {
+                        "InstanceId": machine.id,
+                        "PingStatus": state,
+                        "PlatformType": "Linux",
+                        "PlatformName": "Amazon Linux",
+                        "AgentVersion": "3.3.0.0",
+                        "ResourceType": "EC2Instance",
+                        "LastPingDateTime": time.time(),
+                        "IsLatestVersion": True,
+                    }
+                )
         return _json(start_response, 200, {"InstanceInformationList": found})
 
     def _ping(self, machine: Machine) -> str | None:
@@ -360,18 +403,33 @@ class AwsStandIn:
         with self.lock:
             bad = [i for i in ids if i not in self.machines or self._ping(self.machines[i]) != "Online"]
             if not ids or bad:
-                return _json(start_response, 400, {"__type": "InvalidInstanceId",
-                                                   "message": f"Instances {bad} not in a valid state for account"})
+                return _json(
+                    start_response,
+                    400,
+                    {"__type": "InvalidInstanceId", "message": f"Instances {bad} not in a valid state for account"},
+                )
             command_id = str(uuid.uuid4())
             for instance_id in ids:
-                invocation = Invocation(command_id, instance_id, script, time.monotonic(),
-                                        comment=request.get("Comment", ""))
+                invocation = Invocation(
+                    command_id, instance_id, script, time.monotonic(), comment=request.get("Comment", "")
+                )
                 self.invocations[(command_id, instance_id)] = invocation
                 thread = threading.Thread(target=self._execute, args=(invocation, timeout), daemon=True)
                 thread.start()
-        return _json(start_response, 200, {"Command": {
-            "CommandId": command_id, "DocumentName": "AWS-RunShellScript", "InstanceIds": ids, "Status": "Pending",
-            "Comment": request.get("Comment", ""), "RequestedDateTime": time.time()}})
+        return _json(
+            start_response,
+            200,
+            {
+                "Command": {
+                    "CommandId": command_id,
+                    "DocumentName": "AWS-RunShellScript",
+                    "InstanceIds": ids,
+                    "Status": "Pending",
+                    "Comment": request.get("Comment", ""),
+                    "RequestedDateTime": time.time(),
+                }
+            },
+        )
 
     def _ssm_GetCommandInvocation(self, start_response: Any, request: dict[str, Any], region: str) -> Any:
         key = (request.get("CommandId", ""), request.get("InstanceId", ""))
@@ -383,23 +441,36 @@ class AwsStandIn:
 
     def _ssm_ListCommandInvocations(self, start_response: Any, request: dict[str, Any], region: str) -> Any:
         with self.lock:
-            found = [self._invocation_record(inv) for (cid, iid), inv in self.invocations.items()
-                     if (not request.get("CommandId") or cid == request["CommandId"])
-                     and (not request.get("InstanceId") or iid == request["InstanceId"])]
+            found = [
+                self._invocation_record(inv)
+                for (cid, iid), inv in self.invocations.items()
+                if (not request.get("CommandId") or cid == request["CommandId"])
+                and (not request.get("InstanceId") or iid == request["InstanceId"])
+            ]
         return _json(start_response, 200, {"CommandInvocations": found})
 
     def _invocation_record(self, invocation: Invocation) -> dict[str, Any]:
-        return {"CommandId": invocation.command_id, "InstanceId": invocation.instance_id,
-                "DocumentName": "AWS-RunShellScript", "Status": invocation.status,
-                "StatusDetails": invocation.status, "ResponseCode": invocation.code, "Comment": invocation.comment,
-                "StandardOutputContent": invocation.stdout[:SSM_OUTPUT_LIMIT],
-                "StandardErrorContent": invocation.stderr[:SSM_OUTPUT_LIMIT]}
+        return {
+            "CommandId": invocation.command_id,
+            "InstanceId": invocation.instance_id,
+            "DocumentName": "AWS-RunShellScript",
+            "Status": invocation.status,
+            "StatusDetails": invocation.status,
+            "ResponseCode": invocation.code,
+            "Comment": invocation.comment,
+            "StandardOutputContent": invocation.stdout[:SSM_OUTPUT_LIMIT],
+            "StandardErrorContent": invocation.stderr[:SSM_OUTPUT_LIMIT],
+        }
 
     def _env(self, machine: Machine) -> dict[str, str]:
         return {
-            "PATH": f"{self.fakebin}:/usr/local/bin:/usr/bin:/bin", "HOME": str(machine.sandbox),
-            "LANG": "C.UTF-8", "STANDIN_INSTANCE": machine.id, "STANDIN_URL": self.url,
-            "STANDIN_PYTHON": sys.executable, "RUNCTL_IMDS_ENDPOINT": f"{self.url}/_imds/{machine.id}",
+            "PATH": f"{self.fakebin}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(machine.sandbox),
+            "LANG": "C.UTF-8",
+            "STANDIN_INSTANCE": machine.id,
+            "STANDIN_URL": self.url,
+            "STANDIN_PYTHON": sys.executable,
+            "RUNCTL_IMDS_ENDPOINT": f"{self.url}/_imds/{machine.id}",
         }
 
     def _execute(self, invocation: Invocation, timeout: float) -> None:
@@ -408,9 +479,15 @@ class AwsStandIn:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "_script.sh").write_text(invocation.script)
         invocation.status = "InProgress"
-        proc = subprocess.Popen(["bash", str(workdir / "_script.sh")], cwd=workdir, env=self._env(machine),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            ["bash", str(workdir / "_script.sh")],
+            cwd=workdir,
+            env=self._env(machine),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         try:
             out, err = proc.communicate(timeout=timeout)
             status = "Success" if proc.returncode == 0 else "Failed"
@@ -456,8 +533,9 @@ class AwsStandIn:
                     from moto.ec2.models.instances import StateReason
 
                     instance.terminate()
-                    instance.state_reason = StateReason("Server.SpotInstanceTermination: Spot instance termination",
-                                                        "Server.SpotInstanceTermination")
+                    instance.state_reason = StateReason(
+                        "Server.SpotInstanceTermination: Spot instance termination", "Server.SpotInstanceTermination"
+                    )
                     self._end(machine)
                 elif machine.halt_at is not None and now >= machine.halt_at:
                     from moto.ec2.models.instances import StateReason
@@ -468,7 +546,8 @@ class AwsStandIn:
                         instance.stop()
                     instance.state_reason = StateReason(
                         "Client.InstanceInitiatedShutdown: Instance initiated shutdown",
-                        "Client.InstanceInitiatedShutdown")
+                        "Client.InstanceInitiatedShutdown",
+                    )
                     self._end(machine)
 
     def _boot(self, machine: Machine) -> None:
@@ -478,8 +557,15 @@ class AwsStandIn:
         script.parent.mkdir(parents=True, exist_ok=True)
         script.write_text(machine.user_data)
         with (script.parent / "output.log").open("ab") as log:
-            subprocess.Popen(["bash", str(script)], cwd=machine.sandbox, env=self._env(machine),
-                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            subprocess.Popen(
+                ["bash", str(script)],
+                cwd=machine.sandbox,
+                env=self._env(machine),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
 
     def _end(self, machine: Machine) -> None:
         machine.ended = True
@@ -546,22 +632,31 @@ def _service_region(environ: dict[str, Any]) -> tuple[str, str]:
 
 def _json(start_response: Any, status: int, payload: dict[str, Any]) -> list[bytes]:
     body = json.dumps(payload, default=str).encode()
-    start_response(f"{status} {'OK' if status == 200 else 'Error'}",
-                   [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(body))),
-                    ("x-amzn-RequestId", str(uuid.uuid4()))])
+    start_response(
+        f"{status} {'OK' if status == 200 else 'Error'}",
+        [
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("Content-Length", str(len(body))),
+            ("x-amzn-RequestId", str(uuid.uuid4())),
+        ],
+    )
     return [body]
 
 
 def _text(start_response: Any, status: int, text: str) -> list[bytes]:
     body = text.encode()
-    start_response(f"{status} {'OK' if status == 200 else 'Error'}",
-                   [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    start_response(
+        f"{status} {'OK' if status == 200 else 'Error'}",
+        [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))],
+    )
     return [body]
 
 
 def _ec2_error(start_response: Any, status: int, code: str, message: str) -> list[bytes]:
-    body = (f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
-            f"<Message>{message}</Message></Error></Errors><RequestID>{uuid.uuid4()}</RequestID></Response>").encode()
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
+        f"<Message>{message}</Message></Error></Errors><RequestID>{uuid.uuid4()}</RequestID></Response>"
+    ).encode()
     start_response(f"{status} Error", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
     return [body]
 
@@ -596,5 +691,3 @@ def _killpg(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-
-

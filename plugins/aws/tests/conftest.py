@@ -58,20 +58,34 @@ def standin(standin_server: AwsStandIn, monkeypatch: pytest.MonkeyPatch) -> Iter
     iam = boto3.client("iam", region_name="us-east-1", endpoint_url=standin_server.url)
     iam.create_role(RoleName=PROFILE, AssumeRolePolicyDocument="{}")
     # moto does not load AWS-managed policies by default; a customer policy of the same name stands in
-    policy = iam.create_policy(PolicyName="AmazonSSMManagedInstanceCore", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ssm:*", "Resource": "*"}]}))
+    policy = iam.create_policy(
+        PolicyName="AmazonSSMManagedInstanceCore",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ssm:*", "Resource": "*"}]}
+        ),
+    )
     iam.attach_role_policy(RoleName=PROFILE, PolicyArn=policy["Policy"]["Arn"])
     iam.create_instance_profile(InstanceProfileName=PROFILE)
     iam.add_role_to_instance_profile(InstanceProfileName=PROFILE, RoleName=PROFILE)
+    standin_server.calls.clear()
     yield standin_server
     standin_server.reset()
 
 
 def aws_settings(url: str, **extra: Any) -> dict[str, Any]:
     settings: dict[str, Any] = {
-        "region": "us-east-1", "bucket": BUCKET, "endpoint_url": url, "remote_dir": "$HOME/runctl",
-        "use_uv": False, "poll_interval": 0.05, "ssm_poll_interval": 0.02, "retry_base_delay": 0.01,
-        "retry_attempts": 4, "grace_period": 1.0, "interrupt_check_every": 0.2, "ready_timeout": 60.0,
+        "region": "us-east-1",
+        "bucket": BUCKET,
+        "endpoint_url": url,
+        "remote_dir": "$HOME/runctl",
+        "use_uv": False,
+        "poll_interval": 0.05,
+        "ssm_poll_interval": 0.02,
+        "retry_base_delay": 0.01,
+        "retry_attempts": 4,
+        "grace_period": 1.0,
+        "interrupt_check_every": 0.2,
+        "ready_timeout": 60.0,
         "command_timeout": 60.0,
     }
     settings.update(extra)
