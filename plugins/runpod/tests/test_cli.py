@@ -250,3 +250,28 @@ def test_dry_run_makes_no_api_call(cli: Callable[..., Result], standin: StandIn)
     operations = [c["operation"] for c in calls]
     assert "podFindAndDeployOnDemand" in operations and "podTerminate" in operations
     assert standin.requests == []
+
+
+def test_step_by_step_create_sync_train_logs_terminate(cli: Callable[..., Result], standin: StandIn) -> None:
+    checked = cli("-o", "json", "providers", "--check")
+    assert checked.code == 0, checked.err
+    assert API_KEY not in checked.out + checked.err
+    instance_id = cli("-o", "id", "create", "--gpu", "RTX 4090", "--wait").out.strip()
+    assert instance_id in standin.pods
+    listed = cli("-o", "json", "resources", "list")
+    assert listed.code == 0 and instance_id in listed.out
+    synced = cli("-o", "json", "sync", instance_id).json()
+    assert synced["files_sent"] == synced["files_total"] == 2  # train.py and .runctl.toml
+    assert cli("-o", "json", "sync", instance_id).json()["files_sent"] == 0
+    trained = cli("-o", "json", "train", instance_id, "examples/train.py", "--wait", "--no-sync", "--", "--epochs", "2")
+    assert trained.code == 0, trained.err
+    job = trained.json()
+    assert job["state"] == "succeeded"
+    logs = cli("logs", job["job_id"])
+    assert logs.code == 0 and "epoch 2/2" in logs.out and "done:" in logs.out
+    failed = cli("train", instance_id, "examples/train.py", "--wait", "--", "--fail-at-epoch", "1")
+    assert failed.code == 1
+    done = cli("-o", "json", "terminate", instance_id, "--yes")
+    assert done.code == 0 and done.json()["state"] == "terminated"
+    assert instance_id in standin.terminated
+    assert cli("terminate", instance_id, "--yes").code == 0  # idempotent
