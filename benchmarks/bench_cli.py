@@ -51,7 +51,8 @@ def main() -> None:
         helped = timed([RUNCTL, "--help"], opts.runs, env, project)
         print(line("python -c pass", base))
         print(line("runctl --help", helped))
-        print(f"{'runctl --help minus interpreter start':<48} {statistics.median(helped) - statistics.median(base):7.1f} ms")
+        startup = statistics.median(helped) - statistics.median(base)
+        print(f"{'runctl --help minus interpreter start':<48} {startup:7.1f} ms")
 
         args = ["examples/train.py", "--epochs", "1"]
         direct = timed([sys.executable, *args], opts.runs, env, project)

@@ -116,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         train_loss, train_acc = evaluate(w, b, train_x, train_y)
         val_loss, val_acc = evaluate(w, b, val_x, val_y)
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc})
-        print(f"epoch {epoch + 1}/{args.epochs} train_loss={train_loss:.4f} val_loss={val_loss:.4f} "
-              f"val_acc={val_acc:.3f}", flush=True)
+        print(f"epoch {epoch + 1}/{args.epochs} train_loss={train_loss:.4f} train_acc={train_acc:.3f} "
+              f"val_loss={val_loss:.4f} val_acc={val_acc:.3f}", flush=True)
         state = {"epoch": epoch + 1, "w": w, "b": b, "rng": list(rng.getstate())}
         save_json(ckpt_dir / f"ckpt-{epoch + 1:04d}.json", state)
         for old in sorted(ckpt_dir.glob("ckpt-*.json"))[:-args.keep]:

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from standin import StandIn
+from runpod_standin import StandIn
 
 API_KEY = "rpa_STANDINSECRET0123456789"
 

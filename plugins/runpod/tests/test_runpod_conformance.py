@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from standin import StandIn
+from runpod_standin import StandIn
 
 from runctl_core.testing.conformance import ProviderConformance
 

@@ -18,7 +18,7 @@ from graphql import parse
 from runctl_runpod.client import GraphQLClient, classify, literal
 from runctl_runpod.models import GpuType
 from runctl_runpod.provider import INIT_SCRIPT, match_gpus
-from standin import CAPACITY_MESSAGE, CATALOGUE, StandIn
+from runpod_standin import CAPACITY_MESSAGE, CATALOGUE, StandIn
 
 from runctl_core.errors import AuthError, CapacityError, ProviderError, TransientError, UsageError
 from runctl_core.files import scan_project

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from conftest import API_KEY
-from standin import StandIn
+from runpod_standin import StandIn
 
 REPO = Path(__file__).resolve().parents[3]
 RUNCTL = str(Path(sys.executable).with_name("runctl"))
