@@ -123,7 +123,7 @@ def status(ctx: ProviderContext, instance: Instance, job: JobStatus | None) -> S
 
     A job whose machine was preempted is ``interrupted``; one whose process vanished without an exit code is
     ``lost``. An instance that no longer exists is reported ``terminated`` (do not raise ``NotFoundError``).
-    Must have no side effects.
+    Must change nothing at the provider; it may refresh the plugin's own cache in ``ctx.state_dir``.
     """
 
 
