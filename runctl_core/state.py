@@ -23,7 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runctl_core.models import Instance, JobSpec, JobState, JobStatus
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# version -> statements that bring a database of the version before it up to this one
+MIGRATIONS: dict[int, list[str]] = {
+    2: [
+        "ALTER TABLE instances ADD COLUMN billing TEXT NOT NULL DEFAULT 'instance'",
+        "ALTER TABLE jobs ADD COLUMN cost REAL",
+    ],
+}
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
     provider TEXT NOT NULL,
@@ -172,9 +179,31 @@ class Store:
             self._retry_locked(lambda: self._conn.execute("PRAGMA journal_mode=WAL"))
         self._conn.execute("PRAGMA synchronous = NORMAL")
         if self._conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-            # idempotent (IF NOT EXISTS), so concurrent first runs are harmless
-            script = f"BEGIN IMMEDIATE; {SCHEMA}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            self._retry_locked(lambda: self._conn.executescript(script))
+            self._retry_locked(self._upgrade)
+
+    def _upgrade(self) -> None:
+        """Create the schema, or migrate an older one, in one transaction (safe against concurrent first runs)."""
+        cur = self._conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            version = cur.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        cur.execute(statement)
+            elif version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path} was written by a newer runctl (schema {version}); upgrade runctl to use it"
+                )
+            else:
+                for target in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in MIGRATIONS.get(target, []):
+                        cur.execute(statement)
+            cur.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self._conn.close()

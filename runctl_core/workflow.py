@@ -581,12 +581,19 @@ def _cleanup(session: Session, provider: Provider, run: RunState, job_id: str, *
             for intent in store.pending_intents():
                 if intent.job_id == job_id:
                     cleanup_intent(session, provider, intent.id)
-    except (KeyboardInterrupt, RunctlError) as exc:
+    except (KeyboardInterrupt, Exception) as exc:
         what = run.instance.id if run.instance else "the instance being created"
         session.progress.warn(
-            f"could not terminate {what}: {getattr(exc, 'message', 'interrupted again')}; "
-            "run `runctl resources cleanup` to remove it"
+            f"could not terminate {what}: {_describe(exc)}; run `runctl resources cleanup` to remove it"
         )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, RunctlError):
+        return exc.message
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted again"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _job_doc(store: Any, job_id: str) -> dict[str, Any]:

@@ -92,3 +92,26 @@ def test_job_cost_by_billing_model(home: Path) -> None:
     assert store.instance("lyc-1").cost(now) == 0.0  # type: ignore[union-attr]
     reported = ran.model_copy(update={"cost": 0.37})
     assert job_cost(store.instance("lyc-1"), reported, now) == 0.37
+
+
+def test_older_database_is_migrated(home: Path) -> None:
+    import sqlite3
+
+    from runctl_core.state import SCHEMA
+
+    home.mkdir(parents=True, exist_ok=True)
+    v1 = SCHEMA.replace("    billing TEXT NOT NULL DEFAULT 'instance',\n", "").replace("    cost REAL,\n", "")
+    conn = sqlite3.connect(home / "state.db")
+    conn.executescript(v1 + "; PRAGMA user_version = 1;")
+    conn.execute(
+        "INSERT INTO jobs(id, provider, state, script, spec, created_at) VALUES"
+        " ('job-old001', 'local', 'succeeded', 'x.py', '{\"job_id\": \"job-old001\", \"script\": \"x.py\"}',"
+        " '2026-01-01T00:00:00+00:00')"
+    )
+    conn.commit()
+    conn.close()
+    store = Store()
+    row = store.job("job-old001")
+    assert row is not None and row.cost is None
+    store.save_instance(Instance(id="lyc-2", provider="lyceum", state=InstanceState.RUNNING), billing="job")
+    assert store.instance("lyc-2").billing == "job"  # type: ignore[union-attr]
