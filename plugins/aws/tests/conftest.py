@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from aws_standin import AwsStandIn  # noqa: E402
+from aws_standin import AwsStandIn
 
 BUCKET = "runctl-test-bucket"
 PROFILE = "runctl-ssm"

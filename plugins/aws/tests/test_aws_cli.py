@@ -129,6 +129,9 @@ def test_run_spot_end_to_end(cli: Callable[..., Result], standin: AwsStandIn, ec
     # what ran on the instance: user data armed the self-termination timer; no process is left
     sandbox = standin.instance_dir(instance["InstanceId"])
     assert "shutdown -h +60" in (sandbox / ".cloud-init" / "user-data").read_text()
+    deadline = time.monotonic() + 10
+    while standin.live_processes(instance["InstanceId"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert standin.live_processes(instance["InstanceId"]) == []
     assert ("ec2", "RunInstances") in standin.calls and ("ssm", "SendCommand") in standin.calls
     _assert_no_secret(result.out, result.err, home=project.parent / "home")
@@ -279,6 +282,9 @@ def test_ctrl_c_exits_130_and_terminates_the_instance(project: Path, standin: Aw
     (instance,) = _instances(ec2)
     assert instance["InstanceId"] == instance_id and instance["State"]["Name"] == "terminated"
     assert not _alive(record["pid"]) and not _alive(record["supervisor_pid"])
+    deadline = time.monotonic() + 10
+    while standin.live_processes(instance_id) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert standin.live_processes(instance_id) == []
     # the job was stopped before termination, so its checkpoints reached S3
     keys = [
