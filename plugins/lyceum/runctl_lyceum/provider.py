@@ -208,7 +208,12 @@ def map_status(
     ended = _parse_time(record.job_end) if record else None
     problems = (record.system_errors if record and record.system_errors else None) or errors or meta.get("error")
     detail = f": {problems}" if problems else ""
-    base: dict[str, Any] = {"job_id": ref.job_id, "started_at": started, "ended_at": ended}
+    base: dict[str, Any] = {
+        "job_id": ref.job_id,
+        "started_at": started,
+        "ended_at": ended,
+        "cost": record.billed if record is not None else None,
+    }  # USD, as the Lyceum CLI shows it
     if status in PENDING_STATES:
         return JobStatus(state=JobState.PENDING, message=f"Lyceum execution {ref.execution_id} {status}", **base)
     if status == "running":
@@ -239,7 +244,7 @@ def map_status(
             "are in storage (runctl run --resume-from the job)",
             **base,
         )
-    return JobStatus(state=JobState.RUNNING, message=f"Lyceum status {raw!r}", job_id=ref.job_id, started_at=started)
+    return JobStatus(state=JobState.RUNNING, message=f"Lyceum status {raw!r}", **{**base, "ended_at": None})
 
 
 class LyceumProvider:
@@ -269,6 +274,7 @@ class LyceumProvider:
             checkpoints=Capability(supported=True),
             max_runtime=Capability(supported=True),  # every execution carries a server-side timeout
             gpu=Capability(supported=True),
+            billing="job",  # a reservation is free; executions bill per second while they run
             paid=True,
             poll_interval=settings.poll_interval,
             ready_timeout=60.0,
