@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 import pytest
 from aws_standin import AwsStandIn
-from conftest import BUCKET, DUMMY_KEY_ID, DUMMY_SECRET, aws_settings
+from aws_testlib import BUCKET, DUMMY_KEY_ID, DUMMY_SECRET, aws_settings
 
 REPO = Path(__file__).resolve().parents[3]
 RUNCTL = str(Path(sys.executable).with_name("runctl"))

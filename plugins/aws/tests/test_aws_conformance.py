@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from aws_standin import AwsStandIn
-from conftest import aws_settings
+from aws_testlib import aws_settings
 
 from runctl_core.testing.conformance import ProviderConformance
 

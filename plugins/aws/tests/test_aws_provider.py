@@ -12,12 +12,12 @@ from typing import Any, TypeVar
 import boto3
 import pytest
 from aws_standin import DLAMI_ID, AwsStandIn
-from conftest import BUCKET, DUMMY_KEY_ID, DUMMY_SECRET, aws_settings
+from aws_testlib import BUCKET, DUMMY_KEY_ID, DUMMY_SECRET, aws_settings
 from pydantic import ValidationError
-
 from runctl_aws import prices
 from runctl_aws.client import AwsClient
 from runctl_aws.models import AwsSettings
+
 from runctl_core.errors import CapacityError, RunctlError, UsageError
 from runctl_core.files import scan_project
 from runctl_core.models import (
@@ -60,8 +60,14 @@ def progress() -> Warnings:
 @pytest.fixture
 def make_provider(standin: AwsStandIn, tmp_path: Path, progress: Warnings) -> Callable[..., Provider]:
     def make(interactive: bool = False, **extra: Any) -> Provider:
-        ctx = ProviderContext(provider="aws", state_dir=tmp_path / "state", settings=aws_settings(standin.url, **extra),
-                              owner="tester", interactive=interactive, progress=progress)
+        ctx = ProviderContext(
+            provider="aws",
+            state_dir=tmp_path / "state",
+            settings=aws_settings(standin.url, **extra),
+            owner="tester",
+            interactive=interactive,
+            progress=progress,
+        )
         ctx.state_dir.mkdir(parents=True, exist_ok=True)
         return load_provider("aws", ctx, RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05))
 
@@ -74,8 +80,12 @@ def provider(make_provider: Callable[..., Provider]) -> Provider:
 
 
 def _spec(**extra: Any) -> InstanceSpec:
-    fields: dict[str, Any] = {"intent_id": f"intent-{uuid.uuid4().hex[:10]}", "owner": "tester",
-                              "job_id": f"job-{uuid.uuid4().hex[:6]}", "instance_type": "t3.micro"}
+    fields: dict[str, Any] = {
+        "intent_id": f"intent-{uuid.uuid4().hex[:10]}",
+        "owner": "tester",
+        "job_id": f"job-{uuid.uuid4().hex[:6]}",
+        "instance_type": "t3.micro",
+    }
     fields.update(extra)
     return InstanceSpec(**fields)
 
@@ -161,8 +171,9 @@ def test_default_images_per_family_and_override(provider: Provider, standin: Aws
     provider.terminate(custom)
 
 
-def test_fallback_ask_uses_confirm_and_refusal_raises(make_provider: Callable[..., Provider], standin: AwsStandIn,
-                                                      progress: Warnings) -> None:
+def test_fallback_ask_uses_confirm_and_refusal_raises(
+    make_provider: Callable[..., Provider], standin: AwsStandIn, progress: Warnings
+) -> None:
     provider = make_provider(interactive=True)
     standin.spot_prices = {"g4dn.xlarge": 0.2}
     standin.faults.refuse_spot = 2
@@ -194,12 +205,17 @@ def test_sync_sends_changes_and_deletes_removed_files(provider: Provider, standi
     second = provider.sync(instance, scan_project(root))
     assert (second.files_sent, second.files_deleted) == (1, 1)
     assert not (remote / "pkg" / "b.py").exists() and (remote / "pkg" / "a.py").read_text() == "A = 3\n"
-    keys = [o["Key"] for o in boto3.client("s3", endpoint_url=standin.url).list_objects_v2(
-        Bucket=BUCKET, Prefix=f"runctl/_staging/{instance.id}/")["Contents"]]
+    keys = [
+        o["Key"]
+        for o in boto3.client("s3", endpoint_url=standin.url).list_objects_v2(
+            Bucket=BUCKET, Prefix=f"runctl/_staging/{instance.id}/"
+        )["Contents"]
+    ]
     assert keys == [f"runctl/_staging/{instance.id}/manifest.json"]  # staged archives are removed after use
     provider.terminate(instance)
     assert "Contents" not in boto3.client("s3", endpoint_url=standin.url).list_objects_v2(
-        Bucket=BUCKET, Prefix=f"runctl/_staging/{instance.id}/")
+        Bucket=BUCKET, Prefix=f"runctl/_staging/{instance.id}/"
+    )
 
 
 LOG_SCRIPT = """\
@@ -210,8 +226,9 @@ pathlib.Path(os.environ["RUNCTL_CHECKPOINT_DIR"], "ckpt-0001.json").write_text("
 """
 
 
-def test_logs_by_offset_over_ssm_then_s3_without_repeats_or_gaps(provider: Provider, standin: AwsStandIn,
-                                                                 tmp_path: Path) -> None:
+def test_logs_by_offset_over_ssm_then_s3_without_repeats_or_gaps(
+    provider: Provider, standin: AwsStandIn, tmp_path: Path
+) -> None:
     instance = _ready(provider, _spec())
     provider.sync(instance, scan_project(_project(tmp_path, {"log.py": LOG_SCRIPT})))
     status = provider.train(instance, JobSpec(job_id="job-logs01", script="log.py"))
@@ -238,7 +255,7 @@ def test_logs_by_offset_over_ssm_then_s3_without_repeats_or_gaps(provider: Provi
         offset = chunk.next_offset
         if chunk.complete:
             break
-    assert chunk.complete
+    assert chunk is not None and chunk.complete
     assert rest.encode() == text.encode()[middle:]
     assert provider.logs(instance, final, offset).data == ""  # type: ignore[union-attr]
 
@@ -247,8 +264,7 @@ def test_terminate_on_exit_and_status_from_s3(provider: Provider, standin: AwsSt
     instance = _ready(provider, _spec())
     provider.sync(instance, scan_project(_project(tmp_path, {"job.py": LOG_SCRIPT})))
     status = provider.train(instance, JobSpec(job_id="job-exit01", script="job.py", terminate_on_exit=True))
-    report = _wait(lambda: provider.status(instance, status),
-                   lambda r: r.instance.state is InstanceState.TERMINATED)
+    report = _wait(lambda: provider.status(instance, status), lambda r: r.instance.state is InstanceState.TERMINATED)
     assert report.job is not None and report.job.state is JobState.SUCCEEDED and report.job.exit_code == 0
     raw = standin.ec2_instance(instance.id)
     assert raw.state_reason.code == "Client.InstanceInitiatedShutdown"  # it ended itself (fake `shutdown`)
@@ -277,8 +293,13 @@ def test_spot_reclaimed_by_aws_is_interrupted(provider: Provider, standin: AwsSt
 def test_list_instances_only_tagged(provider: Provider, standin: AwsStandIn) -> None:
     ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=standin.url)
     ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="t3.micro")  # not runctl's
-    ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="t3.micro",
-                      TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "runctl:job", "Value": "x"}]}])
+    ec2.run_instances(
+        ImageId="ami-12345678",
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.micro",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "runctl:job", "Value": "x"}]}],
+    )
     created = provider.create(_spec())
     listed = provider.list_instances()
     assert listed is not None and [i.id for i in listed] == [created.id]
@@ -316,13 +337,16 @@ def test_price_table_and_gpu_names(provider: Provider, standin: AwsStandIn) -> N
     assert h100.spot_hourly == 31.0 and "bundled table 2025-05-01" in h100.source
     l4 = provider.price(PriceQuery(gpu="L4", gpu_count=1))
     assert l4[0].instance_type == "g6.xlarge" and {o.gpu for o in l4} == {"L4"} and all(o.gpu_count == 1 for o in l4)
-    assert {o.instance_type for o in provider.price(PriceQuery(gpu="V100"))} == {"p3.2xlarge", "p3.8xlarge",
-                                                                             "p3.16xlarge"}
+    assert {o.instance_type for o in provider.price(PriceQuery(gpu="V100"))} == {
+        "p3.2xlarge",
+        "p3.8xlarge",
+        "p3.16xlarge",
+    }
     assert provider.price(PriceQuery(gpu="RTX 4090")) == []
     (eu,) = provider.price(PriceQuery(instance_type="m5.large", region="eu-west-1"))
     assert eu.on_demand_hourly == 0.107 and eu.region == "eu-west-1"
-    assert prices.choose_type_for_gpu("A100", 1) is not None and prices.choose_type_for_gpu("A100", 1).name == (
-        "p4d.24xlarge")
+    a100 = prices.choose_type_for_gpu("A100", 1)
+    assert a100 is not None and a100.name == "p4d.24xlarge"
     assert prices.choose_type_for_gpu("T4", 4).name == "g4dn.12xlarge"  # type: ignore[union-attr]
     with pytest.raises(RunctlError):
         provider.create(_spec(instance_type=None, gpu="TPU"))
@@ -344,6 +368,51 @@ def test_price_table_is_dated_and_complete() -> None:
     for region, rows in table["on_demand"].items():
         assert set(rows) <= set(table["types"]), region
     us = table["on_demand"]["us-east-1"]
-    for name in ("t3.micro", "m5.large", "m6i.large", "m7i.large", "c5.large", "c6i.large", "g4dn.xlarge",
-                 "g5.xlarge", "g6.xlarge", "p3.2xlarge", "p4d.24xlarge", "p5.48xlarge"):
+    for name in (
+        "t3.micro",
+        "m5.large",
+        "m6i.large",
+        "m7i.large",
+        "c5.large",
+        "c6i.large",
+        "g4dn.xlarge",
+        "g5.xlarge",
+        "g6.xlarge",
+        "p3.2xlarge",
+        "p4d.24xlarge",
+        "p5.48xlarge",
+    ):
         assert us[name] > 0, name
+
+
+UV_SCRIPT = """\
+# /// script
+# requires-python = ">=3.9"
+# dependencies = []
+# ///
+import os, sys
+print("ran by", os.environ.get("UV") or "python", flush=True)
+open(os.path.join(os.environ["RUNCTL_CHECKPOINT_DIR"], "done.txt"), "w").write("ok")
+"""
+
+
+def test_uv_run_is_used_when_the_instance_has_uv(make_provider: Callable[..., Provider], standin: AwsStandIn,
+                                                 tmp_path: Path) -> None:
+    from runctl_core.remote.runner import find_uv
+
+    uv = find_uv()
+    if uv is None:
+        pytest.skip("uv is not installed here")
+    link = standin.fakebin / "uv"
+    link.symlink_to(uv)
+    try:
+        provider = make_provider(use_uv=True)
+        instance = _ready(provider, _spec())
+        provider.sync(instance, scan_project(_project(tmp_path, {"uvjob.py": UV_SCRIPT})))
+        final = _finish(provider, instance, provider.train(instance, JobSpec(job_id="job-uv0001", script="uvjob.py")))
+        assert final.state is JobState.SUCCEEDED, final
+        record = json.loads((standin.instance_dir(instance.id) / "runctl/jobs/job-uv0001/job.json").read_text())
+        assert record["command"][0].endswith("uv") and record["command"][1] == "run"
+        provider.terminate(instance)
+    finally:
+        link.unlink()
