@@ -193,11 +193,15 @@ def create_instance(
     session.progress.update(f"creating a {provider.name} instance")
     try:
         instance = provider.create(spec)
-    except BaseException as exc:
-        message = exc.message if isinstance(exc, RunctlError) else type(exc).__name__
-        if isinstance(exc, RunctlError):  # the provider answered: nothing was created
-            store.finish_intent(intent_id, error=message)
-        raise  # on Ctrl-C the intent stays pending: cleanup looks for its tag
+    except KeyboardInterrupt:  # the call may have created something we never heard about: find it by its tag
+        try:
+            cleanup_intent(session, provider, intent_id)
+        except (KeyboardInterrupt, RunctlError):
+            pass  # the intent stays pending; `runctl resources cleanup` finds it
+        raise
+    except RunctlError as exc:  # the provider answered: nothing was created
+        store.finish_intent(intent_id, error=exc.message)
+        raise
     store.save_instance(instance, job_id=job_id, intent_id=intent_id, keep=keep, billing=caps.billing)
     store.finish_intent(intent_id, resource_id=instance.id)
     return instance
@@ -335,9 +339,8 @@ def cleanup_intent(session: Session, provider: Provider, intent_id: str) -> list
         if instance.tags.get("runctl:intent") == intent_id and instance.state.alive:
             session.store.save_instance(instance, intent_id=intent_id)
             ended.append(terminate_instance(session, provider, instance))
-    session.store.finish_intent(
-        intent_id, resource_id=ended[0].id if ended else None, error=None if ended else "nothing was created"
-    )
+    if ended:  # else leave it pending: the create may still land; `resources cleanup` will look again
+        session.store.finish_intent(intent_id, resource_id=ended[0].id)
     return ended
 
 

@@ -221,7 +221,14 @@ def logs_cmd(ctx: click.Context, job_id: str, follow: bool) -> None:
             sys.stdout.write(redact(text))
         sys.stdout.flush()
 
-    final, offset = wait_job(session, provider, instance, status, sink=sink)
+    try:
+        final, offset = wait_job(session, provider, instance, status, sink=sink)
+    except KeyboardInterrupt:
+        from runctl_core.errors import Interrupted
+
+        raise Interrupted(
+            f"stopped following job {job_id}; it keeps running", f"stop it with: runctl terminate {job_id} --yes"
+        ) from None
     refresh_job(session, session.store.job(job_id) or row)
     if as_json:
         sys.stdout.write(

@@ -539,7 +539,15 @@ def train_cmd(
     status = start_job(session, provider, instance, spec)
     if wait:
         session.progress.pause()
-        status, _ = wait_job(session, provider, instance, status, sink=_log_sink(session))
+        try:
+            status, _ = wait_job(session, provider, instance, status, sink=_log_sink(session))
+        except KeyboardInterrupt:
+            from runctl_core.errors import Interrupted
+
+            raise Interrupted(
+                f"stopped following job {job_id}; it keeps running on {instance.id}",
+                f"follow it again: runctl logs {job_id} --follow; stop it: runctl terminate {job_id} --yes",
+            ) from None
         if status.state.value != "succeeded":
             raise JobFailed(
                 f"job {job_id} {status.state.value}"
