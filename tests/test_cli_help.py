@@ -34,6 +34,10 @@ def test_every_command_has_help_and_example(name: str, command: click.Command) -
     for param in command.params:
         if isinstance(param, click.Option):
             assert param.help, f"{name} {param.opts} has no help"
+        elif isinstance(param, click.Argument):
+            words = (param.metavar or param.name or "").replace("[", " ").replace("]", " ").replace(".", " ").split()
+            shown = next(w for w in words if w.isalpha()).upper()
+            assert shown in command.help, f"{name}: argument {shown} is not explained in the help text"
 
 
 def test_lazy_command_lines_match_commands() -> None:

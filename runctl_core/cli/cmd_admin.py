@@ -34,7 +34,7 @@ def _confirm_or_require_yes(session: Session, yes: bool, question: str) -> None:
 @common
 @click.pass_context
 def terminate_cmd(ctx: click.Context, ident: str, yes: bool) -> None:
-    """Terminate an instance (by its id), or stop a job (by its job id) and terminate the instance it ran
+    """Terminate the instance ID, or, when ID is a job id, stop that job and terminate the instance it ran
     on unless that instance was created to be kept. Harmless when it is already gone."""
     from runctl_core.cli.cmd_inspect import job_context, load_job
     from runctl_core.cli.cmd_work import resolve_instance

@@ -208,7 +208,7 @@ def run_cmd(
 ) -> None:
     """Run SCRIPT on an instance: create, sync, train, follow the log, collect checkpoints, terminate.
 
-    Arguments after `--` go to the script. The exit code is the job's: 0 when the script succeeded,
+    ARGS after `--` go to the script. The exit code is the job's: 0 when the script succeeded,
     1 when it failed (the end of its log is shown). Ctrl-C terminates what the run created (exit 130).
     """
     from runctl_core.workflow import (
@@ -521,7 +521,11 @@ def train_cmd(
     timeout: float | None,
     env_pairs: tuple[str, ...],
 ) -> None:
-    """Start SCRIPT on an existing INSTANCE (syncing the project first). Prints the job id."""
+    """Start SCRIPT on an existing INSTANCE (syncing the project first). Prints the job id.
+
+    ARGS after `--` go to the script. The job runs detached: follow it with `runctl logs JOB --follow`,
+    or pass --wait to follow it here (the exit code is then the job's).
+    """
     from runctl_core.errors import JobFailed
     from runctl_core.files import scan_project
     from runctl_core.models import JobSpec
