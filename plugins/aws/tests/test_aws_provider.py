@@ -396,8 +396,9 @@ open(os.path.join(os.environ["RUNCTL_CHECKPOINT_DIR"], "done.txt"), "w").write("
 """
 
 
-def test_uv_run_is_used_when_the_instance_has_uv(make_provider: Callable[..., Provider], standin: AwsStandIn,
-                                                 tmp_path: Path) -> None:
+def test_uv_run_is_used_when_the_instance_has_uv(
+    make_provider: Callable[..., Provider], standin: AwsStandIn, tmp_path: Path
+) -> None:
     from runctl_core.remote.runner import find_uv
 
     uv = find_uv()
