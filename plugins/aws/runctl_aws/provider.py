@@ -313,10 +313,12 @@ class AwsProvider:
 
     @hookimpl
     def check_credentials(self, ctx: ProviderContext, probe: bool) -> CredentialStatus:
-        from runctl_aws.credentials import find_credentials
+        from runctl_aws.credentials import find_credentials, quick_credentials
 
         settings = _settings(ctx)
-        found = find_credentials(settings.profile, allow_network=probe)
+        if not probe:  # looking only: no botocore import, no endpoint asked
+            return quick_credentials(settings.profile)
+        found = find_credentials(settings.profile, allow_network=True)
         if not found.found:
             return found
         if probe:
@@ -1003,7 +1005,7 @@ class AwsProvider:
 
     @hookimpl
     def price(self, ctx: ProviderContext, query: PriceQuery) -> list[Offer]:
-        from runctl_aws.credentials import find_credentials
+        from runctl_aws.credentials import quick_credentials
 
         settings = _settings(ctx)
         region = query.region or settings.region or _default_region(settings) or "us-east-1"
@@ -1019,7 +1021,7 @@ class AwsProvider:
         spot_source = "spot: not asked"
         if query.spot is not False:
             spot_source = "spot: no credentials"
-            if find_credentials(settings.profile, allow_network=False).found:
+            if quick_credentials(settings.profile).found:
                 try:
                     spot = self._client(ctx, region).spot_prices(names)
                     spot_source = "spot: describe_spot_price_history"
