@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from runctl_aws.credentials import quick_credentials
 
 AWS_VARS = (

@@ -14,10 +14,10 @@ import pytest
 from aws_standin import DLAMI_ID, AwsStandIn
 from aws_testlib import BUCKET, DUMMY_KEY_ID, DUMMY_SECRET, aws_settings
 from pydantic import ValidationError
+
 from runctl_aws import prices
 from runctl_aws.client import AwsClient
 from runctl_aws.models import AwsSettings
-
 from runctl_core.errors import CapacityError, RunctlError, UsageError
 from runctl_core.files import scan_project
 from runctl_core.models import (

@@ -15,9 +15,6 @@ import httpx
 import pytest
 from conftest import API_KEY
 from graphql import parse
-from runctl_runpod.client import GraphQLClient, classify, literal
-from runctl_runpod.models import GpuType
-from runctl_runpod.provider import INIT_SCRIPT, match_gpus
 from runpod_standin import CAPACITY_MESSAGE, CATALOGUE, StandIn
 
 from runctl_core.errors import AuthError, CapacityError, ProviderError, TransientError, UsageError
@@ -34,6 +31,9 @@ from runctl_core.models import (
 )
 from runctl_core.plugins import Provider, load_provider
 from runctl_core.retry import RetryPolicy
+from runctl_runpod.client import GraphQLClient, classify, literal
+from runctl_runpod.models import GpuType
+from runctl_runpod.provider import INIT_SCRIPT, match_gpus
 
 
 class Recorder:
