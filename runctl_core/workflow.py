@@ -165,6 +165,12 @@ def describe_estimate(offer: Offer | None, request: InstanceRequest) -> str:
     if offer.on_demand_hourly == 0 and not request.spot:
         return f"free (runs on {offer.source or 'this machine'})"
     rate = offer.best_price(request.spot)
+    if rate is None and request.spot and offer.on_demand_hourly is not None:
+        # spot is never billed above on-demand: that is the honest upper bound when the spot price is unknown
+        return (
+            f"{offer.instance_type} spot: price not known here ({offer.source or 'no spot price'}); "
+            f"at most the on-demand ${offer.on_demand_hourly:.4f}/h"
+        )
     if rate is None:
         return f"{offer.instance_type}: no {'spot' if request.spot else 'on-demand'} price published"
     text = f"{offer.instance_type} {'spot' if request.spot else 'on-demand'} ${rate:.4f}/h"
