@@ -435,14 +435,18 @@ def execute_run(session: Session, provider: Provider, request: RunRequest, *, si
             session, provider, request, root, script, project, number, parent, resume_dir, attempts, sink
         )
         last = attempts[-1]
-        if last.state != JobState.INTERRUPTED.value or number == max_attempts or request.detach:
+        resumable = last.state in (JobState.INTERRUPTED.value, JobState.LOST.value)
+        if not resumable or number == max_attempts or request.detach:
             break
+        collected = Path(result.outputs_dir) if result.outputs_dir else None
+        if collected is not None and collected.is_dir() and any(collected.iterdir()):
+            resume_dir = collected  # else keep the previous one: nothing newer came back
         session.progress.warn(
-            f"job {last.job_id} was interrupted ({last.message or 'instance reclaimed'}); "
-            f"resuming from its newest checkpoint on a new instance (attempt {number + 1} of {max_attempts})"
+            f"job {last.job_id} was {last.state} ({last.message or 'instance reclaimed'}); resuming "
+            + ("from its newest checkpoint" if resume_dir else "from the start (no checkpoint came back)")
+            + f" on a new instance (attempt {number + 1} of {max_attempts})"
         )
         parent = last.job_id
-        resume_dir = Path(result.outputs_dir) if result.outputs_dir else None
     assert result is not None
     result.attempts = attempts
     result.cost = _sum_costs(attempts)
