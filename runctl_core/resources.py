@@ -103,10 +103,11 @@ def reconcile(session: Session, providers: list[str]) -> Reconciliation:
                     except RunctlError as exc:
                         notes.append(f"{name}: {row.instance.id}: {exc.message}")
         for instance in remote:
-            if instance.tags.get("runctl:owner", owner) != owner:
-                continue  # another person's: never shown as ours, never touched
-            seen.add(instance.id)
             known = journal.get(instance.id)
+            tagged = instance.tags.get("runctl:owner")
+            if tagged != owner and not (tagged is None and known is not None):
+                continue  # another person's, or untagged and unknown to us: never shown as ours, never touched
+            seen.add(instance.id)
             if not instance.state.alive:
                 if known is not None and known.ended_at is None:
                     store.save_instance(instance)
