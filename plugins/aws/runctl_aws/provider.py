@@ -143,6 +143,9 @@ class AwsProvider:
 
     def __init__(self) -> None:
         self._clients: dict[tuple[str, str | None], Any] = {}
+        # intent id -> creation time: a repeated create for one intent must send identical parameters, or EC2
+        # answers IdempotentParameterMismatch instead of the instance the first call made
+        self._created_at: dict[str, str] = {}
 
     # ------------------------------------------------------------------------------------------ plumbing
 
@@ -516,7 +519,7 @@ class AwsProvider:
         region = str(client.region)
         image = self._image(ctx, client, spec, instance_type)
         root_device = client.root_device_name(image) if spec.disk_gb else None
-        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        created = self._created_at.setdefault(spec.intent_id, datetime.now(timezone.utc).isoformat(timespec="seconds"))
         tags = self._tags(spec, created)
         on_demand = prices.on_demand(instance_type, region)
         if spec.spot:
