@@ -29,6 +29,7 @@ KILL_STEPS: dict[str, str] = {
     "during-create": "create(",  # the create hook has started: its call may be in flight
     "after-create": "create -> ",  # the provider answered; runctl has not necessarily recorded it yet
     "during-sync": "sync(",
+    "starting-train": "train(",  # the job is being started: the provider may have started it without saying so
     "during-train": "train -> ",  # the job runs on the instance; runctl is following it
     "during-collect": "collect(",
 }

@@ -53,6 +53,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _descendants(root: int) -> list[int]:
+    """The processes below ``root`` (children, grandchildren, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[-1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 class StreamingStart(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -269,10 +289,19 @@ class StandIn:
 
     def _kill(self, ex: Execution, sig: int) -> None:
         if ex.proc is not None and ex.proc.poll() is None:
+            # SIGKILL ends the execution's container: every process in it, also those in their own session
+            # (runctl's bootstrap starts the script with start_new_session); SIGTERM goes to the main process group
+            victims = _descendants(ex.proc.pid) if sig == signal.SIGKILL else []
             try:
                 os.killpg(ex.proc.pid, sig)
             except OSError:
                 pass
+            for pid in victims:
+                for kill in (os.killpg, os.kill):
+                    try:
+                        kill(pid, sig)
+                    except OSError:
+                        pass
 
     def _launch(self, ex: Execution) -> None:
         sandbox = self.work_dir / ex.id

@@ -119,6 +119,8 @@ def test_kill_9_at_each_step_then_cleanup_leaves_no_pod_running(project: Path, s
     )
     assert report.killed, f"the run never reached {step}:\n{report.stderr[-3000:]}"
     assert report.returncode == -9
+    if created:  # killed with the create call in flight: the pod exists, runctl never got its id
+        assert "runpod.create ->" not in report.stderr and len(running_pods(standin)) == 1
     if "runpod.terminate(" not in report.stderr:  # killed before it could clean up: the pod is left running
         assert running_pods(standin), f"no pod left after a kill {step}"
     if step == "during-train":
