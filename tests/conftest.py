@@ -1,43 +1,26 @@
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from runctl_core.testing.cli import runctl_executable
+from runctl_core.testing.cli import CliResult, isolate, run_runctl, runctl_executable
 
 REPO = Path(__file__).resolve().parents[1]
 RUNCTL = runctl_executable()
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-    def error(self) -> dict[str, Any]:
-        return json.loads(self.err.strip().splitlines()[-1])["error"]
+Result = CliResult
 
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
-    monkeypatch.setenv("RUNCTL_HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    for name in ("RUNCTL_PROVIDER", "RUNCTL_CONFIG", "RUNCTL_DISABLE_PLUGINS", "RUNCTL_LOAD_PLUGINS"):
-        monkeypatch.delenv(name, raising=False)
+    isolate(monkeypatch, home, tmp_path / "xdg-config")
     return home
 
 
@@ -57,15 +40,7 @@ def cli(home: Path) -> Any:
     """Run runctl as a subprocess (the real console script) in the current directory."""
 
     def run(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
-        proc = subprocess.run(
-            [RUNCTL, *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, **(env or {})},
-            stdin=subprocess.DEVNULL,
-        )
-        return Result(proc.returncode, proc.stdout, proc.stderr)
+        return run_runctl(*args, env=env, timeout=timeout)
 
     return run
 

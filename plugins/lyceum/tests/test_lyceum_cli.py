@@ -4,13 +4,10 @@ real storage (moto S3), Ctrl-C, a failing script, resume, dry run, prices."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +15,13 @@ import pytest
 import tomli_w
 from lyceum_standin import API_KEY, StandIn
 
+from runctl_core.testing.cli import CliResult, isolate, run_runctl, runctl_executable
+
 REPO = Path(__file__).resolve().parents[3]
-RUNCTL = str(Path(sys.executable).with_name("runctl"))
+RUNCTL = runctl_executable()
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-    def error(self) -> dict[str, Any]:
-        return dict(json.loads(self.err.strip().splitlines()[-1])["error"])
+Result = CliResult
 
 
 @pytest.fixture
@@ -41,25 +30,15 @@ def project(tmp_path: Path, lyceum_settings: dict[str, Any], monkeypatch: pytest
     (root / "examples").mkdir(parents=True)
     shutil.copy(REPO / "examples" / "train.py", root / "examples" / "train.py")
     (root / ".runctl.toml").write_text(tomli_w.dumps({"providers": {"lyceum": lyceum_settings}}))
-    monkeypatch.setenv("RUNCTL_HOME", str(tmp_path / "runctl-home"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    for name in ("RUNCTL_PROVIDER", "RUNCTL_CONFIG", "RUNCTL_DISABLE_PLUGINS", "RUNCTL_LOAD_PLUGINS"):
-        monkeypatch.delenv(name, raising=False)
+    isolate(monkeypatch, tmp_path / "runctl-home", tmp_path / "xdg")
     monkeypatch.chdir(root)
     return root
 
 
 def cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
-    proc = subprocess.run(
-        [RUNCTL, "--provider", "lyceum", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        stdin=subprocess.DEVNULL,
-    )
-    assert API_KEY not in proc.stdout and API_KEY not in proc.stderr
-    return Result(proc.returncode, proc.stdout, proc.stderr)
+    result = run_runctl("--provider", "lyceum", *args, env=env, timeout=timeout)
+    assert API_KEY not in result.out and API_KEY not in result.err
+    return result
 
 
 def test_run_trains_end_to_end_and_collects_checkpoints(project: Path, standin: StandIn) -> None:

@@ -8,10 +8,8 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +17,13 @@ import pytest
 from conftest import API_KEY
 from runpod_standin import StandIn
 
+from runctl_core.testing.cli import CliResult, isolate, run_runctl, runctl_executable
+
 REPO = Path(__file__).resolve().parents[3]
-RUNCTL = str(Path(sys.executable).with_name("runctl"))
+RUNCTL = runctl_executable()
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-    def error(self) -> dict[str, Any]:
-        return dict(json.loads(self.err.strip().splitlines()[-1])["error"])
+Result = CliResult
 
 
 def _toml(settings: dict[str, Any]) -> str:
@@ -50,25 +40,14 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, standin: StandIn, r
     shutil.copy(REPO / "examples" / "train.py", root / "examples" / "train.py")
     (root / ".runctl.toml").write_text(_toml(runpod_settings))
     monkeypatch.chdir(root)
-    monkeypatch.setenv("RUNCTL_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    for name in ("RUNCTL_PROVIDER", "RUNCTL_CONFIG", "RUNCTL_DISABLE_PLUGINS", "RUNCTL_LOAD_PLUGINS"):
-        monkeypatch.delenv(name, raising=False)
+    isolate(monkeypatch, tmp_path / "home", tmp_path / "xdg-config")
     return root
 
 
 @pytest.fixture
 def cli(project: Path) -> Callable[..., Result]:
     def run(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
-        proc = subprocess.run(
-            [RUNCTL, "--provider", "runpod", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, **(env or {})},
-            stdin=subprocess.DEVNULL,
-        )
-        return Result(proc.returncode, proc.stdout, proc.stderr)
+        return run_runctl("--provider", "runpod", *args, env=env, timeout=timeout)
 
     return run
 
