@@ -132,3 +132,68 @@ def test_listing_and_local_runs_do_not_import_cloud_sdks(home: Path, project: Pa
 def test_runctl_help_is_plain_click(home: Path) -> None:
     result = subprocess.run([RUNCTL, "--help"], capture_output=True, text=True)
     assert "Commands:" in result.stdout and json.dumps is not None
+
+
+FAILOVER = '''
+from runctl_core.errors import CapacityError
+from runctl_core.hookspecs import hookimpl
+from runctl_core.models import Capability, Offer
+from runctl_local.provider import LocalProvider
+
+
+class Cheap(LocalProvider):
+    """Cheapest on paper, but out of capacity."""
+
+    @hookimpl
+    def price(self, query):
+        return [Offer(provider="cheap", instance_type="cheap.gpu", gpu="A100", gpu_count=1, on_demand_hourly=1.0)]
+
+    @hookimpl
+    def capabilities(self):
+        return super().capabilities().model_copy(update={"gpu": Capability(supported=True)})
+
+    @hookimpl
+    def create(self, ctx, spec):
+        raise CapacityError("no cheap.gpu left in any zone", "try later")
+
+
+class Dear(LocalProvider):
+    """Dearer, and it runs the job (in a local sandbox)."""
+
+    @hookimpl
+    def price(self, query):
+        return [Offer(provider="dear", instance_type="dear.gpu", gpu="A100", gpu_count=1, on_demand_hourly=3.0)]
+
+    @hookimpl
+    def capabilities(self):
+        return super().capabilities().model_copy(update={"gpu": Capability(supported=True)})
+
+    @hookimpl
+    def create(self, ctx, spec):
+        instance = super().create(ctx, spec.model_copy(update={"instance_type": None, "gpu": None}))
+        return instance.model_copy(update={"provider": "dear", "hourly_price": 3.0})
+'''
+
+
+def test_auto_falls_over_to_the_next_offer_on_capacity(cli, tmp_path: Path, project: Path) -> None:
+    site = tmp_path / "site2"
+    site.mkdir()
+    (site / "runctl_failover.py").write_text(FAILOVER)
+    for dist, name, cls in (("runctl_cheap", "cheap", "Cheap"), ("runctl_dear", "dear", "Dear")):
+        info = site / f"{dist}-0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text(f"[runctl.providers]\n{name} = runctl_failover:{cls}\n")
+    env = {"PYTHONPATH": str(site), "RUNCTL_LOAD_PLUGINS": "cheap,dear"}
+    plan = cli("-o", "json", "--provider", "auto", "run", "examples/train.py", "--gpu", "A100", "--dry-run", env=env)
+    assert plan.code == 0, plan.err
+    doc = plan.json()
+    assert doc["provider"] == "cheap" and [a["provider"] for a in doc["alternatives"]] == ["cheap", "dear"]
+    ran = cli(
+        "-o", "json", "--provider", "auto", "run", "examples/train.py", "--gpu", "A100", "--", "--epochs", "1", env=env
+    )
+    assert ran.code == 0, ran.err
+    assert "cheap refused cheap.gpu for capacity" in ran.err and "trying the next offer" in ran.err
+    result = ran.json()
+    assert result["job"]["provider"] == "dear" and result["job"]["state"] == "succeeded"
+    assert result["instance"]["state"] == "terminated"
