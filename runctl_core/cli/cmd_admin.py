@@ -205,21 +205,25 @@ def providers_cmd(ctx: click.Context, check: bool) -> None:
     def cred_text(entry: dict[str, Any]) -> str:
         creds = entry.get("credentials")
         if not isinstance(creds, dict):
-            return entry["status"]
+            return str(entry["status"])
         if creds["found"]:
             text = f"found ({creds['source']})" if creds.get("source") else "found"
             return text + (f" as {creds['identity']}" if creds.get("identity") else "")
-        return f"missing: {creds.get('hint') or creds.get('message')}"
+        return "missing" if not creds.get("message") else f"missing: {creds['message']}"
 
-    emit(
-        session,
-        {"providers": rows},
+    def text() -> None:
         table(
             None,
             ["PROVIDER", "PACKAGE", "VERSION", "CREDENTIALS"],
             [[r["name"], r["package"], r["version"], cred_text(r)] for r in rows],
-        ),
-    )
+        )()
+        for r in rows:  # what to do, under the table: one line per provider that needs something
+            creds = r.get("credentials")
+            hint = r.get("hint") or (creds.get("hint") if isinstance(creds, dict) and not creds["found"] else "")
+            if hint:
+                click.echo(f"{r['name']}: {hint}")
+
+    emit(session, {"providers": rows}, text)
 
 
 # ----------------------------------------------------------------------------------------------- resources
