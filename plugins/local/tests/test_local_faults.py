@@ -6,59 +6,33 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from runctl_core.models import Instance, InstanceState
-from runctl_core.testing.cli import runctl_executable
+from runctl_core.testing.cli import CliResult, isolate, make_project, run_runctl
 from runctl_core.testing.faults import KILL_STEPS, kill_run_at, pids_alive
 from runctl_local.sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[3]
-RUNCTL = runctl_executable()
 OWNER = "fault-tester"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
 
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "project"
-    (root / "examples").mkdir(parents=True)
-    shutil.copy(REPO / "examples" / "train.py", root / "examples" / "train.py")
-    (root / ".runctl.toml").write_text(f'owner = "{OWNER}"\n[providers.local]\nuse_uv = false\ngrace_period = 0.5\n')
+    settings = {"use_uv": False, "grace_period": 0.5}
+    root = make_project(tmp_path / "project", REPO / "examples" / "train.py", "local", settings)
+    config = root / ".runctl.toml"
+    config.write_text(f'owner = "{OWNER}"\n' + config.read_text())
     monkeypatch.chdir(root)
-    home = tmp_path / "home"
-    monkeypatch.setenv("RUNCTL_HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    for name in ("RUNCTL_PROVIDER", "RUNCTL_CONFIG", "RUNCTL_DISABLE_PLUGINS", "RUNCTL_LOAD_PLUGINS"):
-        monkeypatch.delenv(name, raising=False)
-    return home
+    isolate(monkeypatch, tmp_path / "home", tmp_path / "xdg-config")
+    return tmp_path / "home"
 
 
-def cli(*args: str, timeout: float = 60) -> Result:
-    proc = subprocess.run(
-        [RUNCTL, "--provider", "local", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
+def cli(*args: str, timeout: float = 60) -> CliResult:
+    return run_runctl("--provider", "local", *args, timeout=timeout)
 
 
 def state_dir(home: Path) -> Path:

@@ -11,64 +11,37 @@ No preemption test: Lyceum has no spot tier (a ``failed_system`` execution is ``
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import tomli_w
 from lyceum_standin import API_KEY, TERMINAL, Execution, StandIn
 
+from runctl_core.testing.cli import CliResult, isolate, make_project, run_runctl
 from runctl_core.testing.faults import KILL_STEPS, kill_run_at, pids_alive
 
 REPO = Path(__file__).resolve().parents[3]
-RUNCTL = str(Path(sys.executable).with_name("runctl"))
 OWNER = "fault-tester"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
 
 
 @pytest.fixture
 def project(tmp_path: Path, lyceum_settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "project"
-    (root / "examples").mkdir(parents=True)
-    shutil.copy(REPO / "examples" / "train.py", root / "examples" / "train.py")
-    (root / ".runctl.toml").write_text(tomli_w.dumps({"owner": OWNER, "providers": {"lyceum": lyceum_settings}}))
-    monkeypatch.setenv("RUNCTL_HOME", str(tmp_path / "runctl-home"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    for name in ("RUNCTL_PROVIDER", "RUNCTL_CONFIG", "RUNCTL_DISABLE_PLUGINS", "RUNCTL_LOAD_PLUGINS"):
-        monkeypatch.delenv(name, raising=False)
+    root = make_project(tmp_path / "project", REPO / "examples" / "train.py", "lyceum", lyceum_settings)
+    config = root / ".runctl.toml"
+    config.write_text(f'owner = "{OWNER}"\n' + config.read_text())
     monkeypatch.chdir(root)
+    isolate(monkeypatch, tmp_path / "runctl-home", tmp_path / "xdg")
     return root
 
 
-def cli(*args: str, timeout: float = 120) -> Result:
-    proc = subprocess.run(
-        [RUNCTL, "--provider", "lyceum", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=os.environ,
-        stdin=subprocess.DEVNULL,
-    )
-    assert API_KEY not in proc.stdout + proc.stderr
-    return Result(proc.returncode, proc.stdout, proc.stderr)
+def cli(*args: str, timeout: float = 120) -> CliResult:
+    result = run_runctl("--provider", "lyceum", *args, timeout=timeout)
+    assert API_KEY not in result.out + result.err
+    return result
 
 
 def running(standin: StandIn) -> list[Execution]:

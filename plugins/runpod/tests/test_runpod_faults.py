@@ -11,62 +11,36 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from runpod_standin import FakePod, StandIn
 
+from runctl_core.testing.cli import CliResult, isolate, make_project, run_runctl, runctl_executable
 from runctl_core.testing.faults import KILL_STEPS, kill_run_at, pids_alive
 
 REPO = Path(__file__).resolve().parents[3]
-RUNCTL = str(Path(sys.executable).with_name("runctl"))
 OWNER = "fault-tester"
 GPU = "RTX 4090"
 GPU_ID = "NVIDIA GeForce RTX 4090"
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, standin: StandIn, runpod_settings: dict[str, Any]) -> Path:
-    root = tmp_path / "project"
-    (root / "examples").mkdir(parents=True)
-    shutil.copy(REPO / "examples" / "train.py", root / "examples" / "train.py")
-    table = "\n".join(f"{key} = {json.dumps(value)}" for key, value in runpod_settings.items())
-    (root / ".runctl.toml").write_text(f'owner = "{OWNER}"\n[providers.runpod]\n{table}\n')
+    root = make_project(tmp_path / "project", REPO / "examples" / "train.py", "runpod", runpod_settings)
+    config = root / ".runctl.toml"
+    config.write_text(f'owner = "{OWNER}"\n' + config.read_text())
     monkeypatch.chdir(root)
-    monkeypatch.setenv("RUNCTL_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    for name in ("RUNCTL_PROVIDER", "RUNCTL_CONFIG", "RUNCTL_DISABLE_PLUGINS", "RUNCTL_LOAD_PLUGINS"):
-        monkeypatch.delenv(name, raising=False)
+    isolate(monkeypatch, tmp_path / "home", tmp_path / "xdg-config")
     return root
 
 
-def cli(*args: str, timeout: float = 120) -> Result:
-    proc = subprocess.run(
-        [RUNCTL, "--provider", "runpod", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=os.environ,
-        stdin=subprocess.DEVNULL,
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
+def cli(*args: str, timeout: float = 120) -> CliResult:
+    return run_runctl("--provider", "runpod", *args, timeout=timeout)
 
 
 def running_pods(standin: StandIn) -> list[str]:
@@ -156,7 +130,7 @@ def test_preempted_spot_pod_recovers_on_a_new_pod_with_the_same_result(project: 
 
     args = ["-o", "json", "run", "examples/train.py", "--gpu", GPU, "--spot", "--recover"]
     proc = subprocess.Popen(
-        [RUNCTL, "--provider", "runpod", *args, "--", "--epochs", "5", "--sleep", "0.3"],
+        [runctl_executable(), "--provider", "runpod", *args, "--", "--epochs", "5", "--sleep", "0.3"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
