@@ -78,7 +78,7 @@ class LocalProvider:
             max_runtime=Capability(supported=False, reason="local sandboxes cost nothing; use --timeout for jobs"),
             gpu=Capability(supported=False, reason="the local provider does not schedule GPUs"),
             paid=False,
-            poll_interval=0.02,
+            poll_interval=0.01,
             ready_timeout=10.0,
         )
 
