@@ -8,6 +8,14 @@ from typing import Any
 
 from runctl_core.redact import redact
 
+_OPEN: list[Progress] = []
+
+
+def close_all() -> None:
+    """Stop every spinner (before an error is printed, so it does not share a line with one)."""
+    for progress in _OPEN:
+        progress.pause()
+
 
 class Progress:
     def __init__(self, enabled: bool, quiet: bool = False) -> None:
@@ -15,6 +23,7 @@ class Progress:
         self.quiet = quiet
         self._status: Any = None
         self._console: Any = None
+        _OPEN.append(self)
 
     def _get_console(self) -> Any:
         if self._console is None:

@@ -118,6 +118,8 @@ def emit(session: Session, data: Any, text: str | Callable[[], None] | None = No
 
     from runctl_core.redact import redact
 
+    if "progress" in session.__dict__:  # a spinner still on screen would share the line with the result
+        session.progress.close()
     mode = session.options.output
     if mode == "json":
         sys.stdout.write(redact(json.dumps(to_jsonable(data), indent=2, default=str)) + "\n")

@@ -128,6 +128,9 @@ def _wants_json(argv: list[str]) -> bool:
 def _report(error: dict[str, Any], as_json: bool, verbose_trace: str | None = None) -> None:
     import json
 
+    if "runctl_core.progress" in sys.modules:
+        sys.modules["runctl_core.progress"].close_all()
+
     from runctl_core.redact import redact
 
     if as_json:
