@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from runctl_core.errors import RunctlError
-from runctl_core.models import Instance, InstanceState
+from runctl_core.models import Instance, InstanceState, JobState
 from runctl_core.session import Session
 
 REMOVABLE = ("orphan", "abandoned", "finished")
@@ -125,11 +125,24 @@ def reconcile(session: Session, providers: list[str]) -> Reconciliation:
                 matched = [
                     r for r in found if r.id in {i.id for i in remote if i.tags.get("runctl:intent") == intent.id}
                 ]
+                for instance in remote:  # what the dead create call made: journal it, with its job and intent
+                    if instance.id in {r.id for r in matched} and instance.id not in journal:
+                        store.save_instance(
+                            instance,
+                            job_id=intent.job_id,
+                            intent_id=intent.id,
+                            billing=provider.capabilities().billing,
+                        )
                 store.finish_intent(
                     intent.id,
                     resource_id=matched[0].id if matched else None,
                     error=None if matched else "its process died before the provider answered",
                 )
+                job = store.job(intent.job_id) if intent.job_id and not matched else None
+                if job is not None and not job.state.terminal and not store.instances_for_job(job.id):
+                    store.update_job(  # it never got an instance, and its runctl process is gone: it cannot run
+                        job.id, state=JobState.LOST, message="its runctl process died before an instance was created"
+                    )
     return Reconciliation(resources=found, notes=notes)
 
 

@@ -334,7 +334,22 @@ def terminate_instance(session: Session, provider: Provider, instance: Instance)
     if final.state.alive and final.state is not InstanceState.STOPPING:
         final = final.model_copy(update={"state": InstanceState.TERMINATED})
     session.store.save_instance(final)
+    _end_jobs_on(session, provider.name, final)
     return final
+
+
+def _end_jobs_on(session: Session, provider_name: str, instance: Instance) -> None:
+    """Jobs the journal still has as pending/running on an instance just terminated can never end by themselves
+    (e.g. their ``runctl run`` was killed and ``resources cleanup`` removed the instance): record them cancelled."""
+    store = session.store
+    row = store.instance(instance.id, provider_name)
+    ids = {job.id for job in store.jobs(active_only=True, instance_id=instance.id) if job.provider == provider_name}
+    for candidate in (row.job_id if row else None, instance.tags.get("runctl:job")):
+        job = store.job(candidate) if candidate else None
+        if job and job.provider == provider_name and not job.state.terminal and job.instance_id in (None, instance.id):
+            ids.add(job.id)
+    for job_id in sorted(ids):
+        store.update_job(job_id, state=JobState.CANCELLED, message=f"its instance {instance.id} was terminated")
 
 
 def cleanup_intent(session: Session, provider: Provider, intent_id: str) -> list[Instance]:

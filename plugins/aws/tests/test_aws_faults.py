@@ -116,6 +116,7 @@ def test_kill_9_at_each_step_then_cleanup_leaves_no_instance_running(
     assert alive(standin) == []  # at EC2: every instance is terminated (or shutting down) ...
     assert wait_no_processes(standin) == []  # ... and nothing runs on any of them
     assert cli("-o", "json", "resources", "list").json()["resources"] == []
+    assert cli("-o", "json", "status").json()["summary"] == {"instances_running": 0, "hourly_cost": 0, "jobs_active": 0}
 
 
 def _wait_for_checkpoint(standin: AwsStandIn, name: str, timeout: float = 60) -> str:

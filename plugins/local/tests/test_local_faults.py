@@ -75,7 +75,9 @@ def test_kill_9_at_each_step_then_cleanup_leaves_nothing_running(home: Path, ste
     listed = cli("-o", "json", "resources", "list").json()
     assert listed["resources"] == []
     summary = cli("-o", "json", "status").json()["summary"]
-    assert summary["instances_running"] == 0
+    assert summary["instances_running"] == 0 and summary["jobs_active"] == 0  # the journal agrees
+    (job,) = cli("-o", "json", "status", "--all").json()["jobs"]
+    assert job["state"] in (("succeeded",) if step == "during-collect" else ("cancelled", "lost"))
 
 
 def _foreign(home: Path, tags: dict[str, str]) -> str:

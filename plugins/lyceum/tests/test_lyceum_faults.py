@@ -121,6 +121,7 @@ def test_kill_9_at_each_step_then_cleanup_leaves_nothing_running(project: Path, 
     assert processes_at(standin) == []
     assert {ex.status for ex in standin.executions.values()} <= {"aborted", "completed"}
     assert cli("-o", "json", "resources", "list").json()["resources"] == []  # ... and no reservation open
+    assert cli("-o", "json", "status").json()["summary"] == {"instances_running": 0, "hourly_cost": 0, "jobs_active": 0}
 
 
 def _start_foreign(standin: StandIn, labels: list[str] | None) -> str:

@@ -108,6 +108,7 @@ def test_kill_9_at_each_step_then_cleanup_leaves_no_pod_running(project: Path, s
     assert standin.pods == {}  # ... nor stopped: every pod runctl made is terminated
     assert pids_alive(job_pids(standin)) == []
     assert cli("-o", "json", "resources", "list").json()["resources"] == []
+    assert cli("-o", "json", "status").json()["summary"] == {"instances_running": 0, "hourly_cost": 0, "jobs_active": 0}
 
 
 def _job_checkpoint(standin: StandIn, name: str, timeout: float = 60) -> str:
