@@ -66,8 +66,6 @@ def terminate_cmd(ctx: click.Context, ident: str, yes: bool) -> None:
     provider, instance = resolve_instance(session, ident)
     _confirm_or_require_yes(session, yes, f"terminate {provider.name} instance {instance.id}?")
     final = terminate_instance(session, provider, instance)
-    for job in store.jobs(active_only=True, instance_id=instance.id):
-        store.update_job(job.id, state=_cancelled(), message=f"instance {instance.id} terminated")
     session.progress.close()
     emit(session, final, f"{final.id} {final.state.value}", final.id)
 
