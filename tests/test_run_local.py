@@ -10,21 +10,9 @@ import time
 from pathlib import Path
 
 from runctl_core.testing.cli import runctl_executable
+from runctl_core.testing.faults import pids_alive
 
 RUNCTL = runctl_executable()
-
-
-def _pids_alive(pids: list[int]) -> list[int]:
-    alive = []
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            continue
-        with open(f"/proc/{pid}/stat") as fh:
-            if fh.read().rsplit(")", 1)[-1].split()[0] != "Z":
-                alive.append(pid)
-    return alive
 
 
 def test_run_json_reports_final_status_and_checkpoints(cli, project: Path) -> None:
@@ -95,7 +83,7 @@ def test_ctrl_c_terminates_and_leaves_no_process(home: Path, project: Path) -> N
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert json.loads(err.strip().splitlines()[-1])["error"]["code"] == "interrupted"
-    assert _pids_alive([record["pid"], record["supervisor_pid"]]) == []
+    assert pids_alive([record["pid"], record["supervisor_pid"]]) == []
     final = json.loads(job_json.read_text())
     assert final["state"] == "cancelled"
     status = subprocess.run([RUNCTL, "-o", "json", "status"], capture_output=True, text=True, check=True)
@@ -180,7 +168,7 @@ def test_kill_9_then_cleanup_leaves_nothing(cli, home: Path, project: Path) -> N
     proc.kill()
     proc.wait()
     record = json.loads(records[0].read_text())
-    assert _pids_alive([record["pid"]]), "the job survives its CLI (it is detached)"
+    assert pids_alive([record["pid"]]), "the job survives its CLI (it is detached)"
     listed = cli("-o", "json", "resources", "list").json()
     kinds = {r["kind"] for r in listed["resources"]}
     assert kinds == {"abandoned"}
@@ -189,7 +177,7 @@ def test_kill_9_then_cleanup_leaves_nothing(cli, home: Path, project: Path) -> N
     cleaned = cli("-o", "json", "resources", "cleanup", "--yes")
     assert cleaned.code == 0, cleaned.err
     assert len(cleaned.json()["terminated"]) == 1
-    assert _pids_alive([record["pid"], record["supervisor_pid"]]) == []
+    assert pids_alive([record["pid"], record["supervisor_pid"]]) == []
     assert cli("-o", "json", "resources", "list").json()["resources"] == []
 
 

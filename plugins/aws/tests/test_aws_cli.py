@@ -19,6 +19,7 @@ from aws_standin import AwsStandIn
 from aws_testlib import BUCKET, DUMMY_KEY_ID, DUMMY_SECRET, aws_settings
 
 from runctl_core.testing.cli import CliResult, isolate, run_runctl, runctl_executable
+from runctl_core.testing.faults import pids_alive
 
 REPO = Path(__file__).resolve().parents[3]
 RUNCTL = runctl_executable()
@@ -135,18 +136,6 @@ def _wait_for_job(standin: AwsStandIn, min_checkpoints: int = 0, timeout: float 
     raise AssertionError("no job started on the stand-in")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_spot_refused_falls_back_to_on_demand_with_prices(
     cli: Callable[..., Result], standin: AwsStandIn, ec2: Any
 ) -> None:
@@ -260,7 +249,7 @@ def test_ctrl_c_exits_130_and_terminates_the_instance(project: Path, standin: Aw
     assert json.loads(err.strip().splitlines()[-1])["error"]["code"] == "interrupted"
     (instance,) = _instances(ec2)
     assert instance["InstanceId"] == instance_id and instance["State"]["Name"] == "terminated"
-    assert not _alive(record["pid"]) and not _alive(record["supervisor_pid"])
+    assert pids_alive([record["pid"], record["supervisor_pid"]]) == []
     deadline = time.monotonic() + 10
     while standin.live_processes(instance_id) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -18,6 +18,7 @@ from conftest import API_KEY
 from runpod_standin import StandIn
 
 from runctl_core.testing.cli import CliResult, isolate, run_runctl, runctl_executable
+from runctl_core.testing.faults import pids_alive
 
 REPO = Path(__file__).resolve().parents[3]
 RUNCTL = runctl_executable()
@@ -66,18 +67,6 @@ def _wait_for_running_job(standin: StandIn, timeout: float = 60) -> tuple[str, d
                     return pod_id, record
         time.sleep(0.05)
     raise AssertionError("no job started on the stand-in")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_run_trains_on_a_pod_and_brings_checkpoints_back(cli: Callable[..., Result], standin: StandIn) -> None:
@@ -172,7 +161,7 @@ def test_preempted_spot_pod_is_reported_interrupted(project: Path, standin: Stan
     assert doc["job"]["state"] == "interrupted", doc
     error = json.loads(err.strip().splitlines()[-1])["error"]
     assert "interrupted" in error["message"] and "--resume-from" in error["hint"]
-    assert not _alive(record["pid"])
+    assert pids_alive([record["pid"]]) == []
     assert pod_id in standin.terminated and standin.pods == {}  # the stopped pod was still terminated
 
 
@@ -210,7 +199,7 @@ def test_ctrl_c_exits_130_and_terminates_the_pod(project: Path, standin: StandIn
     assert proc.returncode == 130, err
     assert json.loads(err.strip().splitlines()[-1])["error"]["code"] == "interrupted"
     assert pod_id in standin.terminated and standin.pods == {}
-    assert not _alive(record["pid"]) and not _alive(record["supervisor_pid"])
+    assert pids_alive([record["pid"], record["supervisor_pid"]]) == []
 
 
 def test_capacity_error_exits_4_and_leaves_nothing(cli: Callable[..., Result], standin: StandIn) -> None:
