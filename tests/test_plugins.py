@@ -197,3 +197,86 @@ def test_auto_falls_over_to_the_next_offer_on_capacity(cli, tmp_path: Path, proj
     result = ran.json()
     assert result["job"]["provider"] == "dear" and result["job"]["state"] == "succeeded"
     assert result["instance"]["state"] == "terminated"
+
+
+RECOVERY = """
+from runctl_core.errors import CapacityError
+from runctl_core.hookspecs import hookimpl
+from runctl_core.models import Capability, JobState, Offer
+from runctl_local.provider import LocalProvider
+from runctl_local.sandbox import Sandbox
+
+
+class Flaky(LocalProvider):
+    '''Cheapest; its first machine is preempted after two epochs, then it has no capacity left.'''
+
+    creates = 0
+
+    @hookimpl
+    def price(self, query):
+        return [Offer(provider="flaky", instance_type="flaky.gpu", gpu="A100", gpu_count=1, on_demand_hourly=1.0)]
+
+    @hookimpl
+    def capabilities(self):
+        return super().capabilities().model_copy(update={"gpu": Capability(supported=True)})
+
+    @hookimpl
+    def create(self, ctx, spec):
+        Flaky.creates += 1
+        if Flaky.creates > 1:
+            raise CapacityError("no flaky.gpu left", "try later")
+        instance = super().create(ctx, spec.model_copy(update={"instance_type": None, "gpu": None}))
+        return instance.model_copy(update={"provider": "flaky"})
+
+    @hookimpl
+    def status(self, ctx, instance, job):
+        report = super().status(ctx, instance, job)
+        if job is not None and report.job is not None:
+            checkpoints = Sandbox(ctx.state_dir, instance.id).job_dir(job.job_id) / "checkpoints"
+            if report.job.state is JobState.RUNNING and (checkpoints / "ckpt-0002.json").exists():
+                self.cancel(ctx, instance, report.job)  # the machine goes away under the job
+                report = super().status(ctx, instance, job)
+            if report.job.state is JobState.CANCELLED:
+                preempted = report.job.model_copy(update={"state": JobState.INTERRUPTED, "message": "preempted"})
+                report = report.model_copy(update={"job": preempted})
+        return report
+
+
+class Steady(LocalProvider):
+    @hookimpl
+    def price(self, query):
+        return [Offer(provider="steady", instance_type="steady.gpu", gpu="A100", gpu_count=1, on_demand_hourly=2.0)]
+
+    @hookimpl
+    def capabilities(self):
+        return super().capabilities().model_copy(update={"gpu": Capability(supported=True)})
+
+    @hookimpl
+    def create(self, ctx, spec):
+        instance = super().create(ctx, spec.model_copy(update={"instance_type": None, "gpu": None}))
+        return instance.model_copy(update={"provider": "steady"})
+"""
+
+
+def test_auto_recovery_moves_to_the_next_offer_with_the_checkpoint(cli, tmp_path: Path, project: Path) -> None:
+    site = tmp_path / "site3"
+    site.mkdir()
+    (site / "runctl_recovery.py").write_text(RECOVERY)
+    for dist, name, cls in (("runctl_flaky", "flaky", "Flaky"), ("runctl_steady", "steady", "Steady")):
+        info = site / f"{dist}-0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text(f"[runctl.providers]\n{name} = runctl_recovery:{cls}\n")
+    env = {"PYTHONPATH": str(site), "RUNCTL_LOAD_PLUGINS": "flaky,steady"}
+    args = ("examples/train.py", "--gpu", "A100", "--recover", "--", "--epochs", "5", "--sleep", "0.3")
+    ran = cli("-o", "json", "--provider", "auto", "run", *args, env=env)
+    assert ran.code == 0, ran.err
+    result = ran.json()
+    assert result["job"]["provider"] == "steady" and result["job"]["state"] == "succeeded"
+    assert "flaky refused flaky.gpu for capacity" in ran.err
+    log = cli("logs", result["job"]["job_id"], env=env).out
+    assert "resumed from ckpt-0002.json" in log
+    straight = cli("-o", "json", "run", "examples/train.py", "--", "--epochs", "5").json()
+    recovered = json.loads(Path(result["outputs_dir"], "metrics.json").read_text())
+    uninterrupted = json.loads(Path(straight["outputs_dir"], "metrics.json").read_text())
+    assert recovered["weights"] == uninterrupted["weights"]

@@ -316,9 +316,13 @@ def _run_auto(session: Session, request: Any, dry_run: bool) -> None:
             for skip in skipped:
                 click.echo(f"  {skip.provider:<8} skipped: {skip.reason}")
         return
+    from datetime import datetime, timezone
+
+    started = datetime.now(timezone.utc)
     last_error: CapacityError | None = None
     for number, candidate in enumerate(candidates):
-        pinned = request.model_copy(update={"instance": candidate.request_for(request.instance)})
+        resume = _newest_resumable(session, started) or request.resume_from  # a recovery that moved offers
+        pinned = request.model_copy(update={"instance": candidate.request_for(request.instance), "resume_from": resume})
         provider = session.provider(candidate.provider)
         session.progress.step(
             f"auto: {candidate.provider} {candidate.offer.instance_type} at "
@@ -337,6 +341,16 @@ def _run_auto(session: Session, request: Any, dry_run: bool) -> None:
         return
     assert last_error is not None
     raise last_error
+
+
+def _newest_resumable(session: Session, since: Any) -> str | None:
+    """The newest job of this command that was interrupted or lost with checkpoints collected, if any."""
+    for job in reversed(session.store.jobs(since=since)):
+        if job.state.value in ("interrupted", "lost") and job.outputs_dir:
+            directory = Path(job.outputs_dir)
+            if directory.is_dir() and any(directory.iterdir()):
+                return job.id
+    return None
 
 
 def _parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
