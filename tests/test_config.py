@@ -99,3 +99,12 @@ def test_duration_errors() -> None:
             Config.model_validate({"run": {"timeout": "soon"}})
         except Exception as exc:
             raise describe_validation_error(exc, "x.toml") from None  # type: ignore[arg-type]
+
+
+def test_set_rejects_invalid_provider_value_and_keeps_file(invoke, project: Path) -> None:
+    before = (project / ".runctl.toml").read_text()
+    for args in (["providers.local.grace_period", "--", "-3"], ["providers.local.bogus", "1"], ["providers.nosuch.x", "1"]):
+        result = invoke("config", "set", *args)
+        assert result.code == 3, (args, result.err)
+        assert (project / ".runctl.toml").read_text() == before
+    assert invoke("config", "validate").code == 0

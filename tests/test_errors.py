@@ -70,3 +70,15 @@ def test_secrets_never_printed(cli, project: Path) -> None:
     )
     assert result.code == 0
     assert secret not in result.out + result.err
+
+
+def test_output_id_is_refused_before_a_command_without_id_changes_anything(cli, project: Path) -> None:
+    before = (project / ".runctl.toml").read_text()
+    result = cli("config", "set", "run.timeout", "2h", "--output", "id")
+    assert result.code == 2 and "produces no id" in result.err
+    assert (project / ".runctl.toml").read_text() == before
+    instance_id = cli("-o", "id", "create").out.strip()
+    result = cli("resources", "cleanup", "--all", "--yes", "--output", "id")
+    assert result.code == 2 and "produces no id" in result.err
+    assert cli("status").out.strip() == "1 instance running, $0.00/h, 0 jobs active"
+    cli("terminate", instance_id, "--yes")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from runctl_core.cli.common import common, emit, examples, money, output_option, session_of, table
+from runctl_core.cli.common import common, emit, examples, money, output_option, refuse_id_output, session_of, table
 
 if TYPE_CHECKING:
     from runctl_core.session import Session
@@ -290,6 +290,7 @@ def resources_cleanup(ctx: click.Context, dry_run: bool, yes: bool, older_than: 
     from runctl_core.workflow import terminate_instance
 
     session = session_of(ctx)
+    refuse_id_output(session)
     try:
         age = parse_duration(older_than) if older_than else None
     except ValueError as exc:
@@ -467,11 +468,20 @@ def config_set(ctx: click.Context, key: str, value: str, user: bool) -> None:
     from runctl_core.config import PROJECT_FILE, find_project_config, parse_value, set_key, user_config_path
 
     session = session_of(ctx, load_config=False)
+    refuse_id_output(session)
     path = user_config_path() if user else (find_project_config() or Path.cwd() / PROJECT_FILE)
     parsed = parse_value(value)
+    before = path.read_bytes() if path.is_file() else None
     set_key(path, key, parsed)
     if key.startswith("providers."):
-        _validate_providers(session, only=key.split(".")[1])
+        try:
+            _validate_providers(session, only=key.split(".")[1])
+        except Exception:  # the provider refused the value: leave the file as it was
+            if before is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_bytes(before)
+            raise
     emit(session, {"path": str(path), "key": key, "value": parsed}, f"{key} = {parsed!r} in {path}")
 
 

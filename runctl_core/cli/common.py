@@ -112,6 +112,12 @@ def session_of(ctx: click.Context, *, load_config: bool = True) -> Session:
     return session
 
 
+def refuse_id_output(session: Session) -> None:
+    """For commands that change something and produce no id: refuse `--output id` before acting, not after."""
+    if session.options.output == "id":
+        raise click.UsageError("this command produces no id; use --output text or --output json")
+
+
 def emit(session: Session, data: Any, text: str | Callable[[], None] | None = None, ident: str | None = None) -> None:
     """Write the command's result: the JSON document, the id alone, or the text (a string or a printer)."""
     import json
