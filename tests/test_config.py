@@ -103,8 +103,16 @@ def test_duration_errors() -> None:
 
 def test_set_rejects_invalid_provider_value_and_keeps_file(invoke, project: Path) -> None:
     before = (project / ".runctl.toml").read_text()
-    for args in (["providers.local.grace_period", "--", "-3"], ["providers.local.bogus", "1"], ["providers.nosuch.x", "1"]):
+    bad = (["providers.local.grace_period", "--", "-3"], ["providers.local.bogus", "1"], ["providers.nosuch.x", "1"])
+    for args in bad:
         result = invoke("config", "set", *args)
         assert result.code == 3, (args, result.err)
         assert (project / ".runctl.toml").read_text() == before
     assert invoke("config", "validate").code == 0
+
+
+def test_table_for_a_provider_not_installed_names_the_file(invoke, project: Path) -> None:
+    (project / ".runctl.toml").write_text("[providers.default_provider]\n")
+    result = invoke("config", "validate")
+    assert result.code == 3
+    assert ".runctl.toml" in result.err and "providers.default_provider" in result.err and "hint:" in result.err

@@ -502,8 +502,18 @@ def config_validate(ctx: click.Context) -> None:
 
 
 def _validate_providers(session: Session, only: str | None = None) -> list[str]:
+    from runctl_core.errors import ConfigError, PluginError
+
     session.__dict__.pop("loaded", None)  # re-read what was just written
     names = [only] if only else sorted(session.loaded.config.providers)
     for name in names:
-        session.provider(name)  # loads the plugin and validates [providers.NAME] against its schema
+        try:
+            session.provider(name)  # loads the plugin and validates [providers.NAME] against its schema
+        except PluginError as exc:  # [providers.NAME] for a provider that is not installed: say where
+            from runctl_core.plugins import installed_providers
+
+            if any(info.name == name for info in installed_providers()):
+                raise  # installed but broken: not the configuration's fault
+            source = session.loaded.provider_sources.get(name, "the configuration")
+            raise ConfigError(f"{source}: [providers.{name}]: {exc.message}", exc.hint) from None
     return names
