@@ -82,3 +82,11 @@ def test_output_id_is_refused_before_a_command_without_id_changes_anything(cli, 
     assert result.code == 2 and "produces no id" in result.err
     assert cli("status").out.strip() == "1 instance running, $0.00/h, 0 jobs active"
     cli("terminate", instance_id, "--yes")
+
+
+def test_unknown_id_for_status_or_terminate_is_neither_job_nor_instance(cli, project: Path) -> None:
+    for args in (["status", "job-000000"], ["terminate", "job-000000", "--yes"]):
+        result = cli(*args)
+        assert result.code == 2
+        assert "no job or instance 'job-000000'" in result.err and "runctl status --all" in result.err
+    assert "no instance 'job-000000'" in cli("sync", "job-000000").err

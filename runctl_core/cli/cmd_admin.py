@@ -63,7 +63,7 @@ def terminate_cmd(ctx: click.Context, ident: str, yes: bool) -> None:
             ident,
         )
         return
-    provider, instance = resolve_instance(session, ident)
+    provider, instance = resolve_instance(session, ident, or_job=True)
     _confirm_or_require_yes(session, yes, f"terminate {provider.name} instance {instance.id}?")
     final = terminate_instance(session, provider, instance)
     session.progress.close()

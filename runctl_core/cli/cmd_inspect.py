@@ -102,7 +102,7 @@ def status_cmd(ctx: click.Context, ident: str | None, show_all: bool) -> None:
         return
     from runctl_core.cli.cmd_work import resolve_instance
 
-    provider, instance = resolve_instance(session, ident)
+    provider, instance = resolve_instance(session, ident, or_job=True)
     report = provider.status(instance, None)
     store.save_instance(report.instance)
     row = store.instance(instance.id, provider.name)

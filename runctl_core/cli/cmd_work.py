@@ -479,12 +479,18 @@ def sync_cmd(ctx: click.Context, instance_id: str, project: Path | None) -> None
     )
 
 
-def resolve_instance(session: Session, instance_id: str) -> tuple[Any, Any]:
-    """The provider and the last known record of an instance runctl knows about."""
+def resolve_instance(session: Session, instance_id: str, *, or_job: bool = False) -> tuple[Any, Any]:
+    """The provider and the last known record of an instance runctl knows about (``or_job``: the command also
+    takes a job id, and the error says so)."""
     from runctl_core.errors import UsageError
 
     row = session.store.instance(instance_id)
     if row is None:
+        if or_job:
+            raise UsageError(
+                f"runctl has no job or instance {instance_id!r}",
+                "list jobs with: runctl status --all; instances with: runctl resources list",
+            )
         raise UsageError(
             f"runctl has no instance {instance_id!r}", "list what runctl knows with: runctl resources list"
         )
