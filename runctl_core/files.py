@@ -40,10 +40,13 @@ def _load_spec(path: Path):  # type: ignore[no-untyped-def]
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
-def scan_project(root: Path) -> Project:
+def scan_project(root: Path, exclude: Iterable[Path] = ()) -> Project:
     """Walk ``root`` and return the files to sync, honouring every .gitignore and .runctlignore on the way
-    down (a nested ignore file applies below its directory, as git does), with sizes, modes and sha256."""
+    down (a nested ignore file applies below its directory, as git does), with sizes, modes and sha256.
+    Directories in ``exclude`` (runctl's own state and collected outputs, when they sit inside the project)
+    are never sent."""
     root = root.resolve()
+    skipped = {p.resolve() for p in exclude}
     if not root.is_dir():
         raise UsageError(f"project directory {root} does not exist", "pass --project DIR or cd into the project")
     specs: list[tuple[str, object]] = []  # (relative dir prefix, spec)
@@ -60,6 +63,7 @@ def scan_project(root: Path) -> Project:
             d
             for d in dirs
             if d not in ALWAYS_EXCLUDED_DIRS
+            and (base_path / d) not in skipped
             and not _ignored(specs, rel_base + d + "/")
             and not (base_path / d).is_symlink()
         )

@@ -112,7 +112,7 @@ def reconcile(session: Session, providers: list[str]) -> Reconciliation:
                 if known is not None and known.ended_at is None:
                     store.save_instance(instance)
                 continue
-            found.append(_classify(session, instance, known))
+            found.append(_classify(session, provider, instance, known))
         for row in journal.values():  # journal says alive, provider does not list it: it is gone
             if row.ended_at is None and row.instance.id not in seen and provider.has("list_instances"):
                 store.save_instance(
@@ -146,7 +146,24 @@ def reconcile(session: Session, providers: list[str]) -> Reconciliation:
     return Reconciliation(resources=found, notes=notes)
 
 
-def _classify(session: Session, instance: Instance, row: Any) -> Resource:
+def _detached_job_state(session: Session, provider: Any, instance: Instance, job: Any) -> Any:
+    """A detached run's job, refreshed from the provider when the journal still has it running: nobody may
+    have looked since it ended."""
+    from runctl_core.models import JobStatus
+
+    if job.state.terminal:
+        return job
+    last = job.status or JobStatus(job_id=job.id, state=job.state, exit_code=job.exit_code)
+    try:
+        report = provider.status(instance, last)
+    except RunctlError:
+        return job
+    if report.job is not None:
+        session.store.update_job(job.id, status=report.job)
+    return session.store.job(job.id) or job
+
+
+def _classify(session: Session, provider: Any, instance: Instance, row: Any) -> Resource:
     store = session.store
     base = {
         "provider": instance.provider,
@@ -164,6 +181,8 @@ def _classify(session: Session, instance: Instance, row: Any) -> Resource:
         return Resource(**base, kind="orphan", reason="journalled as ended, still alive at the provider")
     if row.keep:
         job = store.job(row.job_id) if row.job_id else None
+        if job is not None and not job.keep:  # a detached run's instance: finished once its job has ended
+            job = _detached_job_state(session, provider, instance, job)
         if job is not None and job.state.terminal and not job.keep:
             return Resource(**base, kind="finished", reason=f"its detached job {job.id} has ended ({job.state.value})")
         return Resource(**base, kind="kept", reason="created to be kept (runctl create / --keep / --detach)")

@@ -401,6 +401,11 @@ def plan_run(provider: Provider, request: RunRequest, project: Project) -> list[
 # ------------------------------------------------------------------------------------------------ project
 
 
+def project_files(session: Session, root: Path, outputs_dir: Path | None = None) -> Project:
+    """The project's files to send, without runctl's state directory or collected outputs inside it."""
+    return scan_project(root, exclude=[session.home, *([outputs_dir] if outputs_dir else [])])
+
+
 def resolve_script(project_root: Path, script: str) -> tuple[Path, str]:
     """(project root, script path relative to it); the script must exist inside the project."""
     root = project_root.resolve()
@@ -434,7 +439,7 @@ class RunState:
 def execute_run(session: Session, provider: Provider, request: RunRequest, *, sink: LogSink | None) -> RunResult:
     """The whole run, with recovery on preemption when ``request.recover``; cleanup on every way out."""
     root, script = resolve_script(request.project_root, request.script)
-    project = scan_project(root)
+    project = project_files(session, root, request.outputs_dir)
     check_request(provider, request.instance)
     check_credentials(provider)
     offer = estimate(provider, request.instance)

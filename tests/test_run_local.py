@@ -191,3 +191,39 @@ def test_provider_auto_picks_cheapest_and_explains(cli, project: Path) -> None:
     assert ran.json()["job"]["provider"] == "local"
     impossible = cli("-o", "json", "--provider", "auto", "run", "examples/train.py", "--gpu", "Z9000")
     assert impossible.code == 2 and "no provider can run Z9000" in impossible.error()["message"]
+
+
+def test_unobserved_finished_detached_run_is_cleaned_up(cli, project: Path) -> None:
+    job_id = cli("-o", "id", "run", "examples/train.py", "--detach", "--", "--epochs", "1").out.strip()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait for the job itself, without asking runctl (nobody looks at it)
+        records = list(Path(os.environ["RUNCTL_HOME"]).glob(f"providers/local/instances/*/jobs/{job_id}/job.json"))
+        if records and json.loads(records[0].read_text()).get("state") == "succeeded":
+            break
+        time.sleep(0.05)
+    listed = cli("-o", "json", "resources", "list").json()["resources"]
+    assert [r["kind"] for r in listed] == ["finished"]
+    cleaned = cli("-o", "json", "resources", "cleanup", "--yes").json()
+    assert len(cleaned["terminated"]) == 1
+    assert cli("-o", "json", "status").json()["summary"] == {
+        "instances_running": 0,
+        "hourly_cost": 0.0,
+        "jobs_active": 0,
+    }
+
+
+def test_outputs_inside_the_project_are_not_synced(cli, project: Path) -> None:
+    first = cli("-o", "json", "run", "examples/train.py", "--outputs", "runs", "--", "--epochs", "1").json()
+    assert Path(first["outputs_dir"]).parent == (project / "runs").resolve()
+    plan = cli("-o", "json", "run", "examples/train.py", "--outputs", "runs", "--dry-run").json()
+    sync = next(c for c in plan["calls"] if c["step"] == "sync")
+    assert sync["params"]["files"] == 2  # examples/train.py and .runctl.toml, not runs/
+
+
+def test_small_usage_rules(cli, project: Path) -> None:
+    job_id = cli("-o", "id", "run", "examples/train.py", "--", "--epochs", "1").out.strip()
+    assert cli("-o", "id", "logs", job_id).code == 2
+    assert cli("run", "examples/train.py", "--gpu-count", "2").code == 2
+    again = cli("-o", "json", "terminate", job_id, "--yes")
+    assert again.code == 0 and again.json()["state"] == "succeeded"
+    assert cli("-o", "json", "status", job_id).json()["message"] == ""

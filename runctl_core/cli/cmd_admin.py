@@ -49,17 +49,25 @@ def terminate_cmd(ctx: click.Context, ident: str, yes: bool) -> None:
         kept = bool(inst_row and inst_row.keep and row.keep)
         what = f"stop job {ident}" + ("" if kept else f" and terminate {instance.id}")
         _confirm_or_require_yes(session, yes, f"{what}?")
-        stopped = provider.cancel(instance, status)
+        ended = row.state.terminal  # nothing to stop: only its instance may still need ending
+        stopped = None if ended else provider.cancel(instance, status)
         if stopped is not None:
             store.update_job(ident, status=stopped)
-        if not kept or stopped is None:
+        if not kept or (stopped is None and not ended):
             instance = terminate_instance(session, provider, instance)
-        store.update_job(ident, state=_cancelled(), message="terminated on request")
+        if not ended:
+            store.update_job(ident, state=_cancelled(), message="terminated on request")
         session.progress.close()
+        job_now = store.job(ident)
         emit(
             session,
-            {"job_id": ident, "instance": instance.model_dump(mode="json")},
-            f"job {ident} stopped; instance {instance.id} {instance.state.value}",
+            {
+                "job_id": ident,
+                "state": job_now.state.value if job_now else None,
+                "instance": instance.model_dump(mode="json"),
+            },
+            (f"job {ident} had already ended ({row.state.value})" if ended else f"job {ident} stopped")
+            + f"; instance {instance.id} {instance.state.value}",
             ident,
         )
         return

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from runctl_core.cli.common import common, emit, examples, money, session_of, table
+from runctl_core.cli.common import common, emit, examples, money, refuse_id_output, session_of, table
 
 if TYPE_CHECKING:
     from runctl_core.session import Session
@@ -189,6 +189,7 @@ def logs_cmd(ctx: click.Context, job_id: str, follow: bool) -> None:
     from runctl_core.workflow import wait_job
 
     session = session_of(ctx)
+    refuse_id_output(session)
     row = load_job(session, job_id)
     provider, instance, status = job_context(session, row)
     as_json = session.options.output == "json"
@@ -332,7 +333,7 @@ def checkpoint_info(ctx: click.Context, job_id: str) -> None:
     }
     text = (
         f"{job_id}: {len(found)} files, {doc['total_bytes']} bytes"
-        + (f"\nnewest: {newest['name']} ({newest['where']}: {newest['location']})" if newest else "")
+        + (f"\nnewest file: {newest['name']} ({newest['where']}: {newest['location']})" if newest else "")
         + (f"\ncollected in: {local_dir}" if local_dir else "")
     )
     emit(session, doc, text)

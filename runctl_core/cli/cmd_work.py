@@ -88,6 +88,8 @@ def build_instance_request(session: Session, kw: dict[str, Any]) -> InstanceRequ
     from runctl_core.workflow import InstanceRequest
 
     run = session.loaded.config.run
+    if (kw.get("gpu_count") or 1) != 1 and not kw.get("gpu"):
+        raise click.UsageError("--gpu-count needs --gpu (or pick a multi-GPU --instance-type)")
     fallback = kw.get("on_demand_fallback") or run.on_demand_fallback
     if fallback == "ask" and not (sys.stdin.isatty() and sys.stderr.isatty()):
         fallback = "never"  # scripts are never asked: they get the safe answer
@@ -235,7 +237,7 @@ def run_cmd(
         detach=detach,
         recover=config.run.recover if recover is None else recover,
         max_restarts=config.run.max_restarts if max_restarts is None else max_restarts,
-        outputs_dir=outputs_dir or (Path(config.run.outputs_dir) if config.run.outputs_dir else None),
+        outputs_dir=_absolute(outputs_dir or (Path(config.run.outputs_dir) if config.run.outputs_dir else None)),
         resume_from=resume_from,
         env=env,
     )
@@ -244,13 +246,13 @@ def run_cmd(
         return
     provider = session.provider(session.provider_name())
     if dry_run:
-        from runctl_core.files import scan_project
+        from runctl_core.workflow import project_files
 
         root, rel = resolve_script(request.project_root, request.script)
         request.script = rel
         check_request(provider, request.instance)
         offer = estimate(provider, request.instance)
-        calls = plan_run(provider, request, scan_project(root))
+        calls = plan_run(provider, request, project_files(session, root, request.outputs_dir))
         _print_plan(
             session,
             provider.name,
@@ -290,8 +292,7 @@ def _run_auto(session: Session, request: Any, dry_run: bool) -> None:
     """--provider auto: the cheapest fitting offer across providers, falling over to the next on capacity."""
     from runctl_core.choose import rank, require_candidates
     from runctl_core.errors import CapacityError
-    from runctl_core.files import scan_project
-    from runctl_core.workflow import describe_estimate, execute_run, plan_run, resolve_script
+    from runctl_core.workflow import describe_estimate, execute_run, plan_run, project_files, resolve_script
 
     root, rel = resolve_script(request.project_root, request.script)
     candidates, skipped = rank(session, request.instance)
@@ -301,7 +302,7 @@ def _run_auto(session: Session, request: Any, dry_run: bool) -> None:
     if dry_run:
         pinned = request.model_copy(update={"instance": choice.request_for(request.instance), "script": rel})
         provider = session.provider(choice.provider)
-        calls = plan_run(provider, pinned, scan_project(root))
+        calls = plan_run(provider, pinned, project_files(session, root, request.outputs_dir))
         _print_plan(
             session,
             provider.name,
@@ -341,6 +342,10 @@ def _run_auto(session: Session, request: Any, dry_run: bool) -> None:
         return
     assert last_error is not None
     raise last_error
+
+
+def _absolute(path: Path | None) -> Path | None:
+    return path.expanduser().resolve() if path is not None else None
 
 
 def _newest_resumable(session: Session, since: Any) -> str | None:
@@ -463,12 +468,11 @@ def create_cmd(ctx: click.Context, wait: bool, dry_run: bool, **instance_kw: Any
 @click.pass_context
 def sync_cmd(ctx: click.Context, instance_id: str, project: Path | None) -> None:
     """Send the project to INSTANCE, respecting .gitignore and .runctlignore; only changed files travel."""
-    from runctl_core.files import scan_project
-    from runctl_core.workflow import sync_project
+    from runctl_core.workflow import project_files, sync_project
 
     session = session_of(ctx)
     provider, instance = resolve_instance(session, instance_id)
-    result = sync_project(session, provider, instance, scan_project(project or Path.cwd()))
+    result = sync_project(session, provider, instance, project_files(session, project or Path.cwd()))
     session.progress.close()
     emit(
         session,
@@ -547,15 +551,14 @@ def train_cmd(
     or pass --wait to follow it here (the exit code is then the job's).
     """
     from runctl_core.errors import JobFailed
-    from runctl_core.files import scan_project
     from runctl_core.models import JobSpec
-    from runctl_core.workflow import job_document, resolve_script, start_job, sync_project, wait_job
+    from runctl_core.workflow import job_document, project_files, resolve_script, start_job, sync_project, wait_job
 
     session = session_of(ctx)
     provider, instance = resolve_instance(session, instance_id)
     root, rel = resolve_script(project or Path.cwd(), script)
     if not no_sync:
-        sync_project(session, provider, instance, scan_project(root))
+        sync_project(session, provider, instance, project_files(session, root))
     store = session.store
     job_id = store.new_job_id()
     spec = JobSpec(job_id=job_id, script=rel, args=list(script_args), env=_parse_env(env_pairs), timeout=timeout)
