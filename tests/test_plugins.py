@@ -57,12 +57,14 @@ class Provider:
 """
 
 
-def _install(site: Path, dist: str, name: str, module: str, source: str) -> None:
+def _install(site: Path, dist: str, name: str, module: str, source: str, cls: str = "Provider") -> None:
+    """Install a provider the way a third party's package would be: a module and a dist-info entry point."""
+    site.mkdir(parents=True, exist_ok=True)
     (site / f"{module}.py").write_text(textwrap.dedent(source))
     info = site / f"{dist.replace('-', '_')}-0.3.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.3\n")
-    (info / "entry_points.txt").write_text(f"[runctl.providers]\n{name} = {module}:Provider\n")
+    (info / "entry_points.txt").write_text(f"[runctl.providers]\n{name} = {module}:{cls}\n")
 
 
 @pytest.fixture
@@ -177,13 +179,8 @@ class Dear(LocalProvider):
 
 def test_auto_falls_over_to_the_next_offer_on_capacity(cli, tmp_path: Path, project: Path) -> None:
     site = tmp_path / "site2"
-    site.mkdir()
-    (site / "runctl_failover.py").write_text(FAILOVER)
-    for dist, name, cls in (("runctl_cheap", "cheap", "Cheap"), ("runctl_dear", "dear", "Dear")):
-        info = site / f"{dist}-0.1.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
-        (info / "entry_points.txt").write_text(f"[runctl.providers]\n{name} = runctl_failover:{cls}\n")
+    for dist, name, cls in (("runctl-cheap", "cheap", "Cheap"), ("runctl-dear", "dear", "Dear")):
+        _install(site, dist, name, "runctl_failover", FAILOVER, cls)
     env = {"PYTHONPATH": str(site), "RUNCTL_LOAD_PLUGINS": "cheap,dear"}
     plan = cli("-o", "json", "--provider", "auto", "run", "examples/train.py", "--gpu", "A100", "--dry-run", env=env)
     assert plan.code == 0, plan.err
@@ -260,13 +257,8 @@ class Steady(LocalProvider):
 
 def test_auto_recovery_moves_to_the_next_offer_with_the_checkpoint(cli, tmp_path: Path, project: Path) -> None:
     site = tmp_path / "site3"
-    site.mkdir()
-    (site / "runctl_recovery.py").write_text(RECOVERY)
-    for dist, name, cls in (("runctl_flaky", "flaky", "Flaky"), ("runctl_steady", "steady", "Steady")):
-        info = site / f"{dist}-0.1.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
-        (info / "entry_points.txt").write_text(f"[runctl.providers]\n{name} = runctl_recovery:{cls}\n")
+    for dist, name, cls in (("runctl-flaky", "flaky", "Flaky"), ("runctl-steady", "steady", "Steady")):
+        _install(site, dist, name, "runctl_recovery", RECOVERY, cls)
     env = {"PYTHONPATH": str(site), "RUNCTL_LOAD_PLUGINS": "flaky,steady"}
     args = ("examples/train.py", "--gpu", "A100", "--recover", "--", "--epochs", "5", "--sleep", "0.3")
     ran = cli("-o", "json", "--provider", "auto", "run", *args, env=env)
