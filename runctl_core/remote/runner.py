@@ -85,6 +85,43 @@ def find_uv():
     return beside if os.access(beside, os.X_OK) else None
 
 
+def _proc_read(pid, name):
+    try:
+        with open("/proc/%d/%s" % (pid, name), "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def _is_supervisor(pid, job_dir):
+    """True when ``pid`` is alive *and* is this job's supervisor (a recycled pid is somebody else)."""
+    if not _alive(pid):
+        return False
+    if not os.path.isdir("/proc"):
+        return True
+    marker = os.path.basename(os.path.normpath(job_dir)).encode()
+    return marker in _proc_read(pid, "cmdline")
+
+
+def _group_is_job(pgid, job_id):
+    """True when some process of group ``pgid`` carries RUNCTL_JOB_ID=job_id: never signal a recycled group."""
+    if not pgid or not job_id:
+        return False
+    if not os.path.isdir("/proc"):
+        return True
+    marker = ("RUNCTL_JOB_ID=%s" % job_id).encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            pgrp = int(_proc_read(int(entry), "stat").rsplit(b")", 1)[1].split()[2])
+        except (IndexError, ValueError):
+            continue
+        if pgrp == pgid and marker in _proc_read(int(entry), "environ").split(b"\0"):
+            return True
+    return False
+
+
 def _command(script, args, use_uv):
     uv = find_uv() if use_uv else None
     if uv:
@@ -150,7 +187,8 @@ def supervise(opts):
     signal.signal(signal.SIGTERM, lambda *_: stop_request.append(("cancelled", "stopped on request")))
     signal.signal(signal.SIGINT, lambda *_: stop_request.append(("cancelled", "stopped on request")))
     log = open(os.path.join(job_dir, "log"), "ab", buffering=0)
-    _write_state(job_dir, state="running", supervisor_pid=os.getpid(), started_at=_now(), command=command[:2])
+    _write_state(job_dir, state="running", supervisor_pid=os.getpid(), started_at=_now(), command=command[:2],
+                 job_id=opts.job_id)
     try:
         proc = subprocess.Popen(
             command, cwd=opts.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -203,7 +241,8 @@ def job_record(job_dir):
     state = _read_state(job_dir)
     if state is None:
         state = {"state": "lost", "message": "no job record in %s" % job_dir}
-    elif state.get("state") not in TERMINAL and state.get("supervisor_pid") and not _alive(state["supervisor_pid"]):
+    elif state.get("state") not in TERMINAL and state.get("supervisor_pid") and not _is_supervisor(
+            state["supervisor_pid"], job_dir):
         state["state"] = "lost"
         state["message"] = "the job's supervisor is gone and left no exit code"
     state["log_size"] = _size(os.path.join(job_dir, "log"))
@@ -228,19 +267,20 @@ def stop_job(job_dir, grace):
     Harmless when the job already ended. Returns the final record."""
     state = _read_state(job_dir) or {}
     pid = state.get("supervisor_pid")
-    if state.get("state") in TERMINAL or not _alive(pid):
-        if state.get("pgid"):
+    job_id = state.get("job_id")
+    if state.get("state") in TERMINAL or not _is_supervisor(pid, job_dir):
+        if _group_is_job(state.get("pgid"), job_id):  # leftovers of this job only, never a recycled group
             _kill_group(state["pgid"], 0)
         if state and state.get("state") not in TERMINAL:
             _write_state(job_dir, state="cancelled", ended_at=_now(), message="stopped on request")
         return job_record(job_dir)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace + 5
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and _is_supervisor(pid, job_dir):
         time.sleep(0.02)
-    if _alive(pid):
+    if _is_supervisor(pid, job_dir):
         os.kill(pid, signal.SIGKILL)
-        if state.get("pgid"):
+        if _group_is_job(state.get("pgid"), job_id):
             _kill_group(state["pgid"], 0)
         _write_state(job_dir, state="cancelled", ended_at=_now(), message="killed")
     return job_record(job_dir)

@@ -117,7 +117,11 @@ def _finish(provider: Provider, instance: Instance, status: JobStatus) -> JobSta
     return _wait(lambda: provider.status(instance, status).job or status, lambda s: s.state.terminal)
 
 
-def test_ready_never_sleeps_and_waits_for_ssm(provider: Provider, standin: AwsStandIn) -> None:
+def test_ready_never_sleeps_and_waits_for_ssm(
+    provider: Provider, standin: AwsStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(standin, "boot_delay", 2.0)  # long enough that a slow machine still sees each stage
+    monkeypatch.setattr(standin, "ssm_delay", 1.0)
     created = provider.create(_spec())
     assert created.state is InstanceState.PENDING and created.id.startswith("i-")
     messages = []
