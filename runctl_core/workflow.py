@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -284,9 +283,8 @@ def wait_job(
         session.store.update_job(current.job_id, status=current)
         got_output = False
         if follow:
-            offset, got_output = _drain_logs(
-                provider, instance, current, offset, sink, until_complete=current.state.terminal
-            )
+            read = read_logs(provider, instance, current, offset, sink, until_complete=current.state.terminal)
+            offset, got_output = read.offset, read.got_output
         if current.state.terminal:
             return current, offset
         if deadline is not None and time.monotonic() >= deadline:
@@ -299,22 +297,32 @@ def wait_job(
         time.sleep(delay)
 
 
-def _drain_logs(
+class LogRead(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+    offset: int  # where the next read starts
+    got_output: bool  # some text was sent to the sink
+    complete: bool  # the job has ended and everything up to ``offset`` has been read
+
+
+def read_logs(
     provider: Provider, instance: Instance, job: JobStatus, offset: int, sink: LogSink | None, until_complete: bool
-) -> tuple[int, bool]:
-    got = False
-    for _ in range(10_000):
+) -> LogRead:
+    """Send the job's log from ``offset`` to ``sink`` chunk by chunk (by byte offset: no repeats, no gaps): all
+    that exists now when ``until_complete``, else until a read brings nothing new."""
+    got = complete = False
+    for _ in range(100_000):
         chunk = provider.logs(instance, job, offset)
         if chunk is None:
-            return offset, got
+            break
         if chunk.data and sink is not None:
             sink(chunk.data)
             got = True
         moved = chunk.next_offset > offset
-        offset = chunk.next_offset
+        offset, complete = chunk.next_offset, chunk.complete
         if chunk.complete or not moved or (not until_complete and not chunk.data):
             break
-    return offset, got
+    return LogRead(offset=offset, got_output=got, complete=complete)
 
 
 def collect_outputs(
@@ -554,7 +562,7 @@ def _run_attempt(
                 )
             )
             return RunResult(
-                job=_job_doc(store, job_id),
+                job=job_document(store, job_id),
                 instance=run.instance.model_dump(mode="json"),
                 hourly_price=run.instance.hourly_price,
             )
@@ -579,7 +587,7 @@ def _run_attempt(
             )
         )
         return RunResult(
-            job=_job_doc(store, job_id),
+            job=job_document(store, job_id),
             instance=run.instance.model_dump(mode="json"),
             checkpoints=checkpoints,
             outputs_dir=str(dest) if collected else None,
@@ -629,7 +637,8 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _job_doc(store: Any, job_id: str) -> dict[str, Any]:
+def job_document(store: Any, job_id: str) -> dict[str, Any]:
+    """The job as ``run``, ``train`` and ``status`` print it."""
     row = store.job(job_id)
     if row is None:  # pragma: no cover
         return {"job_id": job_id}
@@ -647,11 +656,3 @@ def _job_doc(store: Any, job_id: str) -> dict[str, Any]:
         "ended_at": row.ended_at.isoformat() if row.ended_at else None,
         "message": row.message,
     }
-
-
-def job_document(store: Any, job_id: str) -> dict[str, Any]:
-    return _job_doc(store, job_id)
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)

@@ -186,7 +186,7 @@ def logs_cmd(ctx: click.Context, job_id: str, follow: bool) -> None:
     """Print the log (stdout and stderr) of JOB, or follow it to the end."""
     from runctl_core.errors import CapabilityError, JobFailed
     from runctl_core.redact import redact
-    from runctl_core.workflow import wait_job
+    from runctl_core.workflow import read_logs, wait_job
 
     session = session_of(ctx)
     refuse_id_output(session)
@@ -196,20 +196,11 @@ def logs_cmd(ctx: click.Context, job_id: str, follow: bool) -> None:
     if not provider.has("logs"):
         raise CapabilityError(f"provider {provider.name} cannot show logs", f"check it with: runctl status {job_id}")
     if not follow:
-        parts, offset = [], 0
-        complete = False
-        for _ in range(100_000):
-            chunk = provider.logs(instance, status, offset)
-            if chunk is None or (not chunk.data and chunk.next_offset == offset):
-                complete = bool(chunk and chunk.complete)
-                break
-            parts.append(chunk.data)
-            offset, complete = chunk.next_offset, chunk.complete
-            if complete:
-                break
+        parts: list[str] = []
+        read = read_logs(provider, instance, status, 0, parts.append, until_complete=True)
         log = "".join(parts)
         if as_json:
-            emit(session, {"job_id": job_id, "log": log, "bytes": offset, "complete": complete})
+            emit(session, {"job_id": job_id, "log": log, "bytes": read.offset, "complete": read.complete})
         else:
             sys.stdout.write(redact(log))
             sys.stdout.flush()
