@@ -136,67 +136,7 @@ def test_runctl_help_is_plain_click(home: Path) -> None:
     assert "Commands:" in result.stdout and json.dumps is not None
 
 
-FAILOVER = '''
-from runctl_core.errors import CapacityError
-from runctl_core.hookspecs import hookimpl
-from runctl_core.models import Capability, Offer
-from runctl_local.provider import LocalProvider
-
-
-class Cheap(LocalProvider):
-    """Cheapest on paper, but out of capacity."""
-
-    @hookimpl
-    def price(self, query):
-        return [Offer(provider="cheap", instance_type="cheap.gpu", gpu="A100", gpu_count=1, on_demand_hourly=1.0)]
-
-    @hookimpl
-    def capabilities(self):
-        return super().capabilities().model_copy(update={"gpu": Capability(supported=True)})
-
-    @hookimpl
-    def create(self, ctx, spec):
-        raise CapacityError("no cheap.gpu left in any zone", "try later")
-
-
-class Dear(LocalProvider):
-    """Dearer, and it runs the job (in a local sandbox)."""
-
-    @hookimpl
-    def price(self, query):
-        return [Offer(provider="dear", instance_type="dear.gpu", gpu="A100", gpu_count=1, on_demand_hourly=3.0)]
-
-    @hookimpl
-    def capabilities(self):
-        return super().capabilities().model_copy(update={"gpu": Capability(supported=True)})
-
-    @hookimpl
-    def create(self, ctx, spec):
-        instance = super().create(ctx, spec.model_copy(update={"instance_type": None, "gpu": None}))
-        return instance.model_copy(update={"provider": "dear", "hourly_price": 3.0})
-'''
-
-
-def test_auto_falls_over_to_the_next_offer_on_capacity(cli, tmp_path: Path, project: Path) -> None:
-    site = tmp_path / "site2"
-    for dist, name, cls in (("runctl-cheap", "cheap", "Cheap"), ("runctl-dear", "dear", "Dear")):
-        _install(site, dist, name, "runctl_failover", FAILOVER, cls)
-    env = {"PYTHONPATH": str(site), "RUNCTL_LOAD_PLUGINS": "cheap,dear"}
-    plan = cli("-o", "json", "--provider", "auto", "run", "examples/train.py", "--gpu", "A100", "--dry-run", env=env)
-    assert plan.code == 0, plan.err
-    doc = plan.json()
-    assert doc["provider"] == "cheap" and [a["provider"] for a in doc["alternatives"]] == ["cheap", "dear"]
-    ran = cli(
-        "-o", "json", "--provider", "auto", "run", "examples/train.py", "--gpu", "A100", "--", "--epochs", "1", env=env
-    )
-    assert ran.code == 0, ran.err
-    assert "cheap refused cheap.gpu for capacity" in ran.err and "trying the next offer" in ran.err
-    result = ran.json()
-    assert result["job"]["provider"] == "dear" and result["job"]["state"] == "succeeded"
-    assert result["instance"]["state"] == "terminated"
-
-
-RECOVERY = """
+FAKE_GPU_PROVIDERS = """
 from runctl_core.errors import CapacityError
 from runctl_core.hookspecs import hookimpl
 from runctl_core.models import Capability, JobState, Offer
@@ -204,14 +144,16 @@ from runctl_local.provider import LocalProvider
 from runctl_local.sandbox import Sandbox
 
 
-class Flaky(LocalProvider):
-    '''Cheapest; its first machine is preempted after two epochs, then it has no capacity left.'''
+class GpuOnThisMachine(LocalProvider):
+    '''A provider selling one "A100" offer at PRICE $/h, whose machines are local sandboxes.'''
 
-    creates = 0
+    NAME = ""
+    PRICE = 0.0
 
     @hookimpl
     def price(self, query):
-        return [Offer(provider="flaky", instance_type="flaky.gpu", gpu="A100", gpu_count=1, on_demand_hourly=1.0)]
+        return [Offer(provider=self.NAME, instance_type=f"{self.NAME}.gpu", gpu="A100", gpu_count=1,
+                      on_demand_hourly=self.PRICE)]
 
     @hookimpl
     def capabilities(self):
@@ -219,11 +161,36 @@ class Flaky(LocalProvider):
 
     @hookimpl
     def create(self, ctx, spec):
+        instance = super().create(ctx, spec.model_copy(update={"instance_type": None, "gpu": None}))
+        return instance.model_copy(update={"provider": self.NAME, "hourly_price": self.PRICE})
+
+
+class Cheap(GpuOnThisMachine):
+    '''Cheapest on paper, but out of capacity.'''
+
+    NAME, PRICE = "cheap", 1.0
+
+    @hookimpl
+    def create(self, ctx, spec):
+        raise CapacityError("no cheap.gpu left in any zone", "try later")
+
+
+class Dear(GpuOnThisMachine):
+    NAME, PRICE = "dear", 3.0
+
+
+class Flaky(GpuOnThisMachine):
+    '''Cheapest; its first machine is preempted after two epochs, then it has no capacity left.'''
+
+    NAME, PRICE = "flaky", 1.0
+    creates = 0
+
+    @hookimpl
+    def create(self, ctx, spec):
         Flaky.creates += 1
         if Flaky.creates > 1:
             raise CapacityError("no flaky.gpu left", "try later")
-        instance = super().create(ctx, spec.model_copy(update={"instance_type": None, "gpu": None}))
-        return instance.model_copy(update={"provider": "flaky"})
+        return super().create(ctx, spec)
 
     @hookimpl
     def status(self, ctx, instance, job):
@@ -239,26 +206,34 @@ class Flaky(LocalProvider):
         return report
 
 
-class Steady(LocalProvider):
-    @hookimpl
-    def price(self, query):
-        return [Offer(provider="steady", instance_type="steady.gpu", gpu="A100", gpu_count=1, on_demand_hourly=2.0)]
-
-    @hookimpl
-    def capabilities(self):
-        return super().capabilities().model_copy(update={"gpu": Capability(supported=True)})
-
-    @hookimpl
-    def create(self, ctx, spec):
-        instance = super().create(ctx, spec.model_copy(update={"instance_type": None, "gpu": None}))
-        return instance.model_copy(update={"provider": "steady"})
+class Steady(GpuOnThisMachine):
+    NAME, PRICE = "steady", 2.0
 """
+
+
+def test_auto_falls_over_to_the_next_offer_on_capacity(cli, tmp_path: Path, project: Path) -> None:
+    site = tmp_path / "site2"
+    for dist, name, cls in (("runctl-cheap", "cheap", "Cheap"), ("runctl-dear", "dear", "Dear")):
+        _install(site, dist, name, "runctl_fake_gpus", FAKE_GPU_PROVIDERS, cls)
+    env = {"PYTHONPATH": str(site), "RUNCTL_LOAD_PLUGINS": "cheap,dear"}
+    plan = cli("-o", "json", "--provider", "auto", "run", "examples/train.py", "--gpu", "A100", "--dry-run", env=env)
+    assert plan.code == 0, plan.err
+    doc = plan.json()
+    assert doc["provider"] == "cheap" and [a["provider"] for a in doc["alternatives"]] == ["cheap", "dear"]
+    ran = cli(
+        "-o", "json", "--provider", "auto", "run", "examples/train.py", "--gpu", "A100", "--", "--epochs", "1", env=env
+    )
+    assert ran.code == 0, ran.err
+    assert "cheap refused cheap.gpu for capacity" in ran.err and "trying the next offer" in ran.err
+    result = ran.json()
+    assert result["job"]["provider"] == "dear" and result["job"]["state"] == "succeeded"
+    assert result["instance"]["state"] == "terminated"
 
 
 def test_auto_recovery_moves_to_the_next_offer_with_the_checkpoint(cli, tmp_path: Path, project: Path) -> None:
     site = tmp_path / "site3"
     for dist, name, cls in (("runctl-flaky", "flaky", "Flaky"), ("runctl-steady", "steady", "Steady")):
-        _install(site, dist, name, "runctl_recovery", RECOVERY, cls)
+        _install(site, dist, name, "runctl_fake_gpus", FAKE_GPU_PROVIDERS, cls)
     env = {"PYTHONPATH": str(site), "RUNCTL_LOAD_PLUGINS": "flaky,steady"}
     args = ("examples/train.py", "--gpu", "A100", "--recover", "--", "--epochs", "5", "--sleep", "0.3")
     ran = cli("-o", "json", "--provider", "auto", "run", *args, env=env)
