@@ -1,4 +1,12 @@
-"""Scripts that run on the machine that trains (shipped as files; stdlib only, Python >= 3.8)."""
+"""The remote-job layer: how runctl runs a job on any machine it can reach.
+
+* :mod:`runctl_core.remote.transport` - the :class:`~runctl_core.remote.transport.Transport` protocol a provider
+  implements for its machines (run a command, put/get files, read a byte range, walk, remove) and
+  :class:`~runctl_core.remote.transport.LocalTransport`;
+* :mod:`runctl_core.remote.records` - tags, terminal states, job record -> ``JobStatus``, atomic JSON, UTF-8-safe
+  log chunks;
+* ``runner.py`` - the job supervisor that runs *on the machine* (shipped as a file; stdlib only, Python >= 3.8).
+"""
 
 from __future__ import annotations
 

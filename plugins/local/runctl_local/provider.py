@@ -37,6 +37,7 @@ from runctl_core.models import (
 )
 from runctl_core.remote import RUNNER_PATH
 from runctl_core.remote import runner as job_runner
+from runctl_core.remote.records import decode_log_chunk
 from runctl_local.sandbox import Sandbox
 from runctl_local.settings import LocalSettings
 
@@ -267,16 +268,8 @@ class LocalProvider:
                 at_end = fh.read(1) == b""
         except FileNotFoundError:
             at_end = True
-        # cut at the last complete UTF-8 character so a multi-byte character is never split between chunks
-        text_bytes = data
-        while text_bytes and not at_end:
-            try:
-                text_bytes.decode("utf-8")
-                break
-            except UnicodeDecodeError:
-                text_bytes = text_bytes[:-1]
-        text = text_bytes.decode("utf-8", errors="replace")
-        next_offset = offset + len(text_bytes)
+        text, used = decode_log_chunk(data, final=terminal and at_end)
+        next_offset = offset + used
         return LogChunk(data=text, offset=offset, next_offset=next_offset, complete=terminal and at_end)
 
     @hookimpl
