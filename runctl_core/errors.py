@@ -85,6 +85,14 @@ class PrerequisiteError(RunctlError):
     exit_code = EXIT_CONFIG
 
 
+class StateError(RunctlError):
+    """runctl's state store (``RUNCTL_HOME/state.db``) cannot be read or written: damaged, read-only, full, or
+    written by a newer runctl (exit 3). The message names the file, the hint what to do."""
+
+    code = "state"
+    exit_code = EXIT_CONFIG
+
+
 class PluginError(RunctlError):
     """A provider plugin is missing, broken, or does not implement a required hook (exit 3)."""
 
@@ -145,6 +153,12 @@ class WaitTimeout(RunctlError):
 
     code = "timeout"
     exit_code = EXIT_TIMEOUT
+
+
+class StateLocked(WaitTimeout):
+    """Another runctl command held the state store's write lock for longer than ``RUNCTL_LOCK_TIMEOUT`` (exit 5)."""
+
+    code = "state_locked"
 
 
 class JobFailed(RunctlError):

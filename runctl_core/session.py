@@ -36,7 +36,7 @@ class Session:
     def store(self) -> Store:
         from runctl_core.state import Store
 
-        return Store()
+        return Store(on_wait=self.progress.warn)
 
     @cached_property
     def progress(self) -> Progress:

@@ -9,11 +9,12 @@ provider that we never heard back about": ``runctl resources`` finds it by its `
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runctl_core import signals
+from runctl_core.errors import StateError, StateLocked
 from runctl_core.models import Instance, JobSpec, JobState, JobStatus
 
 SCHEMA_VERSION = 2
@@ -90,6 +93,40 @@ CREATE INDEX IF NOT EXISTS jobs_instance ON jobs(provider, instance_id);
 CREATE INDEX IF NOT EXISTS intents_status ON intents(status);
 CREATE INDEX IF NOT EXISTS events_job ON events(job_id);
 """
+
+
+BUSY_SLICE_MS = 50  # sqlite waits this long per try for a lock; runctl's own loop says and bounds the rest
+LOCK_NOTICE_AFTER = 2.0  # seconds of waiting for the write lock before saying so
+
+
+def lock_timeout() -> float:
+    """Seconds to wait for another runctl's write lock before giving up: ``RUNCTL_LOCK_TIMEOUT``, default 120."""
+    raw = os.environ.get("RUNCTL_LOCK_TIMEOUT", "")
+    try:
+        value = float(raw) if raw else 120.0
+    except ValueError:
+        value = 120.0
+    return value if math.isfinite(value) and value > 0 else 120.0
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """The one place the database is opened (tests wrap it to inject storage faults)."""
+    return sqlite3.connect(path, timeout=BUSY_SLICE_MS / 1000, isolation_level=None, check_same_thread=False)
+
+
+def _private(path: Path, mode: int) -> None:
+    """The state directory holds job records and logs: readable by its owner only (0700, the database 0600)."""
+    try:
+        if path.stat().st_mode & 0o077:
+            path.chmod(mode)
+    except OSError:
+        pass  # not ours to change (e.g. a shared RUNCTL_HOME): the files inside are still created 0600
+
+
+def _say_on_stderr(message: str) -> None:
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def runctl_home() -> Path:
@@ -166,70 +203,151 @@ class IntentRow(BaseModel):
 
 
 class Store:
-    """Typed access to the state database. One instance per process; cheap to open."""
+    """Typed access to the state database. One instance per process; cheap to open.
 
-    def __init__(self, home: Path | None = None) -> None:
+    Every failure of the database itself (damaged, read-only, full, newer schema) is a :class:`StateError`
+    naming the file and what to do; a write lock held by another runctl is waited for (said on stderr after
+    ``LOCK_NOTICE_AFTER`` seconds, interruptible by Ctrl-C) at most ``RUNCTL_LOCK_TIMEOUT`` seconds.
+    """
+
+    def __init__(self, home: Path | None = None, on_wait: Callable[[str], None] | None = None) -> None:
         self.home = home or runctl_home()
-        self.home.mkdir(parents=True, exist_ok=True)
         self.path = self.home / "state.db"
-        self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA busy_timeout = 30000")
-        if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            self._retry_locked(lambda: self._conn.execute("PRAGMA journal_mode=WAL"))
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        if self._conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-            self._retry_locked(self._upgrade)
+        self._on_wait = on_wait or _say_on_stderr
+        try:
+            self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _private(self.home, 0o700)
+            self._conn = _connect(self.path)
+            self._conn.row_factory = sqlite3.Row
+            _private(self.path, 0o600)
+            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_SLICE_MS}")
+            if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self._locked_retry(lambda: self._conn.execute("PRAGMA journal_mode=WAL"))
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            if self._conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                self._upgrade()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        except OSError as exc:
+            raise StateError(
+                f"runctl's state directory {self.home} cannot be used: {exc.strerror or exc}",
+                "make it writable by you, or set RUNCTL_HOME to a directory that is",
+            ) from None
 
     def _upgrade(self) -> None:
         """Create the schema, or migrate an older one, in one transaction (safe against concurrent first runs)."""
-        cur = self._conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
+        with self.transaction() as cur:
             version = cur.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         cur.execute(statement)
             elif version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path} was written by a newer runctl (schema {version}); upgrade runctl to use it"
+                raise StateError(
+                    f"the state store {self.path} was written by a newer runctl (schema {version}, this runctl"
+                    f" knows {SCHEMA_VERSION})",
+                    "upgrade runctl (pip install -U runctl), or set RUNCTL_HOME to another directory to keep both",
                 )
             else:
                 for target in range(version + 1, SCHEMA_VERSION + 1):
                     for statement in MIGRATIONS.get(target, []):
                         cur.execute(statement)
             cur.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
 
     def close(self) -> None:
         self._conn.close()
 
-    @staticmethod
-    def _retry_locked(fn: Any) -> Any:
-        for attempt in range(50):
+    # ------------------------------------------------------------------------------------ faults and locks
+
+    def _error(self, exc: sqlite3.Error) -> StateError:
+        """The store's own failure as a message naming the file and what to do."""
+        text = str(exc)
+        lowered = text.lower()
+        if "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
+            return StateError(
+                f"the state store {self.path} is damaged ({text})",
+                f"move it aside (mv {self.path} {self.path}.broken) and rerun: runctl starts a new one; then"
+                " `runctl resources list` finds instances the old journal knew (they carry runctl's tags)",
+            )
+        if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
+            return StateError(
+                f"the state store {self.path} cannot be written ({text})",
+                f"make {self.home} and the files in it writable by you, or set RUNCTL_HOME to a writable directory",
+            )
+        if "full" in lowered or "disk i/o" in lowered or "no space" in lowered:
+            return StateError(
+                f"the state store {self.path} could not be written: {text}",
+                f"free space on the disk that holds {self.home} (df -h {self.home}), then check what is"
+                " running: runctl resources list",
+            )
+        return StateError(
+            f"the state store {self.path} failed: {type(exc).__name__}: {text}",
+            f"check the disk and permissions of {self.home}; rerun with RUNCTL_HOME set to another directory to"
+            " see whether the store is the cause",
+        )
+
+    def _locked_retry(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` until it stops failing with "database is locked": bounded, said, interruptible."""
+        limit = lock_timeout()
+        started = time.monotonic()
+        noticed = False
+        while True:
             try:
                 return fn()
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == 49:
+                if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
-                time.sleep(0.05)
-        return None
+            if signals.take_pending():  # Ctrl-C while waiting: nothing is open, deliver it now
+                raise KeyboardInterrupt
+            waited = time.monotonic() - started
+            if waited >= limit:
+                raise StateLocked(
+                    f"gave up after {waited:.0f}s waiting for the state store {self.path}: another runctl"
+                    " command holds its write lock",
+                    "let the other runctl command finish (ps -ef | grep runctl), then rerun; wait longer with"
+                    " RUNCTL_LOCK_TIMEOUT=SECONDS",
+                )
+            if not noticed and waited >= LOCK_NOTICE_AFTER:
+                noticed = True
+                self._on_wait(
+                    f"waiting for the state store {self.path}: another runctl command is writing to it"
+                    f" (gives up after {limit:.0f}s; RUNCTL_LOCK_TIMEOUT changes that)"
+                )
+            time.sleep(0.01)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Cursor]:
-        cur = self._conn.cursor()
-        self._retry_locked(lambda: cur.execute("BEGIN IMMEDIATE"))
+        """One write transaction. SIGINT/SIGTERM are held until it has committed or rolled back, so an interrupt
+        never leaves it open; a storage failure rolls it back and becomes a :class:`StateError`."""
+        with signals.deferred():
+            cur = self._conn.cursor()
+            try:
+                if self._conn.in_transaction:  # left open by an earlier failure: never build on it
+                    self._conn.execute("ROLLBACK")
+                self._locked_retry(lambda: cur.execute("BEGIN IMMEDIATE"))
+            except sqlite3.Error as exc:
+                raise self._error(exc) from None
+            try:
+                yield cur
+                cur.execute("COMMIT")
+            except BaseException as exc:
+                self._rollback()
+                if isinstance(exc, sqlite3.Error):
+                    raise self._error(exc) from None
+                raise
+
+    def _rollback(self) -> None:
         try:
-            yield cur
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        else:
-            cur.execute("COMMIT")
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the connection is unusable; the transaction dies with it
+
+    def _read(self, query: str, params: tuple[Any, ...] | list[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._conn.execute(query, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
 
     # ------------------------------------------------------------------------------------ journal
 
@@ -261,7 +379,7 @@ class Store:
 
     def events(self, job_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         query = "SELECT * FROM events" + (" WHERE job_id = ?" if job_id else "") + " ORDER BY seq LIMIT ?"
-        rows = self._conn.execute(query, (job_id, limit) if job_id else (limit,)).fetchall()
+        rows = self._read(query, (job_id, limit) if job_id else (limit,))
         return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
 
     # ------------------------------------------------------------------------------------ intents
@@ -296,12 +414,12 @@ class Store:
             )
 
     def pending_intents(self) -> list[IntentRow]:
-        rows = self._conn.execute("SELECT * FROM intents WHERE status = 'pending' ORDER BY created_at").fetchall()
+        rows = self._read("SELECT * FROM intents WHERE status = 'pending' ORDER BY created_at")
         return [self._intent(r) for r in rows]
 
     def intent(self, intent_id: str) -> IntentRow | None:
-        row = self._conn.execute("SELECT * FROM intents WHERE id = ?", (intent_id,)).fetchone()
-        return self._intent(row) if row else None
+        rows = self._read("SELECT * FROM intents WHERE id = ?", (intent_id,))
+        return self._intent(rows[0]) if rows else None
 
     @staticmethod
     def _intent(row: sqlite3.Row) -> IntentRow:
@@ -375,8 +493,8 @@ class Store:
 
     def instance(self, instance_id: str, provider: str | None = None) -> InstanceRow | None:
         query = "SELECT * FROM instances WHERE id = ?" + (" AND provider = ?" if provider else "")
-        row = self._conn.execute(query, (instance_id, provider) if provider else (instance_id,)).fetchone()
-        return self._instance(row) if row else None
+        rows = self._read(query, (instance_id, provider) if provider else (instance_id,))
+        return self._instance(rows[0]) if rows else None
 
     def instances(self, *, alive_only: bool = False, provider: str | None = None) -> list[InstanceRow]:
         clauses, params = [], []
@@ -386,7 +504,7 @@ class Store:
             clauses.append("provider = ?")
             params.append(provider)
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        rows = self._conn.execute(f"SELECT * FROM instances{where} ORDER BY created_at", params).fetchall()
+        rows = self._read(f"SELECT * FROM instances{where} ORDER BY created_at", params)
         return [self._instance(r) for r in rows]
 
     @staticmethod
@@ -407,7 +525,7 @@ class Store:
     def new_job_id(self) -> str:
         while True:
             candidate = f"job-{secrets.token_hex(3)}"
-            if self._conn.execute("SELECT 1 FROM jobs WHERE id = ?", (candidate,)).fetchone() is None:
+            if not self._read("SELECT 1 FROM jobs WHERE id = ?", (candidate,)):
                 return candidate
 
     def create_job(
@@ -496,8 +614,8 @@ class Store:
                 )
 
     def job(self, job_id: str) -> JobRow | None:
-        row = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return self._job(row) if row else None
+        rows = self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return self._job(rows[0]) if rows else None
 
     def jobs(
         self, *, active_only: bool = False, instance_id: str | None = None, since: datetime | None = None
@@ -512,7 +630,7 @@ class Store:
             clauses.append("created_at >= ?")
             params.append(since.isoformat())
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        rows = self._conn.execute(f"SELECT * FROM jobs{where} ORDER BY created_at", params).fetchall()
+        rows = self._read(f"SELECT * FROM jobs{where} ORDER BY created_at", params)
         return [self._job(r) for r in rows]
 
     @staticmethod
@@ -536,5 +654,5 @@ class Store:
         )
 
     def instances_for_job(self, job_id: str) -> list[InstanceRow]:
-        rows = self._conn.execute("SELECT * FROM instances WHERE job_id = ? ORDER BY created_at", (job_id,))
-        return [self._instance(r) for r in rows.fetchall()]
+        rows = self._read("SELECT * FROM instances WHERE job_id = ? ORDER BY created_at", (job_id,))
+        return [self._instance(r) for r in rows]

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runctl_core import signals
 from runctl_core.cost import job_cost
 from runctl_core.errors import (
     CapabilityError,
@@ -278,6 +279,7 @@ def wait_job(
     current = status
     follow = sink is not None and provider.has("logs")
     while True:
+        signals.raise_pending()
         report = provider.status(instance, current)
         current = report.job or current
         session.store.update_job(current.job_id, status=current)
@@ -312,6 +314,7 @@ def read_logs(
     that exists now when ``until_complete``, else until a read brings nothing new."""
     got = complete = False
     for _ in range(100_000):
+        signals.raise_pending()
         chunk = provider.logs(instance, job, offset)
         if chunk is None:
             break
@@ -337,13 +340,23 @@ def collect_outputs(
 
 
 def terminate_instance(session: Session, provider: Provider, instance: Instance) -> Instance:
+    final = stop_instance(session, provider, instance)
+    record_terminated(session, provider, final)
+    return final
+
+
+def stop_instance(session: Session, provider: Provider, instance: Instance) -> Instance:
+    """The provider call alone: cleanup calls it before any journal write, so a failing store cannot stop it."""
     session.progress.update(f"terminating {instance.id}")
     final = provider.terminate(instance)
     if final.state.alive and final.state is not InstanceState.STOPPING:
         final = final.model_copy(update={"state": InstanceState.TERMINATED})
+    return final
+
+
+def record_terminated(session: Session, provider: Provider, final: Instance) -> None:
     session.store.save_instance(final)
     _end_jobs_on(session, provider.name, final)
-    return final
 
 
 def _end_jobs_on(session: Session, provider_name: str, instance: Instance) -> None:
@@ -361,16 +374,20 @@ def _end_jobs_on(session: Session, provider_name: str, instance: Instance) -> No
 
 
 def cleanup_intent(session: Session, provider: Provider, intent_id: str) -> list[Instance]:
-    """Terminate whatever the provider created for an intent we never heard back about (by its tag)."""
+    """Terminate whatever the provider created for an intent we never heard back about (by its tag); the
+    provider calls come first, the journal after (best effort when the store fails)."""
     listed = provider.list_instances() or []
-    ended = []
-    for instance in listed:
-        if instance.tags.get("runctl:intent") == intent_id and instance.state.alive:
-            session.store.save_instance(instance, intent_id=intent_id)
-            ended.append(terminate_instance(session, provider, instance))
+    ended = [
+        (instance, stop_instance(session, provider, instance))
+        for instance in listed
+        if instance.tags.get("runctl:intent") == intent_id and instance.state.alive
+    ]
+    for instance, final in ended:
+        session.store.save_instance(instance, intent_id=intent_id)
+        record_terminated(session, provider, final)
     if ended:  # else leave it pending: the create may still land; `resources cleanup` will look again
-        session.store.finish_intent(intent_id, resource_id=ended[0].id)
-    return ended
+        session.store.finish_intent(intent_id, resource_id=ended[0][1].id)
+    return [final for _instance, final in ended]
 
 
 def outputs_dir_for(session: Session, job_id: str, base: Path | None) -> Path:
@@ -544,6 +561,7 @@ def _run_attempt(
             sink(text)
 
     finished = False
+    signals_before = signals.received()
     try:
         run.instance = create_instance(
             session, provider, request.instance, job_id=job_id, keep=request.keep or request.detach
@@ -594,39 +612,55 @@ def _run_attempt(
             hourly_price=run.instance.hourly_price,
             log_tail=tail("".join(log_parts)) if run.status.state is not JobState.SUCCEEDED else "",
         )
-    except KeyboardInterrupt:
-        _cleanup(session, provider, run, job_id, keep=request.keep, reason="interrupted (Ctrl-C)")
-        raise Interrupted(
-            f"run {job_id} interrupted" + ("" if request.keep else "; what it created has been terminated"),
-            "nothing is left running"
-            if not request.keep
-            else f"the instance was kept: runctl terminate {run.instance.id if run.instance else ''}",
-        ) from None
     except BaseException as exc:
-        if not finished:
+        if finished and not isinstance(exc, KeyboardInterrupt):
+            raise
+        interrupted = isinstance(exc, KeyboardInterrupt) or signals.received() > signals_before
+        if not interrupted:
             reason = exc.message if isinstance(exc, RunctlError) else type(exc).__name__
             _cleanup(session, provider, run, job_id, keep=request.keep, reason=reason)
-        raise
-
-
-def _cleanup(session: Session, provider: Provider, run: RunState, job_id: str, *, keep: bool, reason: str) -> None:
-    """Best effort, and itself protected from a second Ctrl-C: say what could not be cleaned and how."""
-    store = session.store
-    store.update_job(job_id, state=JobState.CANCELLED if "interrupted" in reason else JobState.LOST, message=reason)
-    if keep:
-        return
-    try:
-        if run.instance is not None:
-            terminate_instance(session, provider, run.instance)
+            raise
+        clean = _cleanup(session, provider, run, job_id, keep=request.keep, reason="interrupted (Ctrl-C/SIGTERM)")
+        if request.keep:
+            hint = f"the instance was kept: runctl terminate {run.instance.id if run.instance else ''}"
+        elif clean:
+            hint = "nothing is left running"
         else:
-            for intent in store.pending_intents():
-                if intent.job_id == job_id:
-                    cleanup_intent(session, provider, intent.id)
-    except (KeyboardInterrupt, Exception) as exc:
-        what = run.instance.id if run.instance else "the instance being created"
-        session.progress.warn(
-            f"could not terminate {what}: {_describe(exc)}; run `runctl resources cleanup` to remove it"
-        )
+            hint = "something may still be running: see `runctl resources list`; remove it: runctl resources cleanup"
+        raise Interrupted(
+            f"run {job_id} interrupted"
+            + ("" if request.keep else "; what it created has been terminated" if clean else ""),
+            hint,
+        ) from None
+
+
+def _cleanup(session: Session, provider: Provider, run: RunState, job_id: str, *, keep: bool, reason: str) -> bool:
+    """Best effort, and itself protected from a second Ctrl-C: terminate first (never behind a journal write,
+    which may be what failed), then journal. Says what could not be cleaned and how; True when all was."""
+    store = session.store
+    ended: list[Instance] = []
+    clean = True
+    if not keep:
+        try:
+            if run.instance is not None:
+                ended.append(stop_instance(session, provider, run.instance))
+            else:
+                for intent in store.pending_intents():
+                    if intent.job_id == job_id:
+                        cleanup_intent(session, provider, intent.id)
+        except (KeyboardInterrupt, Exception) as exc:
+            clean = False
+            what = run.instance.id if run.instance else "the instance being created"
+            session.progress.warn(
+                f"could not terminate {what}: {_describe(exc)}; run `runctl resources cleanup` to remove it"
+            )
+    try:  # the journal after the fact; `runctl resources` reconciles whatever this cannot write
+        store.update_job(job_id, state=JobState.CANCELLED if "interrupted" in reason else JobState.LOST, message=reason)
+        for final in ended:
+            record_terminated(session, provider, final)
+    except (KeyboardInterrupt, RunctlError):
+        pass
+    return clean
 
 
 def _describe(exc: BaseException) -> str:

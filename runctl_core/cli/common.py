@@ -49,13 +49,10 @@ class Options:
 
 
 def handle_sigterm() -> None:
-    """Make SIGTERM behave like Ctrl-C (clean up, exit 130) in commands that create things."""
-    import signal
+    """Make SIGTERM behave like Ctrl-C (clean up, exit 130); main() already does this for every command."""
+    from runctl_core import signals
 
-    def _raise(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _raise)
+    signals.install()
 
 
 class _Holder:

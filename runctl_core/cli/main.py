@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-import importlib
 import os
+import signal
 import sys
-from typing import Any
 
-import click
 
-from runctl_core.cli.common import OUTPUT_CHOICES, Options, _Holder, examples
+def _startup_interrupt(_signum: int, _frame: object) -> None:
+    """Ctrl-C/SIGTERM while the command line is still being loaded: nothing was created yet; exit 130 quietly
+    (no traceback from the middle of an import)."""
+    os.write(2, b"error: interrupted\n")
+    os._exit(130)
+
+
+if os.path.basename(sys.argv[0]).startswith("runctl") or sys.argv[0].endswith("__main__.py"):  # the real CLI
+    signal.signal(signal.SIGINT, _startup_interrupt)
+    signal.signal(signal.SIGTERM, _startup_interrupt)
+
+import importlib  # noqa: E402 - after the handlers above, so an early Ctrl-C never prints a traceback
+from typing import Any  # noqa: E402
+
+import click  # noqa: E402
+
+from runctl_core.cli.common import OUTPUT_CHOICES, Options, _Holder, examples  # noqa: E402
 
 VERSION = "0.1.0"
 
@@ -158,8 +172,10 @@ def _report(error: dict[str, Any], as_json: bool, verbose_trace: str | None = No
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI and turn every outcome into an exit code."""
+    from runctl_core import signals
     from runctl_core.errors import EXIT_INTERRUPTED, EXIT_PROVIDER, EXIT_USAGE, RunctlError
 
+    signals.install()
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = _wants_json(args)
     try:
@@ -208,6 +224,11 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug in runctl: one clear line, the traceback only with -vv
         import traceback
 
+        if signals.received():  # an interrupt surfacing as another exception (e.g. from inside a library)
+            _report({"error": {"code": "interrupted", "message": "interrupted", "hint": ""}}, as_json)
+            sys.stdout.flush()
+            raise SystemExit(EXIT_INTERRUPTED) from None
+
         verbose = "-vv" in args or ("--verbose" in args and args.count("--verbose") > 1)
         _report(
             {
@@ -221,6 +242,9 @@ def main(argv: list[str] | None = None) -> None:
             traceback.format_exc() if verbose else None,
         )
         code = EXIT_PROVIDER
+    if code == 0 and signals.received():  # a signal swallowed somewhere (e.g. in a finalizer): never exit 0
+        _report({"error": {"code": "interrupted", "message": "interrupted", "hint": ""}}, as_json)
+        code = EXIT_INTERRUPTED
     sys.stdout.flush()
     raise SystemExit(code)
 
