@@ -103,3 +103,100 @@ def test_a_held_lock_is_reported_and_bounded(home: Path, project: Path) -> None:
     error = json.loads(blocked.stderr.strip().splitlines()[-1])["error"]
     assert error["code"] == "state_locked" and "another runctl" in error["message"]
     assert waited < 100  # bounded by RUNCTL_LOCK_TIMEOUT, not by sqlite's 25 minutes of retries
+
+
+def test_sigterm_during_train_wait_is_handled(cli, home: Path, project: Path) -> None:
+    instance_id = cli("-o", "id", "create").out.strip()
+    proc = subprocess.Popen(
+        [RUNCTL, "train", instance_id, "examples/train.py", "--wait", "--", "--epochs", "200", "--sleep", "0.3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=os.environ,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(home.glob("providers/local/instances/*/jobs/*/job.json")):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "keeps running" in err and "Traceback" not in err
+    assert cli("terminate", instance_id, "--yes").code == 0
+
+
+def test_sigterm_during_resources_cleanup_and_sync_exit_130(cli, home: Path, project: Path) -> None:
+    # a command that is only reading or deciding: SIGTERM must end it as an interrupt (130), not kill it (-15)
+    instance_id = cli("-o", "id", "create").out.strip()
+    (project / "big").mkdir()
+    for i in range(3000):
+        (project / "big" / f"f{i}.txt").write_text(str(i) * 50)
+    proc = subprocess.Popen(
+        [RUNCTL, "sync", instance_id],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=os.environ,
+    )
+    time.sleep(0.8)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 130), err  # 0 only when it had already finished
+    assert "Traceback" not in err
+    assert cli("terminate", instance_id, "--yes").code == 0
+
+
+def test_no_traceback_when_interrupted_at_start_up(home: Path, project: Path) -> None:
+    for delay in (0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2):
+        proc = subprocess.Popen(
+            [RUNCTL, "status"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ
+        )
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+        assert "Traceback" not in err, (delay, err)
+        assert proc.returncode in (0, 130, -signal.SIGINT), (delay, proc.returncode, err)
+
+
+STUBBORN = """\
+import os, signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("started", flush=True)
+for _ in range(600):
+    time.sleep(0.1)
+"""
+
+
+def test_second_ctrl_c_never_claims_nothing_is_left_running_while_it_runs(home: Path, project: Path) -> None:
+    (project / ".runctl.toml").write_text("[providers.local]\nuse_uv = false\ngrace_period = 20.0\n")
+    (project / "stubborn.py").write_text(STUBBORN)
+    proc = subprocess.Popen(
+        [RUNCTL, "run", "stubborn.py"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=os.environ,
+    )
+    record: dict[str, object] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not record.get("pid"):
+        found = list(home.glob("providers/local/instances/*/jobs/*/job.json"))
+        record = json.loads(found[0].read_text()) if found else {}
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(1.5)  # cleanup is now waiting for the job, which ignores SIGTERM, to end
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    alive = pids_alive([record["pid"]])  # type: ignore[list-item]
+    try:
+        assert proc.returncode == 130, err
+        if alive:
+            assert "nothing is left running" not in err, err
+            assert "resources cleanup" in err
+    finally:
+        for pid in alive:
+            os.kill(pid, signal.SIGKILL)
