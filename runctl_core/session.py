@@ -9,12 +9,32 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from runctl_core.cli.common import Options
     from runctl_core.config import LoadedConfig
     from runctl_core.models import ProviderContext
     from runctl_core.plugins import Provider
     from runctl_core.progress import Progress
     from runctl_core.state import Store
+
+
+class Options:
+    """The global options of a command or an API call (a plain class: no dataclasses import on the `--help`
+    path)."""
+
+    def __init__(
+        self,
+        provider: str | None = None,
+        output: str = "text",
+        config_path: str | None = None,
+        verbose: int = 0,
+        quiet: bool = False,
+        no_progress: bool = False,
+    ) -> None:
+        self.provider = provider
+        self.output = output
+        self.config_path = config_path
+        self.verbose = verbose
+        self.quiet = quiet
+        self.no_progress = no_progress
 
 
 class Session:

@@ -23,25 +23,26 @@ from typing import Any  # noqa: E402
 
 import click  # noqa: E402
 
-from runctl_core.cli.common import OUTPUT_CHOICES, Options, _Holder, examples  # noqa: E402
+from runctl_core.cli.options import OUTPUT_CHOICES, Holder  # noqa: E402
+from runctl_core.cli.output import examples  # noqa: E402
 
 VERSION = "0.1.0"
 
 # name -> (module, attribute, one-line help). Commands are imported only when used, so that `runctl --help`
 # costs no more than click itself; tests check these lines against each command's own help.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "run": ("runctl_core.cli.cmd_work", "run_cmd", "Run a script: create, sync, train, follow, collect, terminate."),
-    "create": ("runctl_core.cli.cmd_work", "create_cmd", "Create one instance and keep it."),
-    "sync": ("runctl_core.cli.cmd_work", "sync_cmd", "Send the project to an instance (only what changed)."),
-    "train": ("runctl_core.cli.cmd_work", "train_cmd", "Start a script on an existing instance."),
-    "status": ("runctl_core.cli.cmd_inspect", "status_cmd", "State of a job or instance, or a one-line summary."),
-    "logs": ("runctl_core.cli.cmd_inspect", "logs_cmd", "Print or follow a job's log."),
-    "checkpoint": ("runctl_core.cli.cmd_inspect", "checkpoint_group", "List a job's checkpoints, local and remote."),
-    "terminate": ("runctl_core.cli.cmd_admin", "terminate_cmd", "Terminate an instance, or stop a job."),
-    "price": ("runctl_core.cli.cmd_admin", "price_cmd", "Compare prices across providers, cheapest first."),
-    "providers": ("runctl_core.cli.cmd_admin", "providers_cmd", "Installed providers and their credentials."),
-    "resources": ("runctl_core.cli.cmd_admin", "resources_group", "Everything runctl created: list, clean up, cost."),
-    "config": ("runctl_core.cli.cmd_admin", "config_group", "Show, set and validate the configuration."),
+    "run": ("runctl_core.cli.run", "run_cmd", "Run a script: create, sync, train, follow, collect, terminate."),
+    "create": ("runctl_core.cli.create", "create_cmd", "Create one instance and keep it."),
+    "sync": ("runctl_core.cli.sync", "sync_cmd", "Send the project to an instance (only what changed)."),
+    "train": ("runctl_core.cli.train", "train_cmd", "Start a script on an existing instance."),
+    "status": ("runctl_core.cli.status", "status_cmd", "State of a job or instance, or a one-line summary."),
+    "logs": ("runctl_core.cli.logs", "logs_cmd", "Print or follow a job's log."),
+    "checkpoint": ("runctl_core.cli.checkpoint", "checkpoint_group", "List a job's checkpoints, local and remote."),
+    "terminate": ("runctl_core.cli.terminate", "terminate_cmd", "Terminate an instance, or stop a job."),
+    "price": ("runctl_core.cli.price", "price_cmd", "Compare prices across providers, cheapest first."),
+    "providers": ("runctl_core.cli.providers", "providers_cmd", "Installed providers and their credentials."),
+    "resources": ("runctl_core.cli.resources", "resources_group", "Everything runctl created: list, clean up, cost."),
+    "config": ("runctl_core.cli.config", "config_group", "Show, set and validate the configuration."),
 }
 
 
@@ -115,7 +116,9 @@ def cli(
     It shows the cost before anything is spent, waits without guessing, streams the log, collects
     checkpoints, and terminates what it created - also on failure and Ctrl-C.
     """
-    ctx.obj = _Holder(
+    from runctl_core.session import Options
+
+    ctx.obj = Holder(
         Options(
             provider=provider,
             output=output,

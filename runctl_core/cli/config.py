@@ -1,0 +1,145 @@
+"""`runctl config init|show|set|validate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from runctl_core.cli.options import (
+    output_option,
+    refuse_id_output,
+    session_of,
+)
+from runctl_core.cli.output import emit, examples
+
+if TYPE_CHECKING:
+    from runctl_core.session import Session
+
+
+@click.group(
+    "config",
+    epilog=examples(
+        "runctl config init",
+        "runctl config show",
+        "runctl config set run.spot true",
+        "runctl config set providers.aws.region eu-west-1",
+        "runctl config validate",
+    ),
+)
+def config_group() -> None:
+    """Read, write and check runctl's configuration (.runctl.toml, then the user config file)."""
+
+
+@config_group.command("init", epilog=examples("runctl config init", "runctl config init --user"))
+@click.option("--user", is_flag=True, help="Write the user config file instead of ./.runctl.toml.")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@output_option
+@click.pass_context
+def config_init(ctx: click.Context, user: bool, force: bool) -> None:
+    """Write a commented starting configuration."""
+    from runctl_core.config import PROJECT_FILE, TEMPLATE, user_config_path
+    from runctl_core.errors import UsageError
+
+    session = session_of(ctx, load_config=False)
+    path = user_config_path() if user else Path.cwd() / PROJECT_FILE
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists", "edit it, use `runctl config set`, or pass --force")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(TEMPLATE)
+    emit(session, {"path": str(path)}, f"wrote {path}", str(path))
+
+
+@config_group.command("show", epilog=examples("runctl config show", "runctl config show --defaults -o json"))
+@click.option("--defaults", is_flag=True, help="Show every key with its default value instead.")
+@output_option
+@click.pass_context
+def config_show(ctx: click.Context, defaults: bool) -> None:
+    """The effective configuration and the files it came from."""
+    import tomli_w
+
+    from runctl_core.config import Config
+
+    session = session_of(ctx)
+    if defaults:
+        config = Config()
+        sources: list[str] = []
+    else:
+        config = session.loaded.config
+        sources = [str(p) for p in session.loaded.sources]
+    data = config.model_dump(mode="json", exclude_none=False)
+    doc = {"sources": sources, "config": data}
+    printable = {k: v for k, v in data.items() if v is not None}
+    printable["run"] = {k: v for k, v in data["run"].items() if v is not None}
+    header = "# from: " + (", ".join(sources) if sources else "defaults only") + "\n"
+    emit(session, doc, header + tomli_w.dumps(printable))
+
+
+@config_group.command(
+    "set",
+    epilog=examples(
+        "runctl config set run.spot true",
+        "runctl config set run.max_runtime 6h",
+        "runctl config set providers.aws.bucket my-bucket --user",
+    ),
+)
+@click.argument("key", metavar="KEY")
+@click.argument("value", metavar="VALUE")
+@click.option("--user", is_flag=True, help="Write the user config file instead of the project's .runctl.toml.")
+@output_option
+@click.pass_context
+def config_set(ctx: click.Context, key: str, value: str, user: bool) -> None:
+    """Set KEY (dotted, e.g. run.spot) to VALUE (TOML syntax: true, 3, "text"; bare words are strings)."""
+    from runctl_core.config import PROJECT_FILE, find_project_config, parse_value, set_key, user_config_path
+
+    session = session_of(ctx, load_config=False)
+    refuse_id_output(session)
+    path = user_config_path() if user else (find_project_config() or Path.cwd() / PROJECT_FILE)
+    parsed = parse_value(value)
+    before = path.read_bytes() if path.is_file() else None
+    set_key(path, key, parsed)
+    if key.startswith("providers."):
+        try:
+            _validate_providers(session, only=key.split(".")[1])
+        except Exception:  # the provider refused the value: leave the file as it was
+            if before is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_bytes(before)
+            raise
+    emit(session, {"path": str(path), "key": key, "value": parsed}, f"{key} = {parsed!r} in {path}")
+
+
+@config_group.command("validate", epilog=examples("runctl config validate", "runctl config validate --config ci.toml"))
+@output_option
+@click.pass_context
+def config_validate(ctx: click.Context) -> None:
+    """Check the configuration files and every configured provider's settings; exit 3 on a problem."""
+    session = session_of(ctx)
+    checked = _validate_providers(session)
+    sources = [str(p) for p in session.loaded.sources]
+    emit(
+        session,
+        {"valid": True, "sources": sources, "providers_checked": checked},
+        f"configuration is valid ({', '.join(sources) or 'defaults only'}); providers checked: "
+        f"{', '.join(checked) or 'none configured'}",
+    )
+
+
+def _validate_providers(session: Session, only: str | None = None) -> list[str]:
+    from runctl_core.errors import ConfigError, PluginError
+
+    session.__dict__.pop("loaded", None)  # re-read what was just written
+    names = [only] if only else sorted(session.loaded.config.providers)
+    for name in names:
+        try:
+            session.provider(name)  # loads the plugin and validates [providers.NAME] against its schema
+        except PluginError as exc:  # [providers.NAME] for a provider that is not installed: say where
+            from runctl_core.plugins import installed_providers
+
+            if any(info.name == name for info in installed_providers()):
+                raise  # installed but broken: not the configuration's fault
+            source = session.loaded.provider_sources.get(name, "the configuration")
+            raise ConfigError(f"{source}: [providers.{name}]: {exc.message}", exc.hint) from None
+    return names

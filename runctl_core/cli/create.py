@@ -1,0 +1,99 @@
+"""`runctl create`: one instance, kept."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from runctl_core.cli.options import (
+    build_instance_request,
+    common,
+    handle_sigterm,
+    instance_options,
+    session_of,
+)
+from runctl_core.cli.output import emit, examples, money, print_plan
+
+if TYPE_CHECKING:
+    pass
+
+
+@click.command(
+    "create",
+    epilog=examples(
+        "ID=$(runctl --provider aws create --instance-type t3.micro --wait --output id)",
+        "runctl --provider runpod create --gpu A100 --spot --dry-run",
+    ),
+)
+@instance_options
+@click.option(
+    "--wait/--no-wait",
+    default=False,
+    show_default=True,
+    help="Block until the instance is ready for sync/train (with progress and a timeout).",
+)
+@click.option("--dry-run", is_flag=True, help="Show the provider calls and the hourly price; create nothing.")
+@common
+@click.pass_context
+def create_cmd(ctx: click.Context, wait: bool, dry_run: bool, **instance_kw: Any) -> None:
+    """Create one instance and keep it (until `runctl terminate ID`).
+
+    Prints its id; with --wait, returns only once it is ready. It still ends itself after
+    --max-runtime on providers that support it.
+    """
+    from runctl_core.models import PlanRequest
+    from runctl_core.workflow import (
+        check_credentials,
+        check_request,
+        create_instance,
+        describe_estimate,
+        estimate,
+        wait_ready,
+    )
+
+    handle_sigterm()
+    session = session_of(ctx)
+    provider = session.provider(session.provider_name())
+    request = build_instance_request(session, instance_kw)
+    check_request(provider, request)
+    offer = estimate(provider, request)
+    if dry_run:
+        from runctl_core.models import InstanceSpec
+
+        spec = InstanceSpec(
+            intent_id="intent-<new>", owner=session.loaded.config.owner, **request.model_dump(exclude={"wait_timeout"})
+        )
+        steps = ["create", "wait"] if wait else ["create"]
+        calls = provider.plan(PlanRequest(steps=steps, instance=spec))
+        print_plan(
+            session,
+            provider.name,
+            calls,
+            describe_estimate(offer, request),
+            {"hourly_price": offer.best_price(request.spot) if offer else None},
+        )
+        return
+    check_credentials(provider)
+    session.progress.step(f"{provider.name}: {describe_estimate(offer, request)}")
+    instance = create_instance(session, provider, request, job_id=None, keep=True)
+    try:
+        if wait:
+            instance = wait_ready(session, provider, instance, request.wait_timeout)
+    except KeyboardInterrupt:
+        from runctl_core.errors import Interrupted
+        from runctl_core.workflow import terminate_instance
+
+        terminate_instance(session, provider, instance)
+        raise Interrupted(
+            f"interrupted while waiting; {instance.id} was terminated", "nothing is left running"
+        ) from None
+    session.progress.close()
+    emit(
+        session,
+        instance,
+        f"{instance.id} {instance.state.value}"
+        f"{' ' + money(instance.hourly_price) + '/h' if instance.hourly_price else ''}\n"
+        f"terminate it with: runctl terminate {instance.id}",
+        instance.id,
+    )

@@ -1,0 +1,95 @@
+"""`runctl logs`: print or follow a job's log."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from runctl_core.cli.options import (
+    common,
+    refuse_id_output,
+    session_of,
+)
+from runctl_core.cli.output import emit, examples
+from runctl_core.jobs import job_context, load_job, refresh_job
+
+if TYPE_CHECKING:
+    pass
+
+
+@click.command(
+    "logs",
+    epilog=examples(
+        "runctl logs job-7f3a9c",
+        "runctl logs job-7f3a9c --follow",
+        "runctl logs job-7f3a9c --follow --output json   # JSON Lines",
+    ),
+)
+@click.argument("job_id", metavar="JOB")
+@click.option(
+    "--follow", "-f", is_flag=True, help="Keep printing new output until the job ends (exit code = the job's)."
+)
+@common
+@click.pass_context
+def logs_cmd(ctx: click.Context, job_id: str, follow: bool) -> None:
+    """Print the log (stdout and stderr) of JOB, or follow it to the end."""
+    from runctl_core.errors import CapabilityError, JobFailed
+    from runctl_core.redact import redact
+    from runctl_core.workflow import read_logs, wait_job
+
+    session = session_of(ctx)
+    refuse_id_output(session)
+    row = load_job(session, job_id)
+    provider, instance, status = job_context(session, row)
+    as_json = session.options.output == "json"
+    if not provider.has("logs"):
+        raise CapabilityError(f"provider {provider.name} cannot show logs", f"check it with: runctl status {job_id}")
+    if not follow:
+        parts: list[str] = []
+        read = read_logs(provider, instance, status, 0, parts.append, until_complete=True)
+        log = "".join(parts)
+        if as_json:
+            emit(session, {"job_id": job_id, "log": log, "bytes": read.offset, "complete": read.complete})
+        else:
+            sys.stdout.write(redact(log))
+            sys.stdout.flush()
+        return
+
+    def sink(text: str) -> None:
+        if as_json:
+            sys.stdout.write(json.dumps({"job_id": job_id, "data": redact(text)}) + "\n")
+        else:
+            sys.stdout.write(redact(text))
+        sys.stdout.flush()
+
+    try:
+        final, offset = wait_job(session, provider, instance, status, sink=sink)
+    except KeyboardInterrupt:
+        from runctl_core.errors import Interrupted
+
+        raise Interrupted(
+            f"stopped following job {job_id}; it keeps running", f"stop it with: runctl terminate {job_id} --yes"
+        ) from None
+    refresh_job(session, session.store.job(job_id) or row)
+    if as_json:
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "job_id": job_id,
+                    "state": final.state.value,
+                    "exit_code": final.exit_code,
+                    "bytes": offset,
+                    "complete": True,
+                }
+            )
+            + "\n"
+        )
+    if final.state.value != "succeeded":
+        raise JobFailed(
+            f"job {job_id} {final.state.value}"
+            + (f" (exit code {final.exit_code})" if final.exit_code is not None else ""),
+            f"see its state: runctl status {job_id}",
+        )

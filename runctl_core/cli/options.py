@@ -1,0 +1,214 @@
+"""Options shared by commands (global ones accepted after the command too, instance and env options) and
+the session a command works with."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from runctl_core.session import Session
+    from runctl_core.workflow import InstanceRequest
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+OUTPUT_CHOICES = ("text", "json", "id")
+
+
+def _set_provider(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        ctx.find_object(Holder).options.provider = value  # type: ignore[union-attr]
+    return value
+
+
+def _set_output(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        ctx.find_object(Holder).options.output = value  # type: ignore[union-attr]
+    return value
+
+
+def handle_sigterm() -> None:
+    """Make SIGTERM behave like Ctrl-C (clean up, exit 130); main() already does this for every command."""
+    from runctl_core import signals
+
+    signals.install()
+
+
+class Holder:
+    """ctx.obj: the options, and the session made from them on first use."""
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            from runctl_core.session import Session
+
+            self._session = Session(self.options)
+        return self._session
+
+
+def provider_option(f: F) -> F:
+    return click.option(
+        "--provider",
+        "-p",
+        "provider_",
+        metavar="NAME",
+        expose_value=False,
+        callback=_set_provider,
+        help="Provider to use (local, aws, runpod, lyceum, or a third party's). Also accepted before the command. "
+        "Default: $RUNCTL_PROVIDER, then the config's default_provider, then local.",
+    )(f)
+
+
+def output_option(f: F) -> F:
+    return click.option(
+        "--output",
+        "-o",
+        "output_",
+        type=click.Choice(OUTPUT_CHOICES),
+        expose_value=False,
+        callback=_set_output,
+        help="text for people, json for scripts (one JSON document on stdout), id for just the id produced.",
+    )(f)
+
+
+def common(f: F) -> F:
+    """--provider and --output, accepted after the command name too."""
+    return provider_option(output_option(f))
+
+
+def session_of(ctx: click.Context, *, load_config: bool = True) -> Session:
+    """The command's session; the configuration is read and validated first, so a bad file always shows."""
+    session = ctx.find_object(Holder).session  # type: ignore[union-attr]
+    if load_config:
+        session.loaded  # noqa: B018 - validates the configuration now
+    return session
+
+
+def refuse_id_output(session: Session) -> None:
+    """For commands that change something and produce no id: refuse `--output id` before acting, not after."""
+    if session.options.output == "id":
+        raise click.UsageError("this command produces no id; use --output text or --output json")
+
+
+def duration_option(_ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    from runctl_core.durations import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
+
+
+def instance_options(f: F) -> F:
+    options = [
+        click.option(
+            "--instance-type",
+            "-t",
+            metavar="TYPE",
+            help="The provider's machine type, e.g. t3.micro, g5.xlarge, gpu.a100 (see `runctl price`).",
+        ),
+        click.option(
+            "--gpu",
+            metavar="NAME",
+            help="A GPU by name (A100, H100, L4, T4, 'RTX 4090'); the provider picks a machine that has it.",
+        ),
+        click.option(
+            "--gpu-count", type=click.IntRange(1, 64), default=1, show_default=True, help="How many GPUs (with --gpu)."
+        ),
+        click.option(
+            "--spot/--on-demand",
+            default=None,
+            help="Spot (interruptible, cheaper) or on-demand. Default: the config's run.spot (off).",
+        ),
+        click.option(
+            "--max-price",
+            type=click.FloatRange(min=0, min_open=True),
+            metavar="USD_PER_HOUR",
+            help="Highest $/h to pay for the whole instance (spot bid cap).",
+        ),
+        click.option(
+            "--on-demand-fallback",
+            type=click.Choice(["ask", "always", "never"]),
+            help="When spot is refused: ask (on a terminal), always fall back, or never. "
+            "Default: config run.on_demand_fallback (ask; scripts get never).",
+        ),
+        click.option(
+            "--max-runtime",
+            metavar="DURATION",
+            callback=duration_option,
+            help="The instance ends itself after this (e.g. 6h), even if this machine dies. "
+            "Default: config run.max_runtime (24h).",
+        ),
+        click.option("--image", metavar="IMAGE", help="Machine or container image instead of the provider's default."),
+        click.option("--disk-gb", type=click.IntRange(min=1), metavar="GB", help="Disk size in GB."),
+        click.option("--region", metavar="REGION", help="Region or zone, where the provider has them."),
+        click.option(
+            "--wait-timeout",
+            metavar="DURATION",
+            callback=duration_option,
+            help="How long to wait for the instance to be ready (default: the provider's).",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def build_instance_request(session: Session, kw: dict[str, Any]) -> InstanceRequest:
+    from runctl_core.workflow import InstanceRequest
+
+    run = session.loaded.config.run
+    if (kw.get("gpu_count") or 1) != 1 and not kw.get("gpu"):
+        raise click.UsageError("--gpu-count needs --gpu (or pick a multi-GPU --instance-type)")
+    fallback = kw.get("on_demand_fallback") or run.on_demand_fallback
+    if fallback == "ask" and not (sys.stdin.isatty() and sys.stderr.isatty()):
+        fallback = "never"  # scripts are never asked: they get the safe answer
+    return InstanceRequest(
+        instance_type=kw.get("instance_type"),
+        gpu=kw.get("gpu"),
+        gpu_count=kw.get("gpu_count") or 1,
+        spot=run.spot if kw.get("spot") is None else kw["spot"],
+        max_price=kw.get("max_price"),
+        on_demand_fallback=fallback,
+        max_runtime=kw.get("max_runtime") or run.max_runtime,
+        image=kw.get("image"),
+        disk_gb=kw.get("disk_gb"),
+        region=kw.get("region"),
+        wait_timeout=kw.get("wait_timeout") or run.wait_timeout,
+    )
+
+
+def absolute_path(path: Path | None) -> Path | None:
+    return path.expanduser().resolve() if path is not None else None
+
+
+def parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name or not name.replace("_", "a").isalnum():
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--env")
+        env[name] = value
+    return env
+
+
+def confirm_or_require_yes(session: Session, yes: bool, question: str) -> None:
+    from runctl_core.errors import Interrupted, UsageError
+
+    if yes:
+        return
+    if not (sys.stdin.isatty() and sys.stderr.isatty()) or session.options.output != "text":
+        raise UsageError(f"{question.rstrip('?')}: refusing without confirmation", "add --yes to confirm")
+    if not click.confirm(question, default=False, err=True):
+        raise Interrupted("nothing was done", "")

@@ -1,0 +1,107 @@
+"""How results are written: text, one JSON document, or the id alone; tables, money, plans."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from runctl_core.session import Session
+
+
+def emit(session: Session, data: Any, text: str | Callable[[], None] | None = None, ident: str | None = None) -> None:
+    """Write the command's result: the JSON document, the id alone, or the text (a string or a printer)."""
+
+    from runctl_core.redact import redact
+
+    if "progress" in session.__dict__:  # a spinner still on screen would share the line with the result
+        session.progress.close()
+    mode = session.options.output
+    if mode == "json":
+        sys.stdout.write(redact(json.dumps(to_jsonable(data), indent=2, default=str)) + "\n")
+    elif mode == "id":
+        if ident is None:
+            raise click.UsageError("this command produces no id; use --output text or --output json")
+        sys.stdout.write(ident + "\n")
+    elif callable(text):
+        text()
+    elif text is not None:
+        sys.stdout.write(redact(text) + ("" if text.endswith("\n") else "\n"))
+    sys.stdout.flush()
+
+
+def to_jsonable(data: Any) -> Any:
+    from pydantic import BaseModel
+
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="json")
+    if isinstance(data, dict):
+        return {k: to_jsonable(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [to_jsonable(v) for v in data]
+    return data
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+
+
+def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Callable[[], None]:
+    def show() -> None:
+        from rich.table import Table
+
+        from runctl_core.redact import redact
+
+        t = Table(title=title, box=None, header_style="bold", pad_edge=False)
+        for column in columns:
+            t.add_column(column, overflow="fold")
+        for row in rows:
+            t.add_row(*[redact("" if v is None else str(v)) for v in row])
+        console().print(t)
+
+    return show
+
+
+def money(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"${value:.{digits}f}"
+
+
+def examples(*lines: str) -> str:
+    """An epilog block that click prints as written."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def log_sink(session: Session) -> Callable[[str], None] | None:
+    if session.options.output != "text" or session.options.quiet:
+        return None
+
+    def write(text: str) -> None:
+        from runctl_core.redact import redact
+
+        sys.stderr.write(redact(text))
+        sys.stderr.flush()
+
+    return write
+
+
+def print_plan(
+    session: Session, provider_name: str, calls: list[Any], estimate_text: str, extra: dict[str, Any]
+) -> None:
+    doc = {"dry_run": True, "provider": provider_name, "calls": calls, "estimate": estimate_text, **extra}
+
+    def text() -> None:
+
+        out = [f"dry run - nothing will be created. Provider: {provider_name}", f"cost: {estimate_text}", "calls:"]
+        for i, call in enumerate(calls, 1):
+            paid = "  [starts billing]" if call.paid else ""
+            params = json.dumps(call.params, default=str, sort_keys=True)
+            out.append(f"  {i}. [{call.step}] {call.api} {call.operation} {params}{paid}")
+        click.echo("\n".join(out))
+
+    emit(session, doc, text)

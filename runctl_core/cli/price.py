@@ -1,0 +1,103 @@
+"""`runctl price`: offers from every provider, cheapest first."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from runctl_core.cli.options import (
+    common,
+    session_of,
+)
+from runctl_core.cli.output import emit, examples, money, table
+
+if TYPE_CHECKING:
+    pass
+
+
+@click.command(
+    "price",
+    epilog=examples(
+        "runctl price --gpu A100",
+        "runctl price --gpu 'RTX 4090' --gpu-count 2 --output json",
+        "runctl --provider aws price --instance-type g5.xlarge --spot",
+    ),
+)
+@click.option("--gpu", metavar="NAME", help="A GPU by name: A100, H100, L4, T4, 'RTX 4090'...")
+@click.option("--instance-type", "-t", metavar="TYPE", help="A provider machine type, e.g. g5.xlarge.")
+@click.option("--gpu-count", type=click.IntRange(1, 64), help="Only offers with this many GPUs.")
+@click.option("--spot", is_flag=True, default=None, help="Sort by spot price (default: by on-demand price).")
+@click.option("--region", metavar="REGION", help="Region, where the provider has them.")
+@common
+@click.pass_context
+def price_cmd(
+    ctx: click.Context,
+    gpu: str | None,
+    instance_type: str | None,
+    gpu_count: int | None,
+    spot: bool | None,
+    region: str | None,
+) -> None:
+    """Prices, side by side, from every installed provider (or only --provider): offer, GPUs, on-demand
+    and spot $/h, availability - cheapest first. Providers without credentials are listed with the reason."""
+    from runctl_core.errors import RunctlError
+    from runctl_core.models import PriceQuery
+    from runctl_core.plugins import installed_providers
+
+    session = session_of(ctx)
+    explicit = session.options.provider
+    names = [explicit] if explicit else [i.name for i in installed_providers() if not i.blocked]
+    query = PriceQuery(gpu=gpu, instance_type=instance_type, gpu_count=gpu_count, spot=spot, region=region)
+    offers: list[Any] = []
+    skipped: list[dict[str, str]] = []
+    for name in names:
+        try:
+            provider = session.provider(name)
+            session.progress.update(f"asking {name} for prices")
+            offers.extend(provider.price(query))
+        except RunctlError as exc:
+            if explicit:
+                raise
+            skipped.append({"provider": name, "reason": exc.message, "hint": exc.hint})
+    session.progress.close()
+
+    def sort_key(offer: Any) -> tuple[float, str]:
+        value = offer.spot_hourly if spot else offer.on_demand_hourly
+        if value is None:
+            value = offer.spot_hourly if offer.spot_hourly is not None else offer.on_demand_hourly
+        return (value if value is not None else float("inf"), offer.provider)
+
+    offers.sort(key=sort_key)
+    doc = {"query": query.model_dump(mode="json", exclude_none=True), "offers": offers, "skipped": skipped}
+
+    def text() -> None:
+        if offers:
+            table(
+                None,
+                ["PROVIDER", "OFFER", "GPU", "ON-DEMAND $/H", "SPOT $/H", "AVAILABILITY", "REGION"],
+                [
+                    [
+                        o.provider,
+                        o.instance_type,
+                        f"{o.gpu} x{o.gpu_count}" if o.gpu else "-",
+                        money(o.on_demand_hourly),
+                        money(o.spot_hourly),
+                        o.availability,
+                        o.region or "-",
+                    ]
+                    for o in offers
+                ],
+            )()
+        else:
+            click.echo(
+                "no offers match"
+                + (f" --gpu {gpu}" if gpu else "")
+                + (f" --instance-type {instance_type}" if instance_type else "")
+            )
+        for skip in skipped:
+            click.echo(
+                f"{skip['provider']}: not asked - {skip['reason']}" + (f" ({skip['hint']})" if skip["hint"] else "")
+            )
+
+    emit(session, doc, text)

@@ -1,0 +1,181 @@
+"""`runctl resources list|cleanup|cost`: everything runctl created."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from runctl_core.cli.options import (
+    common,
+    confirm_or_require_yes,
+    refuse_id_output,
+    session_of,
+)
+from runctl_core.cli.output import emit, examples, money, table
+
+if TYPE_CHECKING:
+    pass
+
+
+@click.group(
+    "resources",
+    epilog=examples(
+        "runctl resources list",
+        "runctl resources cleanup --dry-run",
+        "runctl resources cleanup --yes --older-than 2h",
+        "runctl resources cost --since 7d",
+    ),
+)
+def resources_group() -> None:
+    """Everything runctl created, across providers: reconcile, clean up, cost."""
+
+
+@resources_group.command(
+    "list", epilog=examples("runctl resources list", "runctl resources list --provider aws -o json")
+)
+@common
+@click.pass_context
+def resources_list(ctx: click.Context) -> None:
+    """Live instances runctl created, as the journal and each provider report them, with orphans marked."""
+    from runctl_core.resources import providers_in_scope, reconcile
+
+    session = session_of(ctx)
+    result = reconcile(session, providers_in_scope(session, session.options.provider))
+    session.progress.close()
+
+    def text() -> None:
+        if result.resources:
+            table(
+                None,
+                ["PROVIDER", "ID", "STATE", "KIND", "JOB", "$/H", "WHY"],
+                [
+                    [r.provider, r.id, r.state, r.kind, r.job_id or "-", money(r.hourly_price), r.reason]
+                    for r in result.resources
+                ],
+            )()
+        else:
+            click.echo("nothing runctl created is running")
+        for note in result.notes:
+            click.echo(f"note: {note}")
+
+    emit(session, result, text)
+
+
+@resources_group.command(
+    "cleanup", epilog=examples("runctl resources cleanup --dry-run", "runctl resources cleanup --yes --older-than 2h")
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be terminated; do nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed in scripts).")
+@click.option("--older-than", metavar="DURATION", help="Only instances created at least this long ago (e.g. 2h).")
+@click.option("--all", "everything", is_flag=True, help="Also kept and in-use instances (all of yours runctl tagged).")
+@common
+@click.pass_context
+def resources_cleanup(ctx: click.Context, dry_run: bool, yes: bool, older_than: str | None, everything: bool) -> None:
+    """Terminate runctl's orphaned, abandoned and finished instances - never one runctl did not tag, never
+    another owner's."""
+    from runctl_core.durations import parse_duration
+    from runctl_core.errors import RunctlError
+    from runctl_core.resources import REMOVABLE, providers_in_scope, reconcile
+    from runctl_core.resources import older_than as is_older
+    from runctl_core.workflow import terminate_instance
+
+    session = session_of(ctx)
+    refuse_id_output(session)
+    try:
+        age = parse_duration(older_than) if older_than else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    result = reconcile(session, providers_in_scope(session, session.options.provider))
+    targets = [r for r in result.resources if (everything or r.kind in REMOVABLE) and is_older(r, age)]
+    done: list[dict[str, Any]] = []
+    if targets and not dry_run:
+        confirm_or_require_yes(session, yes, f"terminate {len(targets)} instance(s)?")
+        for resource in targets:
+            provider = session.provider(resource.provider)
+            row = session.store.instance(resource.id, resource.provider)
+            from runctl_core.models import Instance, InstanceState
+
+            instance = (
+                row.instance
+                if row
+                else Instance(id=resource.id, provider=resource.provider, state=InstanceState(resource.state))
+            )
+            try:
+                final = terminate_instance(session, provider, instance)
+                done.append({"provider": resource.provider, "id": resource.id, "state": final.state.value})
+            except RunctlError as exc:
+                done.append({"provider": resource.provider, "id": resource.id, "error": exc.message})
+    session.progress.close()
+    doc = {"dry_run": dry_run, "targets": targets, "terminated": done, "notes": result.notes}
+
+    def text() -> None:
+        if not targets:
+            click.echo("nothing to clean up")
+        for r in targets:
+            verb = "would terminate" if dry_run else "terminated"
+            outcome = next((d for d in done if d["id"] == r.id), {})
+            if "error" in outcome:
+                verb = f"FAILED ({outcome['error']})"
+            click.echo(f"{verb}: {r.provider} {r.id} [{r.kind}: {r.reason}]")
+        for note in result.notes:
+            click.echo(f"note: {note}")
+
+    emit(session, doc, text)
+    if any("error" in d for d in done):
+        raise RunctlError("some instances could not be terminated", "run the cleanup again; see the lines above")
+
+
+@resources_group.command("cost", epilog=examples("runctl resources cost", "runctl resources cost --since 7d -o json"))
+@click.option("--since", metavar="DURATION", default="30d", show_default=True, help="Only instances created since.")
+@common
+@click.pass_context
+def resources_cost(ctx: click.Context, since: str) -> None:
+    """What runctl's instances cost (rate x billed time), by provider and by job, from the journal."""
+    from datetime import timedelta
+
+    from runctl_core.durations import parse_duration
+
+    session = session_of(ctx)
+    try:
+        window = parse_duration(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    start = datetime.now(timezone.utc) - timedelta(seconds=window)
+    rows = [r for r in session.store.instances() if r.created_at >= start]
+    by_provider: dict[str, float] = {}
+    by_job: dict[str, float] = {}
+    unknown = 0
+    for r in rows:  # instance-billed providers: the instances' lifetimes
+        cost = r.cost()
+        if cost is None:
+            unknown += 1
+            continue
+        by_provider[r.instance.provider] = by_provider.get(r.instance.provider, 0.0) + cost
+        if r.job_id and r.billing == "instance":
+            by_job[r.job_id] = by_job.get(r.job_id, 0.0) + cost
+    job_billed = {(r.instance.provider, r.instance.id) for r in rows if r.billing == "job"}
+    for job in session.store.jobs(since=start):  # job-billed providers: each job's own cost
+        if (job.provider, job.instance_id) in job_billed and job.cost is not None:
+            by_provider[job.provider] = by_provider.get(job.provider, 0.0) + job.cost
+            by_job[job.id] = by_job.get(job.id, 0.0) + job.cost
+    total = sum(by_provider.values())
+    doc = {
+        "since": start.isoformat(),
+        "total": total,
+        "by_provider": by_provider,
+        "by_job": by_job,
+        "instances": len(rows),
+        "instances_without_price": unknown,
+    }
+
+    def text() -> None:
+        click.echo(
+            f"{money(total, 2)} over {len(rows)} instances since {start:%Y-%m-%d %H:%M} UTC"
+            + (f" ({unknown} without a known price)" if unknown else "")
+        )
+        if by_provider:
+            table(None, ["PROVIDER", "COST"], [[p, money(c)] for p, c in sorted(by_provider.items())])()
+
+    emit(session, doc, text)
