@@ -50,9 +50,10 @@ def refresh_job(session: Session, row: JobRow) -> dict[str, Any]:
         session.store.update_job(row.id, status=report.job)
         if report.job.state.terminal and not row.keep and row.outputs_dir is None:
             dest = outputs_dir_for(session, row.id, None)
-            if report.instance.state.alive:
-                collect_outputs(session, provider, report.instance, report.job, dest)
-                terminate_instance(session, provider, report.instance)
+            if report.instance.state.alive:  # claimed: a concurrent `resources cleanup` leaves it to us
+                with session.store.claim(row.provider, report.instance.id, row.id, "collecting its job's outputs"):
+                    collect_outputs(session, provider, report.instance, report.job, dest)
+                    terminate_instance(session, provider, report.instance)
     inst = session.store.instance(instance.id, row.provider)
     cost = job_cost(inst, report.job)
     if cost is not None:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from runctl_core.errors import RunctlError
 from runctl_core.models import Instance, InstanceState, JobState
 from runctl_core.session import Session
+from runctl_core.state import process_alive
 
 REMOVABLE = ("orphan", "abandoned", "finished")
 
@@ -49,20 +50,9 @@ class Reconciliation(BaseModel):
     notes: list[str]  # providers that could not be asked, and why
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
+def _process_alive(intent: Any) -> bool:
+    """The intent's runctl process is still running (the same process: pid and start time)."""
+    return intent.pid == os.getpid() or process_alive(intent.pid, intent.pid_start)
 
 
 def providers_in_scope(session: Session, explicit: str | None) -> list[str]:
@@ -121,7 +111,10 @@ def reconcile(session: Session, providers: list[str]) -> Reconciliation:
                     )
                 )
         for intent in store.pending_intents():
-            if intent.provider == name and not _pid_alive(intent.pid) and provider.has("list_instances"):
+            if intent.kind == "use" and intent.provider == name and not _process_alive(intent):
+                store.finish_intent(intent.id, error="its process ended while using the instance")
+                continue
+            if intent.provider == name and not _process_alive(intent) and provider.has("list_instances"):
                 matched = [
                     r for r in found if r.id in {i.id for i in remote if i.tags.get("runctl:intent") == intent.id}
                 ]
@@ -175,7 +168,18 @@ def _classify(session: Session, provider: Any, instance: Instance, row: Any) -> 
         "hourly_price": instance.hourly_price,
         "in_journal": row is not None,
     }
+    claims = [c for c in store.claims(instance.provider, instance.id) if _process_alive(c)]
+    if claims:
+        what = claims[0].spec.get("what") or "using it"
+        return Resource(**base, kind="in-use", reason=f"runctl process {claims[0].pid} is {what}")
     if row is None:
+        creating = store.intent(instance.tags.get("runctl:intent", "")) if instance.tags.get("runctl:intent") else None
+        if creating is not None and creating.status == "pending" and _process_alive(creating):
+            return Resource(
+                **base,
+                kind="in-use",
+                reason=f"its create call has not returned yet to runctl process {creating.pid}, which is running",
+            )
         return Resource(**base, kind="orphan", reason="alive at the provider, not in runctl's journal")
     if row.ended_at is not None:
         return Resource(**base, kind="orphan", reason="journalled as ended, still alive at the provider")
@@ -187,7 +191,9 @@ def _classify(session: Session, provider: Any, instance: Instance, row: Any) -> 
             return Resource(**base, kind="finished", reason=f"its detached job {job.id} has ended ({job.state.value})")
         return Resource(**base, kind="kept", reason="created to be kept (runctl create / --keep / --detach)")
     intent = store.intent(row.intent_id) if row.intent_id else None
-    if intent is not None and intent.pid != os.getpid() and not _pid_alive(intent.pid):
+    if intent is not None and intent.pid != os.getpid():  # the run that created it: alive means it is in use,
+        if _process_alive(intent):  # also while it collects checkpoints after its job ended
+            return Resource(**base, kind="in-use", reason=f"its runctl process {intent.pid} is running")
         return Resource(
             **base, kind="abandoned", reason=f"the runctl process that created it (pid {intent.pid}) is gone"
         )

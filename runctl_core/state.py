@@ -26,13 +26,14 @@ from runctl_core import signals
 from runctl_core.errors import StateError, StateLocked
 from runctl_core.models import Instance, JobSpec, JobState, JobStatus
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # version -> statements that bring a database of the version before it up to this one
 MIGRATIONS: dict[int, list[str]] = {
     2: [
         "ALTER TABLE instances ADD COLUMN billing TEXT NOT NULL DEFAULT 'instance'",
         "ALTER TABLE jobs ADD COLUMN cost REAL",
     ],
+    3: ["ALTER TABLE intents ADD COLUMN pid_start TEXT"],
 }
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -75,6 +76,7 @@ CREATE TABLE IF NOT EXISTS intents (
     status TEXT NOT NULL,
     resource_id TEXT,
     pid INTEGER,
+    pid_start TEXT,
     spec TEXT NOT NULL,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
@@ -107,6 +109,37 @@ def lock_timeout() -> float:
     except ValueError:
         value = 120.0
     return value if math.isfinite(value) and value > 0 else 120.0
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc/PID/stat), or None where unknown: with
+    the pid it identifies a process for good, since a pid can be reused once its process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def process_alive(pid: int | None, start: str | None = None) -> bool:
+    """Whether process ``pid`` is running (zombies are not) and, when ``start`` is known, is the same process
+    that had that start time (not another one that was given the pid later)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): the pid alone
+    if fields[0] == b"Z":
+        return False
+    return start is None or fields[19].decode() == start
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -197,6 +230,7 @@ class IntentRow(BaseModel):
     status: str
     resource_id: str | None
     pid: int | None
+    pid_start: str | None = None  # the process's start time: a pid reused by another process does not match
     spec: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     error: str | None = None
@@ -388,8 +422,8 @@ class Store:
         intent_id = f"intent-{secrets.token_hex(6)}"
         with self.transaction() as cur:
             cur.execute(
-                "INSERT INTO intents(id, provider, kind, job_id, status, pid, spec, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO intents(id, provider, kind, job_id, status, pid, pid_start, spec, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     intent_id,
                     provider,
@@ -397,6 +431,7 @@ class Store:
                     job_id,
                     "pending",
                     os.getpid(),
+                    process_start(os.getpid()),
                     json.dumps(spec, default=str),
                     _now(),
                     _now(),
@@ -412,6 +447,27 @@ class Store:
                 "UPDATE intents SET status = ?, resource_id = ?, error = ?, updated_at = ? WHERE id = ?",
                 (status, resource_id, error, _now(), intent_id),
             )
+
+    @contextmanager
+    def claim(self, provider: str, instance_id: str, job_id: str | None, what: str) -> Iterator[str]:
+        """Mark ``instance_id`` as being used by this process (e.g. collecting a finished job's checkpoints
+        before terminating it): ``runctl resources`` classes it in-use while this process lives."""
+        intent_id = self.begin_intent(provider, "use", job_id, {"instance": instance_id, "what": what})
+        try:
+            yield intent_id
+        finally:
+            try:
+                self.finish_intent(intent_id, resource_id=instance_id)
+            except StateError:
+                pass  # left pending: its process ends soon and the claim dies with it
+
+    def claims(self, provider: str, instance_id: str) -> list[IntentRow]:
+        """Pending "use" claims on an instance (their processes may be dead: check with :func:`process_alive`)."""
+        return [
+            intent
+            for intent in self.pending_intents()
+            if intent.kind == "use" and intent.provider == provider and intent.spec.get("instance") == instance_id
+        ]
 
     def pending_intents(self) -> list[IntentRow]:
         rows = self._read("SELECT * FROM intents WHERE status = 'pending' ORDER BY created_at")

@@ -100,7 +100,11 @@ def test_older_database_is_migrated(home: Path) -> None:
     from runctl_core.state import SCHEMA
 
     home.mkdir(parents=True, exist_ok=True)
-    v1 = SCHEMA.replace("    billing TEXT NOT NULL DEFAULT 'instance',\n", "").replace("    cost REAL,\n", "")
+    v1 = (
+        SCHEMA.replace("    billing TEXT NOT NULL DEFAULT 'instance',\n", "")
+        .replace("    cost REAL,\n", "")
+        .replace("    pid_start TEXT,\n", "")
+    )
     conn = sqlite3.connect(home / "state.db")
     conn.executescript(v1 + "; PRAGMA user_version = 1;")
     conn.execute(
