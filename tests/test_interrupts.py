@@ -149,13 +149,15 @@ def test_sigterm_during_resources_cleanup_and_sync_exit_130(cli, home: Path, pro
 
 
 def test_no_traceback_when_interrupted_at_start_up(home: Path, project: Path) -> None:
-    for delay in (0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2):
+    for delay in (0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2, 0.3):
         proc = subprocess.Popen(
             [RUNCTL, "status"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ
         )
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=60)
+        if "init_import_site" in err:
+            continue  # the interpreter itself was still starting (its site module): before any runctl code runs
         assert "Traceback" not in err, (delay, err)
         assert proc.returncode in (0, 130, -signal.SIGINT), (delay, proc.returncode, err)
 
