@@ -299,6 +299,9 @@ class CredentialStatus(Record):
     message: str = ""
     hint: str = ""  # what to do when not found / not valid
     identity: str = ""  # who the credentials belong to, when the check asked the API (no secret)
+    # probe=True only: True when the provider's API accepted them, False when it refused them (a rejected key is
+    # "refused", not "found"); None when not asked
+    accepted: bool | None = None
 
 
 class PlannedCall(Record):

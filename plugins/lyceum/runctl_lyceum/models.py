@@ -2,62 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-DEFAULT_BASE_URL = "https://api.lyceum.technology/api/v2/external"
-BASE_URL_ENV = "LYCEUM_API_BASE_URL"
-API_KEY_ENV = "LYCEUM_API_KEY"
-ORG_ENV = "LYCEUM_ORG"
+from runctl_lyceum.settings import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL, ORG_ENV, LyceumSettings
 
-
-class LyceumSettings(BaseModel):
-    """The ``[providers.lyceum]`` table of ``.runctl.toml``. The API key is never a setting: it comes from
-    ``LYCEUM_API_KEY`` or the Lyceum CLI's own config file (``~/.lyceum/config.json``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    base_url: str | None = Field(
-        default=None,
-        description=f"API base URL (default: ${BASE_URL_ENV}, then {DEFAULT_BASE_URL})",
-    )
-    org: str | None = Field(
-        default=None, description=f"org slug sent as X-Org-Slug (default: ${ORG_ENV}, then the Lyceum CLI's active org)"
-    )
-    cli_config: str | None = Field(
-        default=None, description="the Lyceum CLI's config file (default ~/.lyceum/config.json)"
-    )
-    default_instance_type: str = Field(
-        default="gpu.l40s",
-        description="hardware profile when neither --instance-type nor --gpu is given (the Lyceum CLI's default)",
-    )
-    default_timeout: int = Field(default=600, ge=1, description="execution timeout in seconds when the job has none")
-    http_timeout: float = Field(default=30.0, gt=0, description="seconds per HTTP request")
-    http_retries: int = Field(default=2, ge=0, le=10, description="extra tries of idempotent GETs on 429/5xx")
-    retry_base_delay: float = Field(default=0.5, ge=0, description="first retry delay in seconds (doubles)")
-    max_request_bytes: int = Field(
-        default=10 * 2**20, ge=1024, description="largest execution request runctl sends (project files travel in it)"
-    )
-    storage_mount: str = Field(default="/mnt/s3", description="where Lyceum mounts your storage bucket in executions")
-    storage_prefix: str = Field(default="runctl", description="key prefix of runctl's files in the storage bucket")
-    checkpoint_sync_interval: float = Field(
-        default=30.0, gt=0, description="seconds between copies of the checkpoint dir to storage"
-    )
-    grace_period: float = Field(default=10.0, ge=0, description="seconds between SIGTERM and SIGKILL of the script")
-    requirements: str = Field(
-        default="auto",
-        description="'auto' (PEP 723 header + requirements.txt), 'none', or a project-relative requirements file",
-    )
-    poll_interval: float = Field(default=5.0, gt=0, description="seconds between status polls while waiting")
-    stream_timeout: float = Field(
-        default=60.0, gt=0, description="seconds to read an ended execution's output stream before falling back"
-    )
-    stream_reconnects: int = Field(default=5, ge=0, description="reconnects of a dropped output stream")
-
-    def resolved_base_url(self) -> str:
-        return (self.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
+__all__ = ["API_KEY_ENV", "BASE_URL_ENV", "DEFAULT_BASE_URL", "ORG_ENV", "LyceumSettings"]
 
 
 # --------------------------------------------------------------------------------------------- API records
@@ -94,7 +45,7 @@ class ExecutionRecord(ApiRecord):
     created_at: str | None = None
     job_start: str | None = None
     job_end: str | None = None
-    system_errors: list[str] | None = None
+    system_errors: list[Any] | None = None  # strings or objects ({"message": ...}); see format_errors
 
 
 class Workload(ApiRecord):
@@ -153,6 +104,8 @@ class ExecutionRef(BaseModel):
     storage_path: str  # key prefix of the job's checkpoints in the bucket
     cancel_requested: bool = False
     final: dict[str, Any] | None = None  # the JobStatus once terminal (status never asks again)
+    timeout: int | None = None  # seconds Lyceum was told to run it
+    image: str | None = None  # the image of an image execution; None for a Python execution
 
 
 class Reservation(BaseModel):

@@ -16,7 +16,12 @@ from runctl_lyceum.remote import bootstrap_source
 
 BOOTSTRAP_NAME = "runctl_bootstrap.py"
 BLOBS_FILE = ".runctl/blobs.json"
-RESERVED = (BOOTSTRAP_NAME, BLOBS_FILE)
+# Where Lyceum writes ``import_files`` is not documented, so the bootstrap finds the project by this file (which
+# names the job), not by its own ``__file__`` or the working directory alone.
+MARKER_FILE = ".runctl/project.json"
+RESERVED = (BOOTSTRAP_NAME, BLOBS_FILE, MARKER_FILE)
+# The bootstrap's exit code when checkpoints cannot leave the execution (no storage mount): the job fails loudly.
+NO_STORAGE_RC = 219
 _PEP723 = re.compile(r"(?m)^# /// script\s*$\n(?P<body>(^#(| .*)$\n)+?)^# ///\s*$")
 
 
@@ -28,10 +33,14 @@ class Bundle:
     binary: dict[str, str]  # path -> base64
     modes: dict[str, int]  # executable files only
 
+    def blobs_json(self) -> str:
+        return json.dumps(self.binary, sort_keys=True)
+
     def import_files(self) -> str:
         files = dict(self.text)
+        files[MARKER_FILE] = marker("0" * 32)
         if self.binary:
-            files[BLOBS_FILE] = json.dumps(self.binary, sort_keys=True)
+            files[BLOBS_FILE] = self.blobs_json()
         return json.dumps(files, sort_keys=True)
 
     def sizes(self) -> list[tuple[int, str]]:
@@ -39,6 +48,11 @@ class Bundle:
         sized = [(len(json.dumps(v)), k) for k, v in self.text.items()]
         sized += [(len(v), k) for k, v in self.binary.items()]
         return sorted(sized, reverse=True)
+
+
+def marker(job_id: str) -> str:
+    """The marker file's content: the job it belongs to (a project left by another job does not match)."""
+    return json.dumps({"runctl": "lyceum-project", "job_id": job_id})
 
 
 def bundle_files(root: Path, paths: list[tuple[str, int]]) -> Bundle:

@@ -1,9 +1,11 @@
 # runctl's bootstrap for a Lyceum execution (stdlib only, Python >= 3.8).
 #
 # runctl sends this file as the execution's ``code``, with the RUNCTL_BOOTSTRAP line below replaced by a dict (the
-# job's script, args, env, storage paths). The project's files arrive next to it as the request's
-# ``import_files`` (binary files base64-encoded in .runctl/blobs.json), or, for Docker image executions, inline in
-# RUNCTL_BOOTSTRAP["inline_files"]. It then:
+# job's script, args, env, storage paths). The project's files arrive as the request's ``import_files`` (binary
+# files base64-encoded in .runctl/blobs.json), found by the marker file .runctl/project.json that names the job
+# (where Lyceum writes import_files is undocumented), or, for Docker image executions, inline in
+# RUNCTL_BOOTSTRAP["inline_files"] (image executions take no requirements_content: the bootstrap installs the
+# job's requirements with the image's pip). It then:
 #
 # * sets RUNCTL_JOB_ID and RUNCTL_CHECKPOINT_DIR (a local directory) and the job's env;
 # * copies what storage already holds for this job (resume files uploaded by runctl) into the checkpoint dir;
@@ -12,7 +14,8 @@
 #   as it is mounted in the execution (``storage_mount``/``storage_path``): whole files copied, deletions
 #   repeated, nothing renamed on the mount (object-storage mounts may not support rename);
 # * SIGTERM/SIGINT (a graceful stop) is passed to the script, which gets ``grace`` seconds before SIGKILL;
-# * exits with the script's exit code (128+N when it died of signal N).
+# * exits with the script's exit code (128+N when it died of signal N), or with ``no_storage_rc`` when storage is not
+#   mounted and the script wrote checkpoints (they cannot leave the execution: the job must not look successful).
 
 from __future__ import annotations
 
@@ -37,7 +40,29 @@ def log(message: str) -> None:
     sys.stdout.flush()
 
 
+def _is_project(candidate: str, cfg: dict[str, Any]) -> bool:
+    path = os.path.join(candidate, cfg.get("marker_file") or ".runctl/project.json")
+    try:
+        with open(path) as fh:
+            found = json.load(fh)
+    except (OSError, ValueError):
+        return False
+    return isinstance(found, dict) and found.get("job_id") == cfg.get("job_id")
+
+
+def _search_roots() -> list[str]:
+    roots = [os.getcwd(), os.path.expanduser("~"), tempfile.gettempdir(), "/workspace", "/app", "/code", "/home"]
+    seen: list[str] = []
+    for root in roots:
+        if root and os.path.isdir(root) and root not in seen:
+            seen.append(root)
+    return seen
+
+
 def project_root(cfg: dict[str, Any]) -> str | None:
+    """Where the project's files are. Lyceum does not document where ``import_files`` land, so this looks for the
+    marker file naming this job: in the working directory, then up to three levels below it and below a few usual
+    places (never by this file's own location, which the service need not give)."""
     if cfg.get("inline_files") is not None:
         root = tempfile.mkdtemp(prefix="runctl-project-")
         for rel, data in cfg["inline_files"].items():
@@ -46,13 +71,16 @@ def project_root(cfg: dict[str, Any]) -> str | None:
             with open(target, "wb") as fh:
                 fh.write(base64.b64decode(data))
         return root
-    candidates = [os.getcwd()]
-    here = globals().get("__file__")
-    if here:
-        candidates.append(os.path.dirname(os.path.abspath(here)))
-    for candidate in candidates:
-        if os.path.isfile(os.path.join(candidate, cfg["script"])):
-            return candidate
+    mount = os.path.abspath(cfg.get("storage_mount") or "/nonexistent")
+    for top in _search_roots():
+        base_depth = top.rstrip(os.sep).count(os.sep)
+        for base, dirs, _names in os.walk(top):
+            if _is_project(base, cfg):
+                return base
+            if base.count(os.sep) - base_depth >= 3 or os.path.abspath(base) == mount:
+                dirs[:] = []
+            else:
+                dirs[:] = sorted(d for d in dirs if d not in ("proc", "sys", "dev", ".git", "node_modules"))
     return None
 
 
@@ -161,7 +189,22 @@ def main(cfg: dict[str, Any]) -> int:
             log(f"warning: storage mount {mount} is not usable ({exc}); checkpoints stay in this execution")
             mirror = None
     else:
-        log(f"warning: Lyceum storage is not mounted at {mount}; checkpoints will not outlive this execution")
+        log(f"warning: Lyceum storage is not mounted at {mount}; checkpoints cannot leave this execution")
+        if cfg.get("expect_resume"):
+            log("error: the job resumes from checkpoints in storage, which is not mounted here")
+            return int(cfg.get("no_storage_rc") or 219)
+
+    requirements = cfg.get("requirements") or []
+    if requirements:
+        req_file = os.path.join(root, ".runctl", "requirements.txt")
+        with open(req_file, "w") as fh:
+            fh.write("\n".join(requirements) + "\n")
+        log(f"installing {len(requirements)} requirement(s) with pip")
+        sys.stdout.flush()
+        code = subprocess.call([sys.executable, "-m", "pip", "install", "--quiet", "-r", req_file])
+        if code != 0:
+            log(f"error: installing the job's requirements failed (pip exited with {code})")
+            return 2
 
     env = dict(os.environ)
     env.update(cfg.get("env") or {})
@@ -185,11 +228,12 @@ def main(cfg: dict[str, Any]) -> int:
             except OSError:
                 pass
 
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        signal.signal(signal.SIGINT, on_signal)
-    except ValueError:
-        pass
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            signal.signal(signum, on_signal)
+        except ValueError:  # not the main thread (the service may run this code in one): stops end the script
+            log("note: cannot handle signals here (not the main thread); a stop ends the script directly")
+            break
 
     done = threading.Event()
 
@@ -221,6 +265,14 @@ def main(cfg: dict[str, Any]) -> int:
         log(f"script exited with code {rc}; {count} checkpoint file(s) in storage under {cfg['storage_path']}")
     else:
         log(f"script exited with code {rc}")
+        left = walk_files(checkpoint_dir)
+        if left:
+            # never report success with nothing collected: the job fails loudly (runctl maps this code)
+            log(
+                f"error: the script wrote {len(left)} checkpoint file(s) but Lyceum storage is not mounted at "
+                f"{mount}; they are lost with this execution"
+            )
+            return int(cfg.get("no_storage_rc") or 219)
     return rc
 
 
