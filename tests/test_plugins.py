@@ -81,7 +81,7 @@ def test_third_party_provider_is_listed_with_version(cli, site: Path, project: P
     doc = cli("-o", "json", "providers").json()
     by_name = {p["name"]: p for p in doc["providers"]}
     assert by_name["fake"]["version"] == "0.3" and by_name["fake"]["package"] == "runctl-fake"
-    assert by_name["fake"]["status"] == "ok"
+    assert by_name["fake"]["status"] == "found"
     assert "train" in by_name["broken"]["status"]
     assert "local" in by_name
 

@@ -1,7 +1,10 @@
 """A local stand-in for Lyceum Cloud's execution API (FastAPI, so 422s are shaped exactly as FastAPI shapes them).
 
 It implements the endpoints runctl-lyceum calls with the shapes Lyceum's CLI reads, checks the bearer key, validates
-request bodies (unknown fields refused, timeout 1..600 as documented), and really runs what it is sent: the
+request bodies (unknown fields refused; a Python execution's timeout 1..600 as Lyceum's API reference gives it --
+its CLI sends a fixed 60, lyceum-cli 1.2.2 execution/python.py build_payload; an image execution's timeout has no
+stated maximum -- execution/docker.py takes any --timeout, notebook.py passes 7200 -- unless
+``image_timeout_max`` models the other reading of notebook.py's "max: 600"), and really runs what it is sent: the
 ``code`` is written as ``file_name`` next to the ``import_files`` in a sandbox directory and run with this Python
 (image executions run ``docker_run_cmd`` with python3 -> this Python). Output is streamed as server-sent events
 (replayed from the start to each connection), status is kept, abort/stop kill the process group.
@@ -9,6 +12,10 @@ request bodies (unknown fields refused, timeout 1..600 as documented), and reall
 Storage: the account's bucket lives in a moto S3 server; executions see it as a directory (``mount_dir``) that the
 stand-in keeps in step with the bucket the way an s3fs mount does (bucket -> directory before each execution,
 directory -> bucket while it runs and before it is reported ended).
+
+Undocumented behaviour, each a switch so tests cover both readings: ``import_subdir`` (``import_files`` land in a
+subdirectory, not next to the code), ``python_in_thread`` (the code runs off the interpreter's main thread, as a
+kernel may run it), ``system_error_objects`` (``system_errors`` as objects, not strings).
 
 Faults: ``fail(method, path_regex, status, times, ...)`` answers matching requests with an error;
 ``system_failure_next`` ends the next execution after its first output as ``failed_system``;
@@ -97,7 +104,7 @@ class ImageStart(BaseModel):
     docker_image_ref: str
     docker_run_cmd: list[str]
     docker_run_env: str | None = None
-    timeout: int = Field(default=60, ge=1, le=600)
+    timeout: int = Field(default=300, ge=1)
     execution_type: str = "cpu"
     file_name: str | None = None
     enable_s3_mount: bool = True
@@ -134,7 +141,7 @@ class Execution:
     job_start: str | None = None
     job_end: str | None = None
     return_code: int | None = None
-    system_errors: list[str] = field(default_factory=list)
+    system_errors: list[Any] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     ended_by: str | None = None  # "abort", "stop", "timeout", "system"
     stream_connections: int = 0
@@ -177,6 +184,10 @@ class StandIn:
         self.requests: list[dict[str, Any]] = []
         self.system_failure_next = False
         self.drop_stream_after: int | None = None
+        self.image_timeout_max: int | None = None
+        self.import_subdir: str | None = None
+        self.python_in_thread = False
+        self.system_error_objects = False
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._synced: dict[str, tuple[int, int]] = {}
@@ -309,12 +320,30 @@ class StandIn:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(sandbox), "LANG": "C.UTF-8"}
         if ex.kind == "python":
             name = ex.body.get("file_name") or "main.py"
-            (sandbox / name).write_text(ex.body["code"], encoding="utf-8")
+            code_dir = sandbox / "code" if self.import_subdir else sandbox
+            code_dir.mkdir(parents=True, exist_ok=True)
+            (code_dir / name).write_text(ex.body["code"], encoding="utf-8")
+            files_dir = sandbox / self.import_subdir if self.import_subdir else sandbox
             for rel, content in json.loads(ex.body.get("import_files") or "{}").items():
-                target = sandbox / rel
+                target = files_dir / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(content, encoding="utf-8")
-            command = [sys.executable, name]
+            path = str(code_dir / name)
+            if self.python_in_thread:
+                # run the code in a worker thread, its exit status carried back to the process
+                runner = (
+                    "import runpy, sys, threading\n"
+                    "box = [0]\n"
+                    "def go():\n"
+                    "    try:\n"
+                    f"        runpy.run_path({path!r}, run_name='__main__')\n"
+                    "    except SystemExit as exc:\n"
+                    "        box[0] = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)\n"
+                    "t = threading.Thread(target=go); t.start(); t.join(); sys.exit(box[0])\n"
+                )
+                command = [sys.executable, "-c", runner]
+            else:
+                command = [sys.executable, path]
         else:
             command = [sys.executable if part in ("python3", "python") else part for part in ex.body["docker_run_cmd"]]
             for line in (ex.body.get("docker_run_env") or "").splitlines():
@@ -362,7 +391,10 @@ class StandIn:
         while ex.proc.poll() is None:
             if system_failure and ex.output:
                 ex.ended_by = "system"
-                ex.system_errors.append("node lost (injected by the stand-in)")
+                message = "node lost (injected by the stand-in)"
+                ex.system_errors.append(
+                    {"code": "node_lost", "message": message} if self.system_error_objects else message
+                )
                 self._kill(ex, signal.SIGKILL)
             elif time.monotonic() - ex.started_mono > timeout and ex.ended_by is None:
                 ex.ended_by = "timeout"
@@ -520,6 +552,19 @@ class StandIn:
         @app.post(PREFIX + "/execution/image/start", dependencies=auth)
         def start_image(body: ImageStart) -> dict[str, Any]:
             check_profile(body.execution_type)
+            limit = standin.image_timeout_max
+            if limit is not None and body.timeout > limit:
+                raise HTTPException(
+                    status_code=422,
+                    detail=[
+                        {
+                            "type": "less_than_equal",
+                            "loc": ["body", "timeout"],
+                            "msg": f"Input should be less than or equal to {limit}",
+                            "input": body.timeout,
+                        }
+                    ],
+                )
             ex = Execution(
                 id=str(uuid.uuid4()),
                 kind="image",
@@ -611,6 +656,6 @@ class StandIn:
                 if drop_after is not None and sent >= drop_after:
                     return
             if done and index >= len(ex.output):
-                result = {"returnCode": ex.return_code, "error": "; ".join(ex.system_errors) or None}
+                result = {"returnCode": ex.return_code, "error": "; ".join(map(str, ex.system_errors)) or None}
                 yield f"data: {json.dumps({'jobFinished': {'job': {'result': result}}})}\n\n"
                 return
