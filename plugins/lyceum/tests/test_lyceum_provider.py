@@ -168,6 +168,7 @@ def test_401_is_an_auth_error_naming_the_variable_without_the_key(provider: Prov
 
 
 def test_422_is_a_usage_error_with_the_detail(provider: Provider, project: Path, standin: StandIn) -> None:
+    standin.image_timeout_max = 600  # a 2 h job runs as an image execution; this stand-in refuses its timeout
     instance = provider.create(spec())
     provider.sync(instance, scan_project(project))
     with pytest.raises(UsageError) as caught:
