@@ -308,8 +308,10 @@ class RunpodProvider:
         try:
             identity = _client(ctx).identity()
         except AuthError as exc:
-            return CredentialStatus(found=True, source=source, message=exc.message, hint=KEY_HINT)
-        return CredentialStatus(found=True, source=source, message="accepted by the RunPod API", identity=identity)
+            return CredentialStatus(found=True, accepted=False, source=source, message=exc.message, hint=KEY_HINT)
+        return CredentialStatus(
+            found=True, accepted=True, source=source, message="accepted by the RunPod API", identity=identity
+        )
 
     # ----------------------------------------------------------------------------- prices
 

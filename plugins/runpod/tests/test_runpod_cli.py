@@ -103,6 +103,16 @@ def test_bad_api_key_exits_4_with_a_hint_and_never_prints_the_key(cli: Callable[
     assert text_mode.code == 4 and "RUNPOD_API_KEY" in text_mode.err and wrong not in text_mode.err
 
 
+def test_providers_check_says_refused_for_a_rejected_key(cli: Callable[..., Result], standin: StandIn) -> None:
+    wrong = "rpa_WRONGKEY9876543210abcdef"
+    checked = cli("-o", "json", "providers", "--check", env={"RUNPOD_API_KEY": wrong})
+    assert checked.code == 3, checked.err
+    runpod = next(p for p in checked.json()["providers"] if p["name"] == "runpod")
+    assert runpod["status"] == "refused" and wrong not in checked.out
+    accepted = cli("-o", "json", "providers", "--check")
+    assert next(p for p in accepted.json()["providers"] if p["name"] == "runpod")["status"] == "accepted"
+
+
 def test_missing_api_key_is_a_credentials_error(cli: Callable[..., Result], standin: StandIn) -> None:
     result = cli("-o", "json", "run", "examples/train.py", "--gpu", "RTX 4090", env={"RUNPOD_API_KEY": ""})
     assert result.code == 3, result.err
