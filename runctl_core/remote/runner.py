@@ -93,14 +93,32 @@ def _proc_read(pid, name):
         return b""
 
 
-def _is_supervisor(pid, job_dir):
-    """True when ``pid`` is alive *and* is this job's supervisor (a recycled pid is somebody else)."""
+def start_time(pid):
+    """When process ``pid`` started (clock ticks since boot), or None: with the pid it names one process for
+    good (a pid is reused once its process is gone), and it is known from fork on, before exec."""
+    try:
+        return _proc_read(pid, "stat").rsplit(b")", 1)[1].split()[19].decode()
+    except IndexError:
+        return None
+
+
+def _is_supervisor(pid, job_dir, start=None):
+    """True when ``pid`` is alive *and* is this job's supervisor (a recycled pid is somebody else): by its start
+    time when recorded, else by its command line (which the kernel publishes only after exec: see job_record)."""
     if not _alive(pid):
         return False
     if not os.path.isdir("/proc"):
         return True
+    if start:
+        return start_time(pid) == start
     marker = os.path.basename(os.path.normpath(job_dir)).encode()
     return marker in _proc_read(pid, "cmdline")
+
+
+def _inconclusive(state):
+    """A pending job whose supervisor was just started and cannot be told apart yet (alive, no start time
+    recorded, command line not yet published): never call it lost from that."""
+    return state.get("state") == "pending" and not state.get("supervisor_start") and _alive(state["supervisor_pid"])
 
 
 def _group_is_job(pgid, job_id):
@@ -187,8 +205,8 @@ def supervise(opts):
     signal.signal(signal.SIGTERM, lambda *_: stop_request.append(("cancelled", "stopped on request")))
     signal.signal(signal.SIGINT, lambda *_: stop_request.append(("cancelled", "stopped on request")))
     log = open(os.path.join(job_dir, "log"), "ab", buffering=0)
-    _write_state(job_dir, state="running", supervisor_pid=os.getpid(), started_at=_now(), command=command[:2],
-                 job_id=opts.job_id)
+    _write_state(job_dir, state="running", supervisor_pid=os.getpid(), supervisor_start=start_time(os.getpid()),
+                 started_at=_now(), command=command[:2], job_id=opts.job_id)
     try:
         proc = subprocess.Popen(
             command, cwd=opts.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -242,7 +260,7 @@ def job_record(job_dir):
     if state is None:
         state = {"state": "lost", "message": "no job record in %s" % job_dir}
     elif state.get("state") not in TERMINAL and state.get("supervisor_pid") and not _is_supervisor(
-            state["supervisor_pid"], job_dir):
+            state["supervisor_pid"], job_dir, state.get("supervisor_start")) and not _inconclusive(state):
         state["state"] = "lost"
         state["message"] = "the job's supervisor is gone and left no exit code"
     state["log_size"] = _size(os.path.join(job_dir, "log"))
@@ -267,8 +285,9 @@ def stop_job(job_dir, grace):
     Harmless when the job already ended. Returns the final record."""
     state = _read_state(job_dir) or {}
     pid = state.get("supervisor_pid")
+    start = state.get("supervisor_start")
     job_id = state.get("job_id")
-    if state.get("state") in TERMINAL or not _is_supervisor(pid, job_dir):
+    if state.get("state") in TERMINAL or not _is_supervisor(pid, job_dir, start):
         if _group_is_job(state.get("pgid"), job_id):  # leftovers of this job only, never a recycled group
             _kill_group(state["pgid"], 0)
         if state and state.get("state") not in TERMINAL:
@@ -276,13 +295,15 @@ def stop_job(job_dir, grace):
         return job_record(job_dir)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace + 5
-    while time.monotonic() < deadline and _is_supervisor(pid, job_dir):
+    while time.monotonic() < deadline and _is_supervisor(pid, job_dir, start):
         time.sleep(0.02)
-    if _is_supervisor(pid, job_dir):
+    if _is_supervisor(pid, job_dir, start):
         os.kill(pid, signal.SIGKILL)
         if _group_is_job(state.get("pgid"), job_id):
             _kill_group(state["pgid"], 0)
         _write_state(job_dir, state="cancelled", ended_at=_now(), message="killed")
+    elif (_read_state(job_dir) or {}).get("state") not in TERMINAL:  # stopped before it could record anything
+        _write_state(job_dir, state="cancelled", ended_at=_now(), message="stopped before it started")
     return job_record(job_dir)
 
 

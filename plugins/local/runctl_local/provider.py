@@ -223,6 +223,7 @@ class LocalProvider:
         record = {
             "state": "pending",
             "supervisor_pid": proc.pid,
+            "supervisor_start": job_runner.start_time(proc.pid),  # known from fork on: pid + start time name it
             "submitted_at": datetime.now(timezone.utc).isoformat(),
         }
         if not (job_dir / "job.json").exists():  # the runner may already have written "running"
