@@ -24,6 +24,9 @@ def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StandIn
         yield server
     finally:
         server.stop()
+    assert server.violations == [], "requests or responses broke RunPod's published API:\n" + "\n".join(
+        server.violations
+    )
 
 
 @pytest.fixture
@@ -31,6 +34,7 @@ def runpod_settings() -> dict[str, Any]:
     """``[providers.runpod]`` for tests: the pod's directory below the SSH login's home (the sandbox), fast polls."""
     return {
         "remote_dir": "runctl",
+        "container_env_files": ["etc/rp_environment"],  # the stand-in's pod keeps it below the login's home
         "use_uv": False,
         "poll_interval": 0.05,
         "ready_timeout": 60,
@@ -40,3 +44,9 @@ def runpod_settings() -> dict[str, Any]:
         "ssh_connect_timeout": 5,
         "request_timeout": 10,
     }
+
+
+@pytest.fixture
+def graphql_settings(runpod_settings: dict[str, Any]) -> dict[str, Any]:
+    """The same, on the deprecated GraphQL API (the only one with spot pods)."""
+    return {**runpod_settings, "api": "graphql"}

@@ -1,8 +1,20 @@
-"""A local stand-in for RunPod: the GraphQL API (validated against runpod_schema.graphql with graphql-core) and,
-for each pod, an SSH server (asyncssh) whose commands and SFTP run in a per-pod sandbox directory.
+"""A local stand-in for RunPod: its two APIs and, for each pod, an SSH server.
 
-Only 127.0.0.1 is used. Faults can be injected per root field: HTTP 429/500/401, RunPod's capacity error, a
-refused spot market; a pod can be preempted (stopped by the market) from the test.
+* REST v2 (``/v2/...``, :mod:`standin_rest`): every request and every response is validated with openapi-core
+  against RunPod's published OpenAPI document (shared/reference/runpod/api-reference-v2_openapi.json); a
+  violation is recorded in ``violations`` (the ``standin`` fixture fails the test on any).
+* GraphQL (``/graphql``, :mod:`standin_graphql`): every document validated with graphql-core against
+  ``runpod_schema.graphql``.
+* Pods (shared by both): state, the documented statuses (PROVISIONING -> STARTING -> RUNNING -> EXITED /
+  TERMINATED), and an asyncssh server per pod whose exec sessions and SFTP run in a per-pod sandbox directory.
+  As on RunPod, SSH sessions do NOT get the container's environment: RunPod's images write the RUNPOD_*
+  variables to /etc/rp_environment and source it only from ~/.bashrc (runpod/containers start.sh,
+  ``export_env_vars``: ``printenv | grep -E '^RUNPOD_|^PATH=|^_='``), so a non-interactive command sees
+  neither RUNPOD_POD_ID nor the pod-scoped RUNPOD_API_KEY. The stand-in writes that file at
+  ``<sandbox>/etc/rp_environment``. The pod's ``python3`` is the machine's bare one (a PATH of system
+  directories: no uv, no runctl virtualenv).
+
+Only 127.0.0.1 is used. Faults are injected per operation (REST operationId or GraphQL root field).
 """
 
 from __future__ import annotations
@@ -14,6 +26,7 @@ import random
 import signal
 import string
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,23 +34,28 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
-from graphql import GraphQLError, OperationDefinitionNode, build_schema, execute_sync, parse, validate
 
-SCHEMA_PATH = Path(__file__).with_name("runpod_schema.graphql")
 CAPACITY_MESSAGE = (
     "There are no longer any instances available with the requested specifications. Please refresh and try again."
 )
 SPOT_GONE_MESSAGE = "Interruptible (spot) pods are not available for this account."
+BARE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-# id, displayName, memory, max count, secure, community, secure spot, community spot, stock
+# id, displayName, memory, max count, secure, community, secure spot, community spot, stock, data centres
 CATALOGUE = [
-    ("NVIDIA GeForce RTX 4090", "RTX 4090", 24, 8, 0.69, 0.34, 0.35, 0.22, "High"),
-    ("NVIDIA A100 80GB PCIe", "A100 PCIe", 80, 8, 1.64, 1.19, 0.82, 0.60, "Medium"),
-    ("NVIDIA A100-SXM4-80GB", "A100 SXM", 80, 8, 1.89, None, 1.05, None, "Low"),
-    ("NVIDIA H100 80GB HBM3", "H100 SXM", 80, 8, 2.99, 2.69, 1.75, 1.40, "High"),
-    ("NVIDIA RTX 4000 Ada Generation", "RTX 4000 Ada", 20, 8, 0.26, 0.20, 0.13, 0.10, "High"),
-    ("NVIDIA RTX A6000", "RTX A6000", 48, 8, 0.49, 0.33, 0.25, 0.17, "High"),
+    ("NVIDIA GeForce RTX 4090", "RTX 4090", 24, 8, 0.69, 0.34, 0.35, 0.22, "High", ["US-KS-2", "EU-RO-1"]),
+    ("NVIDIA A100 80GB PCIe", "A100 PCIe", 80, 8, 1.64, 1.19, 0.82, 0.60, "Medium", ["US-KS-2"]),
+    ("NVIDIA A100-SXM4-80GB", "A100 SXM", 80, 8, 1.89, None, 1.05, None, "Low", ["EU-RO-1"]),
+    ("NVIDIA H100 80GB HBM3", "H100 SXM", 80, 8, 2.99, 2.69, 1.75, 1.40, "High", ["US-TX-3"]),
+    ("NVIDIA RTX 4000 Ada Generation", "RTX 4000 Ada", 20, 8, 0.26, 0.20, 0.13, 0.10, "High", ["US-KS-2"]),
+    ("NVIDIA RTX A6000", "RTX A6000", 48, 8, 0.49, 0.33, 0.25, 0.17, "High", ["EU-RO-1", "US-TX-3"]),
 ]
+DATACENTERS = {
+    "US-KS-2": ("US Kansas 2", "NORTH_AMERICA"),
+    "US-TX-3": ("US Texas 3", "NORTH_AMERICA"),
+    "EU-RO-1": ("EU Romania 1", "EUROPE"),
+}
+CUDA_VERSIONS = ["12.4", "12.8"]
 
 
 @dataclass
@@ -55,41 +73,55 @@ class FakePod:
     docker_args: str
     ports: str
     sandbox: Path
+    pod_key: str = ""
+    data_center: str = "US-KS-2"
+    disk: int = 20
+    volume: int = 20
+    volume_path: str = "/workspace"
     status: str = "RUNNING"
     polls: int = 0
     ssh_port: int | None = None
     acceptor: Any = None
     procs: set[int] = field(default_factory=set)
     created: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    log: list[tuple[str, str]] = field(default_factory=list)  # (source, line) of the pod's own log
 
 
 @dataclass
 class Fault:
-    kind: str  # "429", "500", "401", "capacity", "lost_response" (carried out, then HTTP 502)
-    field: str  # root field name, or "*"
+    kind: str  # "429", "500", "401", "400", "402", "403", "422", "capacity", "lost_response"
+    field: str  # operationId / root field name, or "*"
     times: int
 
 
 class StandIn:
-    """RunPod on 127.0.0.1. ``url`` is the API base (the client appends /graphql)."""
+    """RunPod on 127.0.0.1. ``url`` is the API base (``/v2/...`` and ``/graphql``)."""
 
     def __init__(self, root: Path, api_key: str, boot_polls: int = 1) -> None:
+        from standin_graphql import GraphQLFront
+        from standin_rest import RestFront
+
         self.root = root
         self.api_key = api_key
         self.boot_polls = boot_polls
-        self.schema = build_schema(SCHEMA_PATH.read_text())
         self.lock = threading.RLock()
         self.pods: dict[str, FakePod] = {}
         self.terminated: dict[str, FakePod] = {}
         self.faults: list[Fault] = []
         self.requests: list[dict[str, Any]] = []
+        self.events: list[tuple[float, str, str]] = []  # (time, "api"|"ssh"|"sftp", what): round trips
+        self.violations: list[str] = []  # requests or responses that break the published API contract
         self.spot_enabled = True
         self.stock: dict[str, str | None] = {}
+        self.refuse: dict[str, int] = {}  # gpu id -> HTTP status its creations get (a create refused after
+        # the catalogue said "available", as RunPod's createPod docs warn)
         self.loop = asyncio.new_event_loop()
         self.loop_thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.host_key = asyncssh.generate_private_key("ssh-ed25519")
         self.http: ThreadingHTTPServer | None = None
         self.url = ""
+        self.graphql = GraphQLFront(self)
+        self.rest = RestFront(self)
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -98,18 +130,36 @@ class StandIn:
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                status, payload, headers = standin.handle(self.path, self.headers.get("Authorization", ""), body)
-                data = json.dumps(payload).encode()
+                body = self.rfile.read(length) if length else b""
+                if self.path.startswith("/graphql"):
+                    status, payload, headers = standin.graphql.handle(self.headers.get("Authorization", ""), body)
+                    data, ctype = json.dumps(payload).encode(), "application/json"
+                else:
+                    status, data, ctype, headers = standin.rest.handle(
+                        self.command, self.path, dict(self.headers), body
+                    )
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
+                if ctype:
+                    self.send_header("Content-Type", ctype)
                 for key, value in headers.items():
                     self.send_header(key, value)
+                if ctype == "text/event-stream":  # SSE: the stream stays open for new lines (as RunPod's does)
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(data)
+                    self.wfile.flush()
+                    time.sleep(1.5)
+                    self.close_connection = True
+                    return
+                self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _serve
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -136,6 +186,14 @@ class StandIn:
         with self.lock:
             self.faults.append(Fault(kind, field, times))
 
+    def take_fault(self, names: list[str]) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.times > 0 and (fault.field == "*" or fault.field in names):
+                    fault.times -= 1
+                    return fault
+        return None
+
     def preempt(self, pod_id: str) -> None:
         """The spot market takes the pod back: the container is killed, the pod is EXITED."""
         with self.lock:
@@ -146,80 +204,20 @@ class StandIn:
     def operations(self) -> list[str]:
         return [name for request in self.requests for name in request["fields"]]
 
-    # ----------------------------------------------------------------------------- HTTP
-
-    def handle(self, path: str, auth: str, body: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
-        if path.split("?")[0] != "/graphql":
-            return 404, {"errors": [{"message": "not found"}]}, {}
-        if auth != f"Bearer {self.api_key}":
-            return 401, {"errors": [{"message": "Unauthorized"}]}, {}
-        try:
-            request = json.loads(body)
-            document = parse(request["query"])
-        except (ValueError, KeyError, TypeError, GraphQLError) as exc:
-            return 400, {"errors": [{"message": f"Syntax Error: {exc}"}]}, {}
-        fields = [
-            sel.name.value
-            for definition in document.definitions
-            if isinstance(definition, OperationDefinitionNode)
-            for sel in definition.selection_set.selections
-            if hasattr(sel, "name")
-        ]
+    def record(self, kind: str, what: str) -> None:
         with self.lock:
-            self.requests.append({"fields": fields, "query": request["query"]})
-            fault = self._take_fault(fields)
-        if fault is not None:
-            if fault.kind == "429":
-                return 429, {"errors": [{"message": "Too Many Requests"}]}, {"Retry-After": "0"}
-            if fault.kind == "500":
-                return 500, {"errors": [{"message": "Internal Server Error"}]}, {}
-            if fault.kind == "401":
-                return 401, {"errors": [{"message": "Unauthorized"}]}, {}
-            if fault.kind == "capacity":
-                return 200, {"data": {f: None for f in fields}, "errors": [{"message": CAPACITY_MESSAGE}]}, {}
-        errors = validate(self.schema, document)
-        if errors:
-            return (
-                400,
-                {
-                    "errors": [
-                        {"message": e.message, "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}} for e in errors
-                    ]
-                },
-                {},
-            )
-        if fault is not None and fault.kind == "lost_response":  # the request is carried out, the answer lost
-            execute_sync(self.schema, document, root_value=_Root(self), variable_values=request.get("variables"))
-            return 502, {"errors": [{"message": "Bad Gateway"}]}, {}
-        result = execute_sync(
-            self.schema,
-            document,
-            root_value=_Root(self),
-            variable_values=request.get("variables"),
-            operation_name=request.get("operationName"),
-        )
-        payload: dict[str, Any] = {"data": result.data}
-        if result.errors:
-            payload["errors"] = [{"message": e.message, "path": e.path} for e in result.errors]
-        return 200, payload, {}
-
-    def _take_fault(self, fields: list[str]) -> Fault | None:
-        for fault in self.faults:
-            if fault.times > 0 and (fault.field == "*" or fault.field in fields):
-                fault.times -= 1
-                return fault
-        return None
+            self.events.append((time.monotonic(), kind, what))
 
     # ----------------------------------------------------------------------------- pods
 
     def gpu(self, gpu_id: str) -> tuple[Any, ...] | None:
         return next((g for g in CATALOGUE if g[0] == gpu_id), None)
 
-    def prices(self, gpu: tuple[Any, ...], secure: bool | None, count: int) -> dict[str, Any]:
-        gpu_id, _name, _mem, max_count, sec, com, sec_spot, com_spot, stock = gpu
+    def prices(self, gpu: tuple[Any, ...], secure: bool | None, count: int, dc: str | None = None) -> dict[str, Any]:
+        """lowestPrice of one GPU type. A combination RunPod cannot place answers stockStatus null and a price
+        of 0 (how RunPod's lowestPrice reports it; issue 11 of this project, read from RunPod's answers)."""
+        gpu_id, _name, _mem, max_count, sec, com, sec_spot, com_spot, stock, dcs = gpu
         stock = self.stock.get(gpu_id, stock)
-        if count > max_count:
-            return {"minimumBidPrice": None, "uninterruptablePrice": None, "stockStatus": None}
         if secure is True:
             od, spot = sec, sec_spot
         elif secure is False:
@@ -227,8 +225,8 @@ class StandIn:
         else:
             od = min(p for p in (sec, com) if p is not None)
             spot = min(p for p in (sec_spot, com_spot) if p is not None)
-        if od is None:
-            stock = None
+        if count > max_count or od is None or (dc and dc not in dcs) or stock in (None, "None"):
+            return {"minimumBidPrice": 0, "uninterruptablePrice": 0, "stockStatus": None}
         return {
             "minimumBidPrice": spot,
             "uninterruptablePrice": od,
@@ -238,24 +236,29 @@ class StandIn:
         }
 
     def create_pod(self, data: dict[str, Any], bid: float | None) -> FakePod:
+        """Create a pod from GraphQL-shaped input (the REST front converts its body). Raises PlacementError."""
         gpu = self.gpu(data.get("gpuTypeId") or "")
         count = data.get("gpuCount") or 1
         cloud = data.get("cloudType") or "ALL"
         if gpu is None:
-            raise GraphQLError(CAPACITY_MESSAGE)
+            raise PlacementError(400, CAPACITY_MESSAGE)
+        if gpu[0] in self.refuse:
+            raise PlacementError(self.refuse[gpu[0]], CAPACITY_MESSAGE)
         secure = {"SECURE": True, "COMMUNITY": False}.get(cloud)
+        dcs = data.get("dataCenterIds") or []
+        placed = [d for d in gpu[9] if not dcs or d in dcs]
         price = self.prices(gpu, secure, count)
-        if price["uninterruptablePrice"] is None or price["stockStatus"] in (None, "None"):
-            raise GraphQLError(CAPACITY_MESSAGE)
+        if not placed or price["stockStatus"] is None:
+            raise PlacementError(400, CAPACITY_MESSAGE)
         if bid is not None:
             if not self.spot_enabled:
-                raise GraphQLError(SPOT_GONE_MESSAGE)
-            if price["minimumBidPrice"] is None or bid < price["minimumBidPrice"]:
-                raise GraphQLError(f"Your bid of {bid} is below the minimum bid price for this GPU.")
-        env = {item["key"]: item["value"] for item in data.get("env") or []}
+                raise PlacementError(400, SPOT_GONE_MESSAGE)
+            if not price["minimumBidPrice"] or bid < price["minimumBidPrice"]:
+                raise PlacementError(400, f"Your bid of {bid} is below the minimum bid price for this GPU.")
+        env = dict(data.get("env") or {})
         pod_id = "".join(random.choices(string.ascii_lowercase + string.digits, k=14))
         sandbox = self.root / "pods" / pod_id
-        sandbox.mkdir(parents=True)
+        (sandbox / "etc").mkdir(parents=True)
         pod = FakePod(
             id=pod_id,
             name=data.get("name") or pod_id,
@@ -263,65 +266,64 @@ class StandIn:
             gpu_type_id=gpu[0],
             gpu_display=gpu[1],
             gpu_count=count,
-            cloud=cloud,
+            cloud=cloud if cloud != "ALL" else "SECURE",
             cost_per_hr=round((bid if bid is not None else price["uninterruptablePrice"]) * count, 4),
             spot=bid is not None,
             env=env,
             docker_args=data.get("dockerArgs") or "",
             ports=data.get("ports") or "",
             sandbox=sandbox,
+            pod_key="rpa_POD_" + "".join(random.choices(string.ascii_uppercase, k=20)),
+            data_center=placed[0],
+            disk=data.get("containerDiskInGb") or 20,
+            volume=data.get("volumeInGb") or 0,
+            volume_path=data.get("volumeMountPath") or "/workspace",
         )
+        container_env = {
+            "RUNPOD_POD_ID": pod.id,
+            "RUNPOD_API_KEY": pod.pod_key,
+            "RUNPOD_DC_ID": pod.data_center,
+            "PATH": BARE_PATH,
+        }
+        (sandbox / "etc" / "rp_environment").write_text(
+            "".join(f'export {k}="{v}"\n' for k, v in container_env.items())
+        )
+        pod.log = [("system", f"pulling image {pod.image}"), ("container", "start.sh: starting sshd")]
         if "22/tcp" in pod.ports.split(",") and env.get("PUBLIC_KEY"):
             asyncio.run_coroutine_threadsafe(self._start_ssh(pod), self.loop).result(10)
         with self.lock:
             self.pods[pod_id] = pod
         return pod
 
-    def pod_view(self, pod: FakePod, count_poll: bool = True) -> dict[str, Any]:
+    def booted(self, pod: FakePod, count_poll: bool) -> bool:
         if count_poll:
             pod.polls += 1
-        runtime = None
-        if pod.status == "RUNNING" and pod.polls > self.boot_polls:
-            ports = []
-            if pod.ssh_port:
-                ports.append(
-                    {
-                        "ip": "127.0.0.1",
-                        "isIpPublic": True,
-                        "privatePort": 22,
-                        "publicPort": pod.ssh_port,
-                        "type": "tcp",
-                    }
-                )
-            ports.append(
-                {"ip": "100.65.0.7", "isIpPublic": False, "privatePort": 8888, "publicPort": 60141, "type": "http"}
-            )
-            uptime = int((datetime.now(timezone.utc) - pod.created).total_seconds())
-            runtime = {"uptimeInSeconds": uptime, "ports": ports, "gpus": [], "container": None}
-        return {
-            "id": pod.id,
-            "name": pod.name,
-            "desiredStatus": pod.status,
-            "costPerHr": pod.cost_per_hr,
-            "gpuCount": pod.gpu_count,
-            "imageName": pod.image,
-            "dockerArgs": pod.docker_args,
-            "env": [f"{k}={v}" for k, v in pod.env.items()],
-            "ports": pod.ports,
-            "uptimeSeconds": 0,
-            "machineId": "m-" + pod.id[:6],
-            "machine": {"podHostId": f"{pod.id}-1", "gpuDisplayName": pod.gpu_display},
-            "runtime": runtime,
-        }
+        return pod.status == "RUNNING" and pod.polls > self.boot_polls
 
-    def terminate(self, pod_id: str) -> None:
+    def pod_for_key(self, auth: str) -> FakePod | None:
+        """The pod whose pod-scoped key this is (RunPod gives each pod its own key in RUNPOD_API_KEY)."""
+        with self.lock:
+            return next(
+                (p for p in [*self.pods.values(), *self.terminated.values()] if auth == f"Bearer {p.pod_key}"), None
+            )
+
+    def terminate(self, pod_id: str) -> bool:
         with self.lock:
             pod = self.pods.pop(pod_id, None)
             if pod is None:
-                raise GraphQLError("pod not found to terminate")
+                return False
             self._kill(pod)
             pod.status = "TERMINATED"
             self.terminated[pod_id] = pod
+            return True
+
+    def stop_pod(self, pod_id: str) -> FakePod | None:
+        with self.lock:
+            pod = self.pods.get(pod_id)
+            if pod is not None:
+                self._kill(pod)
+                pod.status = "EXITED"
+            return pod
 
     def _kill(self, pod: FakePod) -> None:
         """The container dies: every process of the pod is killed and its SSH port closes."""
@@ -330,9 +332,8 @@ class StandIn:
                 record = json.loads(job_json.read_text())
             except (OSError, ValueError):
                 continue
-            for key in ("pgid",):
-                if record.get(key):
-                    _signal_group(int(record[key]))
+            if record.get("pgid"):
+                _signal_group(int(record["pgid"]))
             if record.get("supervisor_pid"):
                 _signal_pid(int(record["supervisor_pid"]))
         for pid in list(pod.procs):
@@ -345,7 +346,8 @@ class StandIn:
                 acceptor.close()
                 await acceptor.wait_closed()
 
-            asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
+            if threading.current_thread() is not self.loop_thread:
+                asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
 
     # ----------------------------------------------------------------------------- SSH
 
@@ -353,19 +355,20 @@ class StandIn:
         standin = self
         authorized = asyncssh.import_authorized_keys(pod.env["PUBLIC_KEY"] + "\n")
 
+        class Sftp(asyncssh.SFTPServer):
+            def __init__(self, chan: Any) -> None:
+                standin.record("sftp", pod.id)
+                super().__init__(chan)
+
         async def process_factory(process: asyncssh.SSHServerProcess) -> None:
             command = process.command
             if not command:
                 process.stderr.write("interactive shells are not offered by the stand-in\n")
                 process.exit(1)
                 return
-            env = {
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                "HOME": str(pod.sandbox),
-                "LANG": "C.UTF-8",
-                "RUNPOD_POD_ID": pod.id,
-                **pod.env,
-            }
+            standin.record("ssh", command[:80])
+            # a non-interactive session: sshd's own environment, not the container's (see the module docstring)
+            env = {"PATH": BARE_PATH, "HOME": str(pod.sandbox), "LANG": "C.UTF-8", "USER": "root"}
             proc = await asyncio.create_subprocess_shell(
                 command,
                 cwd=pod.sandbox,
@@ -390,12 +393,19 @@ class StandIn:
             server_host_keys=[standin.host_key],
             authorized_client_keys=authorized,
             process_factory=process_factory,
-            sftp_factory=True,
+            sftp_factory=Sftp,
             allow_scp=False,
             password_auth=False,
             kbdint_auth=False,
         )
         pod.ssh_port = pod.acceptor.get_port()
+
+
+class PlacementError(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
 
 
 def _signal_group(pgid: int) -> None:
@@ -410,80 +420,3 @@ def _signal_pid(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-class _Root:
-    """Root resolvers (graphql-core's default resolver calls these methods with ``info`` and the arguments)."""
-
-    def __init__(self, standin: StandIn) -> None:
-        self.s = standin
-
-    # queries
-    def myself(self, info: Any) -> dict[str, Any]:
-        def pods(_info: Any) -> list[dict[str, Any]]:
-            with self.s.lock:
-                return [self.s.pod_view(p, count_poll=False) for p in self.s.pods.values()]
-
-        return {"id": "user-standin", "email": "standin@example.invalid", "pods": pods}
-
-    def pod(self, info: Any, input: dict[str, Any] | None = None) -> dict[str, Any] | None:
-        with self.s.lock:
-            pod = self.s.pods.get((input or {}).get("podId", ""))
-            return self.s.pod_view(pod) if pod else None
-
-    def gpuTypes(self, info: Any, input: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        wanted = None
-        if input:
-            wanted = set(input.get("ids") or []) | ({input["id"]} if input.get("id") else set())
-        out = []
-        for gpu in CATALOGUE:
-            if wanted is not None and gpu[0] not in wanted:
-                continue
-            gpu_id, name, mem, max_count, sec, com, sec_spot, com_spot, _stock = gpu
-
-            def lowest(_info: Any, input: dict[str, Any] | None = None, gpu: tuple[Any, ...] = gpu) -> dict[str, Any]:
-                args = input or {}
-                return self.s.prices(gpu, args.get("secureCloud"), args.get("gpuCount") or 1)
-
-            out.append(
-                {
-                    "id": gpu_id,
-                    "displayName": name,
-                    "manufacturer": "Nvidia",
-                    "memoryInGb": mem,
-                    "maxGpuCount": max_count,
-                    "secureCloud": sec is not None,
-                    "communityCloud": com is not None,
-                    "securePrice": sec,
-                    "communityPrice": com,
-                    "secureSpotPrice": sec_spot,
-                    "communitySpotPrice": com_spot,
-                    "lowestPrice": lowest,
-                }
-            )
-        return out
-
-    # mutations
-    def podFindAndDeployOnDemand(self, info: Any, input: dict[str, Any] | None = None) -> dict[str, Any]:
-        pod = self.s.create_pod(input or {}, None)
-        return self.s.pod_view(pod, count_poll=False)
-
-    def podRentInterruptable(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
-        pod = self.s.create_pod(input, float(input["bidPerGpu"]))
-        return self.s.pod_view(pod, count_poll=False)
-
-    def podStop(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
-        with self.s.lock:
-            pod = self.s.pods.get(input["podId"])
-            if pod is None:
-                raise GraphQLError("pod not found")
-            self.s._kill(pod)
-            pod.status = "EXITED"
-            return self.s.pod_view(pod, count_poll=False)
-
-    def podResume(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
-        raise GraphQLError("podResume is not implemented by the stand-in")
-
-    def podTerminate(self, info: Any, input: dict[str, Any]) -> None:
-        self.s.terminate(input["podId"])
-        return None

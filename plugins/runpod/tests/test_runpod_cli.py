@@ -86,7 +86,7 @@ def test_run_trains_on_a_pod_and_brings_checkpoints_back(cli: Callable[..., Resu
     assert pod.env["RUNCTL_JOB_ID"] == doc["job"]["job_id"] and pod.env["RUNCTL_OWNER"]
     assert pod.image.startswith("runpod/pytorch:") and pod.docker_args == ""  # RunPod's image starts sshd itself
     ops = standin.operations()
-    assert "podFindAndDeployOnDemand" in ops and "podTerminate" in ops
+    assert "createPod" in ops and "deletePod" in ops  # REST v2 by default
 
 
 def test_bad_api_key_exits_4_with_a_hint_and_never_prints_the_key(cli: Callable[..., Result], standin: StandIn) -> None:
@@ -117,7 +117,7 @@ def test_missing_api_key_is_a_credentials_error(cli: Callable[..., Result], stan
     result = cli("-o", "json", "run", "examples/train.py", "--gpu", "RTX 4090", env={"RUNPOD_API_KEY": ""})
     assert result.code == 3, result.err
     assert "RUNPOD_API_KEY" in result.error()["hint"]
-    assert standin.pods == {} and "podFindAndDeployOnDemand" not in standin.operations()
+    assert standin.pods == {} and "createPod" not in standin.operations()
 
 
 def test_price_prints_a_table_from_the_api(cli: Callable[..., Result], standin: StandIn) -> None:
@@ -125,14 +125,17 @@ def test_price_prints_a_table_from_the_api(cli: Callable[..., Result], standin: 
     assert result.code == 0, result.err
     assert "A100 PCIe" in result.out and "A100 SXM" in result.out
     assert "1.64" in result.out and "1.19" in result.out  # secure and community on-demand, from the stand-in
-    assert "gpuTypes" in standin.operations()
+    assert "listGpuTypes" in standin.operations()
     two = cli("-o", "json", "price", "--gpu", "RTX 4090", "--gpu-count", "2").json()
     secure = next(o for o in two["offers"] if o["instance_type"].startswith("secure:"))
-    assert secure["on_demand_hourly"] == pytest.approx(1.38) and secure["spot_hourly"] == pytest.approx(0.70)
+    assert secure["on_demand_hourly"] == pytest.approx(1.38) and secure["spot_hourly"] is None  # REST: no spot
     assert secure["availability"] == "high"
 
 
-def test_preempted_spot_pod_is_reported_interrupted(project: Path, standin: StandIn, tmp_path: Path) -> None:
+def test_preempted_spot_pod_is_reported_interrupted(
+    project: Path, standin: StandIn, graphql_settings: dict[str, Any]
+) -> None:
+    (project / ".runctl.toml").write_text(_toml(graphql_settings))  # spot pods exist only on GraphQL
     proc = subprocess.Popen(
         [
             RUNCTL,
@@ -213,7 +216,7 @@ def test_ctrl_c_exits_130_and_terminates_the_pod(project: Path, standin: StandIn
 
 
 def test_capacity_error_exits_4_and_leaves_nothing(cli: Callable[..., Result], standin: StandIn) -> None:
-    standin.inject("capacity", "podFindAndDeployOnDemand")
+    standin.inject("capacity", "createPod")
     result = cli("-o", "json", "run", "examples/train.py", "--gpu", "RTX 4090")
     assert result.code == 4, result.err
     error = result.error()
@@ -226,7 +229,7 @@ def test_dry_run_makes_no_api_call(cli: Callable[..., Result], standin: StandIn)
     assert result.code == 0, result.err
     calls = result.json()["calls"]
     operations = [c["operation"] for c in calls]
-    assert "podFindAndDeployOnDemand" in operations and "podTerminate" in operations
+    assert "POST /v2/pods" in operations and "DELETE /v2/pods/<pod>" in operations
     assert standin.requests == []
 
 

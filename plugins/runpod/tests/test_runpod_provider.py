@@ -1,4 +1,5 @@
-"""Hook-level tests of the RunPod provider against the stand-ins: faults, spot, keys, secrets, GPU names."""
+"""Hook-level tests of the RunPod provider on the (deprecated) GraphQL API, against the stand-ins: faults, spot,
+keys, secrets, GPU names. REST v2 (the default) has its own in test_runpod_rest.py and the CLI tests."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from runctl_core.models import (
 )
 from runctl_core.plugins import Provider, load_provider
 from runctl_core.retry import RetryPolicy
-from runctl_runpod.client import GraphQLClient, classify, literal
+from runctl_runpod.graphql import GraphQLClient, classify, literal
 from runctl_runpod.models import GpuType
 from runctl_runpod.provider import INIT_SCRIPT, match_gpus
 
@@ -56,11 +57,11 @@ class Recorder:
 
 
 @pytest.fixture
-def ctx(standin: StandIn, runpod_settings: dict[str, Any], tmp_path: Path) -> ProviderContext:
+def ctx(standin: StandIn, graphql_settings: dict[str, Any], tmp_path: Path) -> ProviderContext:
     state = tmp_path / "home" / "providers" / "runpod"
     state.mkdir(parents=True)
     return ProviderContext(
-        provider="runpod", state_dir=state, settings=runpod_settings, owner="tester", progress=Recorder()
+        provider="runpod", state_dir=state, settings=graphql_settings, owner="tester", progress=Recorder()
     )
 
 

@@ -338,3 +338,97 @@ def generate_key_pair(private_path: Path, comment: str) -> str:
         fh.write(key.export_private_key())
     os.chmod(private_path, 0o600)
     return str(key.export_public_key().decode().strip())
+
+
+# ------------------------------------------------------------------------------------------- reaching a pod
+
+
+class PodAccess:
+    """How runctl reaches one pod it created: the pod's record (key, pinned host key, address), an SSH handle,
+    and runctl's directory on it. Built by :func:`connect` (asks the API where the pod is) or :func:`cached`
+    (the last known address, no API call)."""
+
+    def __init__(self, ctx: Any, record: Any, endpoint: tuple[str, int]) -> None:
+        from runctl_runpod.compute import settings
+
+        self.ctx = ctx
+        self.s = settings(ctx)
+        self.record = record
+        if list(endpoint) != record.ssh:
+            record.ssh = list(endpoint)
+            record.save(ctx.state_dir)
+
+        def pin(host_key: str) -> None:
+            record.host_key = host_key
+            record.save(ctx.state_dir)
+
+        target = SshTarget(endpoint[0], endpoint[1], self.s.ssh_user, Path(record.key_path), record.host_key)
+        self.ssh = PodSsh(target, connect_timeout=self.s.ssh_connect_timeout, on_host_key=pin)
+
+    def base(self) -> str:
+        """runctl's directory on the pod (``remote_dir``, made absolute once and remembered)."""
+        import shlex
+
+        if self.record.base:
+            return str(self.record.base)
+        remote = self.s.remote_dir
+        result = self.ssh.run(f"mkdir -p {shlex.quote(remote)} && cd {shlex.quote(remote)} && pwd", timeout=60)
+        base = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+        if result.exit_status != 0 or not base.startswith("/"):
+            raise ProviderError(
+                f"could not create {remote} on the pod: {result.stderr.strip()[-300:]}",
+                "check the remote_dir setting of [providers.runpod]",
+            )
+        self.record.base = base
+        self.record.save(self.ctx.state_dir)
+        return base
+
+    def runner(self, *args: str) -> str:
+        import shlex
+
+        return " ".join(shlex.quote(a) for a in (self.s.python, posixpath.join(self.base(), "runner.py"), *args))
+
+
+def record_for(ctx: Any, instance: Any) -> Any:
+    from runctl_runpod.compute import PodRecord
+
+    record = PodRecord.load(ctx.state_dir, instance.id)
+    if record is None:
+        key = instance.details.get("ssh_key") or ""
+        if not key:
+            raise ProviderError(
+                f"runctl has no SSH key for pod {instance.id}",
+                "only pods runctl created in this RUNCTL_HOME can be reached; terminate it with "
+                f"`runctl --provider runpod terminate {instance.id}`",
+            )
+        record = PodRecord(pod_id=instance.id, key_path=str(key), spot=instance.spot)
+    return record
+
+
+def connect(ctx: Any, instance: Any, pod: Any) -> PodAccess:
+    """Access to a pod the API reports running with its SSH port mapped; else NotFoundError/ProviderError."""
+    from runctl_core.errors import NotFoundError
+    from runctl_runpod.compute import pod_state
+
+    state, message = pod_state(pod)
+    if pod is None or state.value != "running":
+        raise NotFoundError(
+            f"pod {instance.id} is not running ({message})",
+            "create a new one (`runctl create`) or check `runctl status`",
+        )
+    endpoint = pod.ssh_endpoint()
+    if endpoint is None:
+        raise ProviderError(
+            f"pod {instance.id} exposes no public SSH port", "the pod needs ports including 22/tcp and a public IP"
+        )
+    return PodAccess(ctx, record_for(ctx, instance), endpoint)
+
+
+def cached(ctx: Any, instance: Any) -> PodAccess | None:
+    """Access at the pod's last known address without asking the API; None if never seen."""
+    from runctl_runpod.compute import PodRecord
+
+    record = PodRecord.load(ctx.state_dir, instance.id)
+    if record is None or len(record.ssh) != 2:
+        return None
+    return PodAccess(ctx, record, (str(record.ssh[0]), int(record.ssh[1])))

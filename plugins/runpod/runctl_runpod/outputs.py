@@ -1,0 +1,172 @@
+"""What a job leaves: its log and checkpoints, read on the pod over SSH while it exists, and from runctl's
+local copy (``ctx.state_dir/jobs/<job>/``) once it is gone. :func:`save_before_terminate` makes that copy
+whenever runctl ends a pod (run, terminate, ``resources cleanup``), so nothing is lost to a cleanup."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+from runctl_core.errors import NotFoundError, ProviderError, RunctlError
+from runctl_core.models import Checkpoint, Collected, Instance, InstanceState, JobStatus, LogChunk, ProviderContext
+from runctl_runpod.compute import client, pod_state
+from runctl_runpod.jobs import LOG_CHUNK, TERMINAL, job_record, live, local_dir
+from runctl_runpod.transport import PodAccess, SshUnavailable, cached
+
+
+def _chunk(data: bytes, offset: int, size: int, terminal: bool) -> LogChunk:
+    at_end = offset + len(data) >= size
+    text = data
+    for _ in range(4):  # never split a UTF-8 character between chunks (a character has at most 4 bytes)
+        if not text or at_end:
+            break
+        try:
+            text.decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            text = text[:-1]
+    else:
+        text = data  # not UTF-8 at all: pass the bytes on (replaced) rather than never moving
+    if not text and data:
+        text = data
+    next_offset = offset + len(text)
+    return LogChunk(
+        data=text.decode("utf-8", errors="replace"),
+        offset=offset,
+        next_offset=next_offset,
+        complete=terminal and next_offset >= size,
+    )
+
+
+def _local_log(ctx: ProviderContext, job_id: str, offset: int) -> LogChunk | None:
+    path = local_dir(ctx, job_id) / "log"
+    if not path.is_file():
+        return None
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        data = fh.read(min(LOG_CHUNK, max(0, size - offset)))
+    return _chunk(data, offset, size, True)
+
+
+def logs(ctx: ProviderContext, instance: Instance, job: JobStatus, offset: int) -> LogChunk:
+    try:
+        access = cached(ctx, instance) or live(ctx, instance)
+        info = job_record(access, job.job_id)
+    except (SshUnavailable, NotFoundError, ProviderError) as exc:
+        saved = _local_log(ctx, job.job_id, offset)
+        if saved is not None:
+            return saved
+        api = client(ctx)
+        pod = api.get_pod(instance.id)
+        state = pod_state(pod)[0]
+        if state not in (InstanceState.RUNNING, InstanceState.PENDING):
+            raise NotFoundError(
+                f"the log of {job.job_id} is gone with pod {instance.id} ({pod_state(pod)[1]})",
+                "runctl keeps a copy of a job's log and checkpoints when it ends the pod itself, or collects them; "
+                "this pod ended without runctl (e.g. it ended itself after a detached job nobody looked at in time)",
+            ) from None
+        tail = api.pod_logs(instance.id, 20) if pod is not None else []
+        if tail:  # not reachable over SSH yet: show what the pod itself says (REST v2 log stream)
+            ctx.report(
+                f"pod {instance.id} is not reachable over SSH ({getattr(exc, 'message', exc)}); "
+                "its own log says:\n" + "\n".join(tail)
+            )
+        return LogChunk(data="", offset=offset, next_offset=offset, complete=False)
+    size = int(info.get("log_size") or 0)
+    data = b""
+    if size > offset:
+        path = posixpath.join(access.base(), "jobs", job.job_id, "log")
+        data = access.ssh.read(path, offset, min(LOG_CHUNK, size - offset))
+    return _chunk(data, offset, size, info.get("state") in TERMINAL)
+
+
+def cancel(ctx: ProviderContext, instance: Instance, job: JobStatus) -> JobStatus:
+    from runctl_runpod.jobs import job_status
+
+    try:
+        access = live(ctx, instance)
+    except NotFoundError:
+        return job
+    job_dir = posixpath.join(access.base(), "jobs", job.job_id)
+    grace = access.s.grace_period
+    result = access.ssh.run(access.runner("stop", "--job-dir", job_dir, "--grace", str(grace)), timeout=grace + 60)
+    try:
+        return job_status(job.job_id, json.loads(result.stdout.strip().splitlines()[-1]), job)
+    except (ValueError, IndexError):
+        raise ProviderError(f"could not stop job {job.job_id}: {result.stderr.strip()[-300:]}") from None
+
+
+def _checkpoint_dir(access: PodAccess, job_id: str) -> str:
+    return posixpath.join(access.base(), "jobs", job_id, "checkpoints")
+
+
+def list_checkpoints(ctx: ProviderContext, instance: Instance, job: JobStatus) -> list[Checkpoint]:
+    try:
+        access = live(ctx, instance)
+    except NotFoundError:  # the pod is gone: what runctl saved before ending it
+        saved = local_dir(ctx, job.job_id) / "checkpoints"
+        return [
+            Checkpoint(
+                name=p.relative_to(saved).as_posix(),
+                size=p.stat().st_size,
+                modified_at=datetime.fromtimestamp(p.stat().st_mtime, timezone.utc),
+                location=str(p),
+            )
+            for p in sorted(saved.rglob("*"))
+            if p.is_file()
+        ]
+    directory = _checkpoint_dir(access, job.job_id)
+    return [
+        Checkpoint(
+            name=f.path,
+            size=f.size,
+            modified_at=datetime.fromtimestamp(f.mtime, timezone.utc),
+            location=f"pod:{instance.id}:{posixpath.join(directory, f.path)}",
+        )
+        for f in access.ssh.walk(directory)
+    ]
+
+
+def collect(ctx: ProviderContext, instance: Instance, job: JobStatus, dest: Path) -> Collected:
+    saved = local_dir(ctx, job.job_id) / "checkpoints"
+    try:
+        access = live(ctx, instance)
+    except NotFoundError as exc:
+        if saved.is_dir():  # saved before the pod was ended
+            files = [p for p in sorted(saved.rglob("*")) if p.is_file()]
+            for p in files:
+                (dest / p.relative_to(saved)).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(p, dest / p.relative_to(saved))
+            return Collected(directory=dest, files=[dest / p.relative_to(saved) for p in files])
+        ctx.warn(f"checkpoints of {job.job_id} could not be collected: {exc.message}")
+        return Collected(directory=dest, files=[])
+    directory = _checkpoint_dir(access, job.job_id)
+    targets = [(posixpath.join(directory, f.path), dest / f.path) for f in access.ssh.walk(directory)]
+    access.ssh.get_files(targets)
+    return Collected(directory=dest, files=[local for _, local in targets])
+
+
+def save_before_terminate(ctx: ProviderContext, instance: Instance) -> list[str]:
+    """Copy every job's record, log and checkpoints from the pod into runctl's state before it is ended. Best
+    effort and bounded: a pod that does not answer is ended anyway (its instance must not keep billing)."""
+    saved: list[str] = []
+    try:
+        access = cached(ctx, instance)
+        if access is None:
+            return saved
+        jobs_dir = posixpath.join(access.base(), "jobs")
+        for f in access.ssh.walk(jobs_dir, timeout=120):
+            job_id, _, rest = f.path.partition("/")
+            if rest == "log" or rest == "job.json" or rest.startswith("checkpoints/"):
+                local = local_dir(ctx, job_id) / rest
+                local.parent.mkdir(parents=True, exist_ok=True)
+                access.ssh.get_files([(posixpath.join(jobs_dir, f.path), local)], timeout=600)
+                if job_id not in saved:
+                    saved.append(job_id)
+    except (RunctlError, OSError) as exc:
+        ctx.warn(f"could not save the jobs of pod {instance.id} before ending it: {getattr(exc, 'message', exc)}")
+    return saved
