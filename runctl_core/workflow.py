@@ -394,6 +394,25 @@ def outputs_dir_for(session: Session, job_id: str, base: Path | None) -> Path:
     return (base / job_id) if base else session.home / "jobs" / job_id / "checkpoints"
 
 
+class LogTail:
+    """The last ``limit`` characters of a log (for the failure summary): a job's log can be far larger than
+    runctl's memory should be, so nothing more is kept."""
+
+    def __init__(self, limit: int = 64 * 1024) -> None:
+        self.limit = limit
+        self._parts: list[str] = []
+        self._size = 0
+
+    def add(self, text: str) -> None:
+        self._parts.append(text[-self.limit :])
+        self._size += min(len(text), self.limit)
+        while self._size - len(self._parts[0]) >= self.limit:
+            self._size -= len(self._parts.pop(0))
+
+    def text(self) -> str:
+        return "".join(self._parts)[-self.limit :]
+
+
 def tail(text: str, lines: int = 20) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
@@ -431,6 +450,20 @@ def project_files(session: Session, root: Path, outputs_dir: Path | None = None)
     return scan_project(root, exclude=[session.home, *([outputs_dir] if outputs_dir else [])])
 
 
+RESERVED_ENV_PREFIX = "RUNCTL_"  # runctl's own variables (RUNCTL_JOB_ID, RUNCTL_CHECKPOINT_DIR, ...)
+
+
+def check_job_env(env: dict[str, str]) -> None:
+    """Refuse environment a job may not set: runctl's own variables identify the job and its processes."""
+    reserved = sorted(name for name in env if name.upper().startswith(RESERVED_ENV_PREFIX))
+    if reserved:
+        raise UsageError(
+            f"{', '.join(reserved)} {'is' if len(reserved) == 1 else 'are'} reserved: runctl sets its own"
+            " RUNCTL_* variables in every job (RUNCTL_JOB_ID identifies the job's processes)",
+            "use another name for your variable, e.g. MY_JOB_ID",
+        )
+
+
 def resolve_script(project_root: Path, script: str) -> tuple[Path, str]:
     """(project root, script path relative to it); the script must exist inside the project."""
     root = project_root.resolve()
@@ -458,11 +491,11 @@ class RunState:
         self.instance: Instance | None = None
         self.status: JobStatus | None = None
         self.intent_pending: str | None = None
-        self.log: list[str] = []
 
 
 def execute_run(session: Session, provider: Provider, request: RunRequest, *, sink: LogSink | None) -> RunResult:
     """The whole run, with recovery on preemption when ``request.recover``; cleanup on every way out."""
+    check_job_env(request.env)
     root, script = resolve_script(request.project_root, request.script)
     project = project_files(session, root, request.outputs_dir)
     check_request(provider, request.instance)
@@ -553,10 +586,10 @@ def _run_attempt(
     )
     store.create_job(spec, provider.name, parent_id=parent, attempt=number, keep=request.keep)
     run = RunState()
-    log_parts: list[str] = []
+    log_tail = LogTail()
 
     def capture(text: str) -> None:
-        log_parts.append(text)
+        log_tail.add(text)
         if sink is not None:
             sink(text)
 
@@ -610,7 +643,7 @@ def _run_attempt(
             checkpoints=checkpoints,
             outputs_dir=str(dest) if collected else None,
             hourly_price=run.instance.hourly_price,
-            log_tail=tail("".join(log_parts)) if run.status.state is not JobState.SUCCEEDED else "",
+            log_tail=tail(log_tail.text()) if run.status.state is not JobState.SUCCEEDED else "",
         )
     except BaseException as exc:
         if finished and not isinstance(exc, KeyboardInterrupt):

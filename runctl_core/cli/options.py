@@ -200,6 +200,9 @@ def parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
         if not sep or not name or not name.replace("_", "a").isalnum():
             raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--env")
         env[name] = value
+    from runctl_core.workflow import check_job_env
+
+    check_job_env(env)
     return env
 
 

@@ -140,6 +140,38 @@ def _group_is_job(pgid, job_id):
     return False
 
 
+def _job_processes(job_id, exclude):
+    """Pids of live processes whose environment says RUNCTL_JOB_ID=job_id (its children that left the group:
+    a double fork, setsid, setpgid - they keep the variable they were started with)."""
+    marker = ("RUNCTL_JOB_ID=%s" % job_id).encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) not in exclude and _alive(int(entry)):
+            if marker in _proc_read(int(entry), "environ").split(b"\0"):
+                found.append(int(entry))
+    return found
+
+
+def sweep_job(job_id, grace):
+    """End every process the job left behind, in any group or session: SIGTERM, up to ``grace`` seconds, then
+    SIGKILL. A job's processes end with it (the same rule as a cgroup's, found by RUNCTL_JOB_ID)."""
+    if not job_id or not os.path.isdir("/proc"):
+        return
+    exclude = {os.getpid(), os.getppid()}
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5)):
+        pids = _job_processes(job_id, exclude)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and _job_processes(job_id, exclude):
+            time.sleep(0.05)
+
+
 def _command(script, args, use_uv):
     uv = find_uv() if use_uv else None
     if uv:
@@ -247,6 +279,7 @@ def supervise(opts):
     if opts.after:
         after_env = dict(env, RUNCTL_JOB_STATE=final_state, RUNCTL_EXIT_CODE=str(code))
         subprocess.run(opts.after, shell=True, cwd=opts.workdir, env=after_env, stdout=log, stderr=log)
+    sweep_job(opts.job_id, opts.grace)
     _write_state(job_dir, state=final_state, exit_code=code, ended_at=_now(), message=message)
     log.close()
     if opts.shutdown_after:
@@ -290,6 +323,7 @@ def stop_job(job_dir, grace):
     if state.get("state") in TERMINAL or not _is_supervisor(pid, job_dir, start):
         if _group_is_job(state.get("pgid"), job_id):  # leftovers of this job only, never a recycled group
             _kill_group(state["pgid"], 0)
+        sweep_job(job_id, 0)
         if state and state.get("state") not in TERMINAL:
             _write_state(job_dir, state="cancelled", ended_at=_now(), message="stopped on request")
         return job_record(job_dir)
@@ -301,6 +335,7 @@ def stop_job(job_dir, grace):
         os.kill(pid, signal.SIGKILL)
         if _group_is_job(state.get("pgid"), job_id):
             _kill_group(state["pgid"], 0)
+        sweep_job(job_id, 0)
         _write_state(job_dir, state="cancelled", ended_at=_now(), message="killed")
     elif (_read_state(job_dir) or {}).get("state") not in TERMINAL:  # stopped before it could record anything
         _write_state(job_dir, state="cancelled", ended_at=_now(), message="stopped before it started")
