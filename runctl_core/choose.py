@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from runctl_core.errors import RunctlError, UsageError
+from runctl_core.errors import CredentialsError, RunctlError, UsageError
 from runctl_core.models import Offer, PriceQuery
 from runctl_core.session import Session
 from runctl_core.workflow import InstanceRequest
@@ -18,6 +18,7 @@ class Candidate(BaseModel):
     provider: str
     offer: Offer
     hourly: float
+    credentials: bool = True  # False: offered from bundled/public prices in a dry run; a real run needs credentials
 
     def request_for(self, base: InstanceRequest) -> InstanceRequest:
         """The user's request pinned to this offer's machine type."""
@@ -31,10 +32,16 @@ class Skipped(BaseModel):
 
     provider: str
     reason: str
+    kind: str = "other"  # "credentials" | "capability" | "other"
 
 
-def rank(session: Session, request: InstanceRequest) -> tuple[list[Candidate], list[Skipped]]:
-    """Offers from every installed provider that can serve ``request``, cheapest first."""
+def rank(session: Session, request: InstanceRequest, *, dry_run: bool = False) -> tuple[list[Candidate], list[Skipped]]:
+    """Offers from every installed provider that can serve ``request``, cheapest first.
+
+    A provider without credentials is skipped, except in a dry run: there its ``price`` hook is still asked (it
+    answers from bundled or public price data, or raises CredentialsError) and its offers are marked
+    ``credentials=False`` and ranked after every offer a real run could take, so the dry run's choice is the real
+    run's whenever some provider has credentials."""
     from runctl_core.plugins import installed_providers
 
     candidates: list[Candidate] = []
@@ -53,16 +60,20 @@ def rank(session: Session, request: InstanceRequest) -> tuple[list[Candidate], l
             provider = session.provider(info.name)
             caps = provider.capabilities()
             if request.spot and not caps.spot.supported:
-                skipped.append(Skipped(provider=info.name, reason=f"no spot: {caps.spot.reason}"))
+                skipped.append(Skipped(provider=info.name, reason=f"no spot: {caps.spot.reason}", kind="capability"))
                 continue
             if request.gpu and not caps.gpu.supported:
-                skipped.append(Skipped(provider=info.name, reason=f"no GPU: {caps.gpu.reason}"))
+                skipped.append(Skipped(provider=info.name, reason=f"no GPU: {caps.gpu.reason}", kind="capability"))
                 continue
             creds = provider.check_credentials(probe=False)
-            if not creds.found:
-                skipped.append(Skipped(provider=info.name, reason=f"no credentials ({creds.hint or creds.message})"))
+            missing = f"no credentials ({creds.hint or creds.message})"
+            if not creds.found and not dry_run:
+                skipped.append(Skipped(provider=info.name, reason=missing, kind="credentials"))
                 continue
             offers = provider.price(query)
+        except CredentialsError as exc:
+            skipped.append(Skipped(provider=info.name, reason=f"no credentials ({exc.message})", kind="credentials"))
+            continue
         except RunctlError as exc:
             skipped.append(Skipped(provider=info.name, reason=exc.message))
             continue
@@ -72,8 +83,12 @@ def rank(session: Session, request: InstanceRequest) -> tuple[list[Candidate], l
                 continue
             if request.max_price is not None and hourly > request.max_price:
                 continue
-            candidates.append(Candidate(provider=info.name, offer=offer, hourly=hourly))
-    candidates.sort(key=lambda c: (c.hourly, c.provider, c.offer.instance_type))
+            if not creds.found:
+                offer = offer.model_copy(
+                    update={"source": f"{offer.source or 'provider price data'}; no credentials here ({missing})"}
+                )
+            candidates.append(Candidate(provider=info.name, offer=offer, hourly=hourly, credentials=creds.found))
+    candidates.sort(key=lambda c: (not c.credentials, c.hourly, c.provider, c.offer.instance_type))
     return candidates, skipped
 
 
@@ -81,6 +96,13 @@ def require_candidates(candidates: list[Candidate], skipped: list[Skipped], requ
     if candidates:
         return
     wanted = request.gpu or request.instance_type or "any machine"
+    if skipped and any(s.kind == "credentials" for s in skipped) and all(s.kind != "other" for s in skipped):
+        names = ", ".join(s.provider for s in skipped if s.kind == "credentials")
+        raise CredentialsError(
+            f"no provider can run {wanted} without credentials: {names} have none configured here "
+            f"({'; '.join(f'{s.provider}: {s.reason}' for s in skipped)})",
+            "set up one provider's credentials (runctl providers shows what each needs), then retry",
+        )
     reasons = "; ".join(f"{s.provider}: {s.reason}" for s in skipped) or "no installed provider has a matching offer"
     raise UsageError(
         f"no provider can run {wanted}{' as spot' if request.spot else ''}"

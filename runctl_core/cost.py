@@ -1,11 +1,18 @@
-"""Cost accounting in one place: what a job and an instance cost, from rates and billed time."""
+"""Cost in one place: the price shown before spending (estimate, the cost line) and what a job and an instance
+cost, from rates and billed time."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-from runctl_core.models import JobStatus
+from runctl_core.errors import ProviderError, RunctlError
+from runctl_core.models import Capabilities, JobStatus, Offer, PriceQuery
 from runctl_core.state import InstanceRow
+
+if TYPE_CHECKING:
+    from runctl_core.plugins import Provider
+    from runctl_core.workflow import InstanceRequest
 
 
 def job_cost(instance: InstanceRow | None, status: JobStatus | None, now: datetime | None = None) -> float | None:
@@ -22,3 +29,72 @@ def job_cost(instance: InstanceRow | None, status: JobStatus | None, now: dateti
         end = status.ended_at or now or datetime.now(timezone.utc)
         return rate * max(0.0, (end - status.started_at).total_seconds()) / 3600.0
     return instance.cost(now)
+
+
+# ------------------------------------------------------------------------------------------------ before spending
+
+
+class PriceUnavailable(ProviderError):
+    """The provider's price hook failed: a paid run does not start without the price shown first (exit 4)."""
+
+    code = "price_unavailable"
+
+
+def estimate(provider: Provider, request: InstanceRequest, *, before_spending: bool = False) -> Offer | None:
+    """The offer matching the request, for the price shown before anything is spent; None when the provider has
+    no price for it. When its ``price`` hook fails: None for a dry run or a preview, but ``before_spending`` on a
+    paid provider raises PriceUnavailable (nothing has been created yet)."""
+    try:
+        offers = provider.price(
+            PriceQuery(
+                gpu=request.gpu,
+                instance_type=request.instance_type,
+                gpu_count=request.gpu_count if request.gpu else None,
+                region=request.region,
+            )
+        )
+    except RunctlError as exc:
+        if before_spending and provider.capabilities().paid:
+            raise PriceUnavailable(
+                f"cannot show the price of this request on {provider.name} before spending, so nothing was "
+                f"created: {exc.message}",
+                (exc.hint + "; " if exc.hint else "") + f"check prices with: runctl price --provider {provider.name}",
+                details={"cause": exc.code},
+            ) from exc
+        return None
+    if not offers:
+        return None
+    key = (
+        (lambda o: o.spot_hourly if o.spot_hourly is not None else float("inf"))
+        if request.spot
+        else (lambda o: o.on_demand_hourly if o.on_demand_hourly is not None else float("inf"))
+    )
+    return min(offers, key=key)
+
+
+def describe_estimate(offer: Offer | None, request: InstanceRequest, caps: Capabilities | None = None) -> str:
+    """The cost line. "Ends itself" only when the provider declares ``max_runtime`` supported (``caps``)."""
+    if offer is None:
+        return "price unknown for this request"
+    if offer.on_demand_hourly == 0 and not request.spot:
+        return f"free (runs on {offer.source or 'this machine'})"
+    rate = offer.best_price(request.spot)
+    if rate is None and request.spot and offer.on_demand_hourly is not None:
+        # spot is never billed above on-demand: that is the honest upper bound when the spot price is unknown
+        return (
+            f"{offer.instance_type} spot: price not known here ({offer.source or 'no spot price'}); "
+            f"at most the on-demand ${offer.on_demand_hourly:.4f}/h"
+        )
+    if rate is None:
+        return f"{offer.instance_type}: no {'spot' if request.spot else 'on-demand'} price published"
+    text = f"{offer.instance_type} {'spot' if request.spot else 'on-demand'} ${rate:.4f}/h"
+    if rate > 0 and request.max_runtime:
+        if caps is not None and caps.max_runtime.supported:
+            text += f"; at most ${rate * request.max_runtime / 3600:.2f} before it ends itself"
+        else:
+            why = f" ({caps.max_runtime.reason})" if caps is not None and caps.max_runtime.reason else ""
+            text += (
+                f"; it does not end itself after --max-runtime{why}: it bills until runctl terminates it "
+                "(keep this machine running, or check with: runctl resources list)"
+            )
+    return text

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from runctl_core import signals
-from runctl_core.cost import job_cost
+from runctl_core.cost import describe_estimate, estimate, job_cost
 from runctl_core.errors import (
     CapabilityError,
     CredentialsError,
@@ -37,10 +37,8 @@ from runctl_core.models import (
     JobSpec,
     JobState,
     JobStatus,
-    Offer,
     PlannedCall,
     PlanRequest,
-    PriceQuery,
     Project,
     SyncResult,
 )
@@ -134,49 +132,6 @@ def check_credentials(provider: Provider) -> None:
             f"no credentials for {provider.name}: {status.message or 'none found'}",
             status.hint or f"see: runctl providers --check, and the README section on {provider.name}",
         )
-
-
-def estimate(provider: Provider, request: InstanceRequest) -> Offer | None:
-    """The offer matching the request, for the price shown before anything is spent (None when unknown)."""
-    try:
-        offers = provider.price(
-            PriceQuery(
-                gpu=request.gpu,
-                instance_type=request.instance_type,
-                gpu_count=request.gpu_count if request.gpu else None,
-                region=request.region,
-            )
-        )
-    except RunctlError:
-        return None
-    if not offers:
-        return None
-    key = (
-        (lambda o: o.spot_hourly if o.spot_hourly is not None else float("inf"))
-        if request.spot
-        else (lambda o: o.on_demand_hourly if o.on_demand_hourly is not None else float("inf"))
-    )
-    return min(offers, key=key)
-
-
-def describe_estimate(offer: Offer | None, request: InstanceRequest) -> str:
-    if offer is None:
-        return "price unknown for this request"
-    if offer.on_demand_hourly == 0 and not request.spot:
-        return f"free (runs on {offer.source or 'this machine'})"
-    rate = offer.best_price(request.spot)
-    if rate is None and request.spot and offer.on_demand_hourly is not None:
-        # spot is never billed above on-demand: that is the honest upper bound when the spot price is unknown
-        return (
-            f"{offer.instance_type} spot: price not known here ({offer.source or 'no spot price'}); "
-            f"at most the on-demand ${offer.on_demand_hourly:.4f}/h"
-        )
-    if rate is None:
-        return f"{offer.instance_type}: no {'spot' if request.spot else 'on-demand'} price published"
-    text = f"{offer.instance_type} {'spot' if request.spot else 'on-demand'} ${rate:.4f}/h"
-    if rate > 0 and request.max_runtime:
-        text += f"; at most ${rate * request.max_runtime / 3600:.2f} before it ends itself"
-    return text
 
 
 # ------------------------------------------------------------------------------------------------ steps
@@ -500,8 +455,8 @@ def execute_run(session: Session, provider: Provider, request: RunRequest, *, si
     project = project_files(session, root, request.outputs_dir)
     check_request(provider, request.instance)
     check_credentials(provider)
-    offer = estimate(provider, request.instance)
-    session.progress.step(f"{provider.name}: {describe_estimate(offer, request.instance)}")
+    offer = estimate(provider, request.instance, before_spending=True)
+    session.progress.step(f"{provider.name}: {describe_estimate(offer, request.instance, provider.capabilities())}")
 
     attempts: list[Attempt] = []
     parent: str | None = None

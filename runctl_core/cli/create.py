@@ -57,8 +57,8 @@ def create_cmd(ctx: click.Context, wait: bool, dry_run: bool, **instance_kw: Any
     provider = session.provider(session.provider_name())
     request = build_instance_request(session, instance_kw)
     check_request(provider, request)
-    offer = estimate(provider, request)
     if dry_run:
+        offer = estimate(provider, request)
         from runctl_core.models import InstanceSpec
 
         spec = InstanceSpec(
@@ -70,12 +70,13 @@ def create_cmd(ctx: click.Context, wait: bool, dry_run: bool, **instance_kw: Any
             session,
             provider.name,
             calls,
-            describe_estimate(offer, request),
+            describe_estimate(offer, request, provider.capabilities()),
             {"hourly_price": offer.best_price(request.spot) if offer else None},
         )
         return
     check_credentials(provider)
-    session.progress.step(f"{provider.name}: {describe_estimate(offer, request)}")
+    offer = estimate(provider, request, before_spending=True)
+    session.progress.step(f"{provider.name}: {describe_estimate(offer, request, provider.capabilities())}")
     instance = create_instance(session, provider, request, job_id=None, keep=True)
     try:
         if wait:

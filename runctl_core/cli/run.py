@@ -140,7 +140,7 @@ def run_cmd(
             session,
             provider.name,
             calls,
-            describe_estimate(offer, request.instance),
+            describe_estimate(offer, request.instance, provider.capabilities()),
             {"hourly_price": offer.best_price(request.instance.spot) if offer else None},
         )
         return
@@ -178,10 +178,12 @@ def _run_auto(session: Session, request: Any, dry_run: bool) -> None:
     from runctl_core.workflow import describe_estimate, execute_run, plan_run, project_files, resolve_script
 
     root, rel = resolve_script(request.project_root, request.script)
-    candidates, skipped = rank(session, request.instance)
+    candidates, skipped = rank(session, request.instance, dry_run=dry_run)
     require_candidates(candidates, skipped, request.instance)
     choice = candidates[0]
-    alternatives = [{"provider": c.provider, "offer": c.offer, "hourly": c.hourly} for c in candidates]
+    alternatives = [
+        {"provider": c.provider, "offer": c.offer, "hourly": c.hourly, "credentials": c.credentials} for c in candidates
+    ]
     if dry_run:
         pinned = request.model_copy(update={"instance": choice.request_for(request.instance), "script": rel})
         provider = session.provider(choice.provider)
@@ -190,13 +192,14 @@ def _run_auto(session: Session, request: Any, dry_run: bool) -> None:
             session,
             provider.name,
             calls,
-            describe_estimate(choice.offer, pinned.instance),
+            describe_estimate(choice.offer, pinned.instance, provider.capabilities()),
             {"hourly_price": choice.hourly, "alternatives": alternatives, "skipped": [s.model_dump() for s in skipped]},
         )
         if session.options.output == "text":
             click.echo("alternatives, cheapest first:")
             for alt in candidates:
-                click.echo(f"  {alt.provider:<8} {alt.offer.instance_type:<28} {money(alt.hourly)}/h")
+                note = "" if alt.credentials else f"  ({alt.offer.source})"
+                click.echo(f"  {alt.provider:<8} {alt.offer.instance_type:<28} {money(alt.hourly)}/h{note}")
             for skip in skipped:
                 click.echo(f"  {skip.provider:<8} skipped: {skip.reason}")
         return
