@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from runctl_core.errors import ProviderError, RunctlError
+from runctl_core.errors import PluginError, ProviderError, RunctlError
 from runctl_core.models import Capabilities, JobStatus, Offer, PriceQuery
 from runctl_core.state import InstanceRow
 
@@ -55,6 +55,8 @@ def estimate(provider: Provider, request: InstanceRequest, *, before_spending: b
         )
     except RunctlError as exc:
         if before_spending and provider.capabilities().paid:
+            if type(exc) not in (ProviderError, PluginError):
+                raise  # a refused key, a service down...: already says what is wrong, and nothing was created
             raise PriceUnavailable(
                 f"cannot show the price of this request on {provider.name} before spending, so nothing was "
                 f"created: {exc.message}",
