@@ -201,6 +201,8 @@ class InstanceRow(BaseModel):
 
 
 class JobRow(BaseModel):
+    """A job as journalled. ``spec.env`` holds the variables' names only: values are never stored."""
+
     model_config = ConfigDict(defer_build=True)
 
     id: str
@@ -596,7 +598,7 @@ class Store:
                     provider,
                     JobState.PENDING.value,
                     spec.script,
-                    spec.model_dump_json(),
+                    spec.model_copy(update={"env": dict.fromkeys(spec.env, "")}).model_dump_json(),  # names only
                     parent_id,
                     attempt,
                     int(keep),

@@ -43,6 +43,7 @@ from runctl_core.models import (
     SyncResult,
 )
 from runctl_core.plugins import Provider
+from runctl_core.redact import declare_env
 from runctl_core.session import Session
 
 LogSink = Callable[[str], None]
@@ -451,6 +452,7 @@ class RunState:
 def execute_run(session: Session, provider: Provider, request: RunRequest, *, sink: LogSink | None) -> RunResult:
     """The whole run, with recovery on preemption when ``request.recover``; cleanup on every way out."""
     check_job_env(request.env)
+    declare_env(request.env)
     root, script = resolve_script(request.project_root, request.script)
     project = project_files(session, root, request.outputs_dir)
     check_request(provider, request.instance)

@@ -200,9 +200,11 @@ def parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
         if not sep or not name or not name.replace("_", "a").isalnum():
             raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--env")
         env[name] = value
+    from runctl_core.redact import declare_env
     from runctl_core.workflow import check_job_env
 
     check_job_env(env)
+    declare_env(env)  # masked in everything this command prints
     return env
 
 

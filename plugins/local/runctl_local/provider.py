@@ -35,6 +35,7 @@ from runctl_core.models import (
     StatusReport,
     SyncResult,
 )
+from runctl_core.redact import job_environment
 from runctl_core.remote import RUNNER_PATH
 from runctl_core.remote import runner as job_runner
 from runctl_core.remote.records import decode_log_chunk
@@ -207,7 +208,7 @@ class LocalProvider:
         if job.resume_dir:
             command += ["--resume-dir", str(job.resume_dir)]
         command += ["--", job.script, *job.args]
-        env = dict(os.environ)
+        env = job_environment(os.environ)  # never runctl's own provider credentials: pass them with --env
         if settings.python:
             env["RUNCTL_PYTHON"] = settings.python
         proc = subprocess.Popen(
