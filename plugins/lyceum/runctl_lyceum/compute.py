@@ -17,6 +17,7 @@ from runctl_core.errors import (
     UsageError,
 )
 from runctl_core.models import Instance, InstanceSpec, InstanceState, ProviderContext
+from runctl_core.remote.records import runctl_tags
 from runctl_lyceum import offers
 from runctl_lyceum.auth import KEY_HINT, find_credentials
 from runctl_lyceum.client import LyceumClient, StorageClient
@@ -140,14 +141,7 @@ def create(c: Context, spec: InstanceSpec) -> Instance:
     if spec.disk_gb:
         c.ctx.warn("Lyceum executions have a fixed disk; --disk-gb is ignored (use Lyceum storage for data)")
     created = now()
-    tags = {
-        **spec.tags,
-        "runctl:owner": spec.owner,
-        "runctl:intent": spec.intent_id,
-        "runctl:created": created.isoformat(),
-    }
-    if spec.job_id:
-        tags["runctl:job"] = spec.job_id
+    tags = runctl_tags(spec, created)  # the core's tags, one precedence for every provider
     rec = Reservation(
         id=c.store.new_id(),
         hardware_profile=machine.hardware_profile,

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from runctl_core.errors import NotFoundError, RunctlError, TransientError
+from runctl_core.remote.records import decode_log_chunk, read_json
+from runctl_core.remote.records import write_json_atomic as write_json
 from runctl_lyceum.models import LogEntry
-from runctl_lyceum.store import read_json, write_json
 
 MAX_CHUNK = 1 << 20
 
@@ -72,16 +73,8 @@ class LogCache:
                 at_end = fh.read(1) == b""
         except FileNotFoundError:
             return "", offset, True
-        cut = data
-        for _ in range(4):
-            try:
-                text = cut.decode("utf-8")
-                break
-            except UnicodeDecodeError:
-                cut = cut[:-1]
-        else:
-            text, cut = data.decode("utf-8", errors="replace"), data
-        return text, offset + len(cut), at_end and len(cut) == len(data)
+        text, consumed = decode_log_chunk(data, final=at_end and self.complete)
+        return text, offset + consumed, at_end and consumed == len(data)
 
     @contextmanager
     def following(self) -> Iterator[bool]:

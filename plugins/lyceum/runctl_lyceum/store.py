@@ -4,12 +4,12 @@
 * ``instances/<id>/project/`` + ``manifest.json``: the project as last synced (sent with every execution);
 * ``executions/<execution id>/``: ``stream.json`` (the streaming URL, mode 0600), ``log`` (the output as
   received, so that byte offsets stay stable), ``meta.json`` (whether the log is complete, the return code).
+
+Records are written with the core's atomic JSON writer (``runctl_core.remote.records``), never seen half-written.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 import uuid
@@ -17,26 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from runctl_core.remote.records import read_json
+from runctl_core.remote.records import write_json_atomic as write_json
 from runctl_lyceum.models import Reservation
 
 _ID = re.compile(r"^lyc-[0-9a-f]{12}$")
 _EXEC = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
-
-
-def write_json(path: Path, data: Any, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 class Store:
