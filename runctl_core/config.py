@@ -42,6 +42,10 @@ class RunSettings(BaseModel):
     recover: bool = False
     max_restarts: int = Field(default=3, ge=0, le=100)
     outputs_dir: str | None = Field(default=None, description="where run collects checkpoints (default: state dir)")
+    send_credential_files: list[str] = Field(
+        default_factory=list,
+        description="credential files to send although runctl never sends them by default (e.g. ['.env'])",
+    )
 
     @field_validator("timeout", "max_runtime", "wait_timeout", mode="before")
     @classmethod
@@ -104,6 +108,11 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}", "fix the syntax, then: runctl config validate") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r})",
+            "save it as UTF-8 (TOML files must be), then: runctl config validate",
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}", "check the file's permissions") from None
 

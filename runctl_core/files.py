@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import tarfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,6 +34,38 @@ ALWAYS_EXCLUDED_DIRS = frozenset(
 )
 
 
+# Credential files never sent, wherever they sit in the project, whatever .runctlignore says; a project that
+# really needs one lists it in `[run] send_credential_files` (gitignore patterns) of .runctl.toml.
+CREDENTIAL_PATTERNS = (
+    ".ssh/",
+    ".aws/",
+    ".gnupg/",
+    ".azure/",
+    ".config/gcloud/",
+    ".kube/config",
+    ".docker/config.json",
+    ".netrc",
+    "_netrc",
+    ".git-credentials",
+    ".pypirc",
+    ".npmrc",
+    ".env",
+    ".env.*",
+    "*.pem",
+    "*.key",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    ".runctl.secrets*",
+)
+# Pseudo filesystems: reading them blocks or never ends (/proc/kmsg); never walked
+PSEUDO_DIRS = frozenset({"/proc", "/sys", "/dev", "/run"})
+# Above these, say what is about to be sent before sending it
+WARN_FILES = 10_000
+WARN_BYTES = 1 << 30
+
+
 def _load_spec(path: Path):  # type: ignore[no-untyped-def]
     import pathspec
 
@@ -40,18 +73,41 @@ def _load_spec(path: Path):  # type: ignore[no-untyped-def]
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
-def scan_project(root: Path, exclude: Iterable[Path] = ()) -> Project:
+def default_project_root() -> Path:
+    """The current directory as the project, unless it is ``/`` or the home directory: sending that by accident
+    would send every file (and credential) in it. ``--project DIR`` (even ``--project ~``) says it on purpose."""
+    cwd = Path.cwd().resolve()
+    home = Path.home().resolve()
+    if cwd == Path(cwd.anchor) or cwd == home:
+        what = "the filesystem root" if cwd == Path(cwd.anchor) else "your home directory"
+        raise UsageError(
+            f"the project would be {what} ({cwd}): every file in it would be sent",
+            "cd into the project's directory, or pass --project DIR (--project . to really send this one)",
+        )
+    return cwd
+
+
+def scan_project(root: Path, exclude: Iterable[Path] = (), allow_credentials: Iterable[str] = ()) -> Project:
     """Walk ``root`` and return the files to sync, honouring every .gitignore and .runctlignore on the way
     down (a nested ignore file applies below its directory, as git does), with sizes, modes and sha256.
     Directories in ``exclude`` (runctl's own state and collected outputs, when they sit inside the project)
-    are never sent."""
+    are never sent, nor are credential files (:data:`CREDENTIAL_PATTERNS`, except those matching
+    ``allow_credentials``), special files (FIFOs, devices, sockets) or pseudo filesystems."""
+    import pathspec
+
     root = root.resolve()
     skipped = {p.resolve() for p in exclude}
     if not root.is_dir():
         raise UsageError(f"project directory {root} does not exist", "pass --project DIR or cd into the project")
+    denied = pathspec.GitIgnoreSpec.from_lines(CREDENTIAL_PATTERNS)
+    allow_lines = [line.strip().lstrip("/") for line in allow_credentials if line.strip()]
+    allowed = pathspec.GitIgnoreSpec.from_lines(allow_lines)
     specs: list[tuple[str, object]] = []  # (relative dir prefix, spec)
     files: list[ProjectFile] = []
     for base, dirs, names in os.walk(root):
+        if base in PSEUDO_DIRS:
+            dirs[:] = []
+            continue
         base_path = Path(base)
         rel_base = base_path.relative_to(root).as_posix()
         rel_base = "" if rel_base == "." else rel_base + "/"
@@ -65,16 +121,48 @@ def scan_project(root: Path, exclude: Iterable[Path] = ()) -> Project:
             if d not in ALWAYS_EXCLUDED_DIRS
             and (base_path / d) not in skipped
             and not _ignored(specs, rel_base + d + "/")
+            and not (
+                _denied(denied, allowed, rel_base + d + "/")
+                and not any(line.startswith(rel_base + d + "/") for line in allow_lines)
+            )
             and not (base_path / d).is_symlink()
+            and str(base_path / d) not in PSEUDO_DIRS
         )
         for name in sorted(names):
             rel = rel_base + name
             path = base_path / name
-            if _ignored(specs, rel) or not path.is_file():
+            if _denied(denied, allowed, rel) or (_ignored(specs, rel) and not allowed.match_file(rel)):
                 continue
-            st = path.stat()
-            files.append(ProjectFile(path=rel, size=st.st_size, sha256=sha256_file(path), mode=st.st_mode & 0o777))
+            try:
+                st = path.stat()
+            except OSError:
+                continue  # a dangling symlink
+            if not stat.S_ISREG(st.st_mode):
+                continue  # FIFOs, devices, sockets: reading them may block forever
+            try:
+                digest = sha256_file(path)
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot read {path}: {exc.strerror or exc}",
+                    f"fix its permissions, or leave it out with a line '{rel}' in {root / '.runctlignore'}",
+                ) from None
+            files.append(ProjectFile(path=rel, size=st.st_size, sha256=digest, mode=st.st_mode & 0o777))
     return Project(root=root, files=files)
+
+
+def _denied(denied: object, allowed: object, rel: str) -> bool:
+    """A credential file (or directory) that was not explicitly allowed."""
+    return bool(denied.match_file(rel)) and not allowed.match_file(rel)  # type: ignore[attr-defined]
+
+
+def size_warning(project: Project) -> str | None:
+    """What to say before sending an unusually large project (many files or many bytes), or None."""
+    if len(project.files) <= WARN_FILES and project.total_bytes <= WARN_BYTES:
+        return None
+    return (
+        f"about to send {len(project.files)} files ({project.total_bytes / 1e6:.0f} MB) from {project.root};"
+        " leave out data and outputs with a .runctlignore (gitignore syntax), or pass --project DIR"
+    )
 
 
 def _ignored(specs: list[tuple[str, object]], rel: str) -> bool:

@@ -9,6 +9,7 @@ run was interrupted is found through its ``runctl:intent`` tag and terminated to
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +29,7 @@ from runctl_core.errors import (
     UsageError,
     WaitTimeout,
 )
-from runctl_core.files import scan_project
+from runctl_core.files import scan_project, size_warning
 from runctl_core.models import (
     Collected,
     Instance,
@@ -402,8 +403,32 @@ def plan_run(provider: Provider, request: RunRequest, project: Project) -> list[
 
 
 def project_files(session: Session, root: Path, outputs_dir: Path | None = None) -> Project:
-    """The project's files to send, without runctl's state directory or collected outputs inside it."""
-    return scan_project(root, exclude=[session.home, *([outputs_dir] if outputs_dir else [])])
+    """The project's files to send, without runctl's state directory, collected outputs inside it, or credential
+    files (unless `[run] send_credential_files` lists them); an unusually large project is said first."""
+    project = scan_project(
+        root,
+        exclude=[session.home, *([outputs_dir] if outputs_dir else [])],
+        allow_credentials=session.loaded.config.run.send_credential_files,
+    )
+    warning = size_warning(project)
+    if warning:
+        session.progress.warn(warning)
+    return project
+
+
+def check_outputs_dir(directory: Path) -> None:
+    """Refuse, before anything is created, an outputs directory that cannot be written (after a whole run would
+    be too late: the checkpoints would have nowhere to go)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".runctl-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write the outputs directory {directory}: {exc.strerror or exc}",
+            "pass --outputs DIR with a directory you can write (it is created when missing)",
+        ) from None
 
 
 RESERVED_ENV_PREFIX = "RUNCTL_"  # runctl's own variables (RUNCTL_JOB_ID, RUNCTL_CHECKPOINT_DIR, ...)
@@ -453,6 +478,8 @@ def execute_run(session: Session, provider: Provider, request: RunRequest, *, si
     """The whole run, with recovery on preemption when ``request.recover``; cleanup on every way out."""
     check_job_env(request.env)
     declare_env(request.env)
+    if request.outputs_dir is not None:
+        check_outputs_dir(request.outputs_dir)
     root, script = resolve_script(request.project_root, request.script)
     project = project_files(session, root, request.outputs_dir)
     check_request(provider, request.instance)

@@ -99,6 +99,21 @@ def refuse_id_output(session: Session) -> None:
         raise click.UsageError("this command produces no id; use --output text or --output json")
 
 
+class FinitePrice(click.FloatRange):
+    """A positive, finite price in USD (``nan``, ``inf`` and ``1e400`` are refused, not matched to nothing)."""
+
+    def __init__(self) -> None:
+        super().__init__(min=0, min_open=True, max=1e6)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a price; give USD per hour, e.g. 0.5", param, ctx)
+        return float(number)
+
+
 def duration_option(_ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
     if value is None:
         return None
@@ -133,7 +148,7 @@ def instance_options(f: F) -> F:
         ),
         click.option(
             "--max-price",
-            type=click.FloatRange(min=0, min_open=True),
+            type=FinitePrice(),
             metavar="USD_PER_HOUR",
             help="Highest $/h to pay for the whole instance (spot bid cap).",
         ),

@@ -96,6 +96,7 @@ def run_cmd(
     ARGS after `--` go to the script. The exit code is the job's: 0 when the script succeeded,
     1 when it failed (the end of its log is shown). Ctrl-C terminates what the run created (exit 130).
     """
+    from runctl_core.files import default_project_root
     from runctl_core.workflow import (
         RunRequest,
         check_request,
@@ -113,7 +114,7 @@ def run_cmd(
     request = RunRequest(
         script=script,
         args=list(script_args),
-        project_root=project or Path.cwd(),
+        project_root=project or default_project_root(),
         instance=build_instance_request(session, instance_kw),
         timeout=timeout or config.run.timeout,
         keep=keep or config.run.keep,

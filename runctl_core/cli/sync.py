@@ -32,11 +32,12 @@ if TYPE_CHECKING:
 @click.pass_context
 def sync_cmd(ctx: click.Context, instance_id: str, project: Path | None) -> None:
     """Send the project to INSTANCE, respecting .gitignore and .runctlignore; only changed files travel."""
+    from runctl_core.files import default_project_root
     from runctl_core.workflow import project_files, sync_project
 
     session = session_of(ctx)
     provider, instance = resolve_instance(session, instance_id)
-    result = sync_project(session, provider, instance, project_files(session, project or Path.cwd()))
+    result = sync_project(session, provider, instance, project_files(session, project or default_project_root()))
     session.progress.close()
     emit(
         session,

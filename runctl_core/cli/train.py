@@ -66,12 +66,13 @@ def train_cmd(
     or pass --wait to follow it here (the exit code is then the job's).
     """
     from runctl_core.errors import JobFailed
+    from runctl_core.files import default_project_root
     from runctl_core.models import JobSpec
     from runctl_core.workflow import job_document, project_files, resolve_script, start_job, sync_project, wait_job
 
     session = session_of(ctx)
     provider, instance = resolve_instance(session, instance_id)
-    root, rel = resolve_script(project or Path.cwd(), script)
+    root, rel = resolve_script(project or default_project_root(), script)
     if not no_sync:
         sync_project(session, provider, instance, project_files(session, root))
     store = session.store

@@ -173,6 +173,8 @@ def sweep_job(job_id, grace):
 
 
 def _command(script, args, use_uv):
+    if script.startswith("-"):  # a script named -x.py is a path, never an option of uv or python
+        script = "./" + script
     uv = find_uv() if use_uv else None
     if uv:
         return [uv, "run", "--quiet", script] + args
