@@ -336,7 +336,7 @@ def place(
         except CandidateRefused as exc:
             refusals.append(exc)
             if index + 1 < len(offered):
-                ctx.report(
+                ctx.warn(
                     f"RunPod could not place {candidate.gpu.display_name} ({candidate.cloud.lower()} cloud): "
                     f"{exc.message}; trying the next candidate"
                 )

@@ -71,7 +71,7 @@ def logs(ctx: ProviderContext, instance: Instance, job: JobStatus, offset: int) 
             ) from None
         tail = api.pod_logs(instance.id, 20) if pod is not None else []
         if tail:  # not reachable over SSH yet: show what the pod itself says (REST v2 log stream)
-            ctx.report(
+            ctx.warn(
                 f"pod {instance.id} is not reachable over SSH ({getattr(exc, 'message', exc)}); "
                 "its own log says:\n" + "\n".join(tail)
             )

@@ -242,8 +242,9 @@ class StandIn:
         cloud = data.get("cloudType") or "ALL"
         if gpu is None:
             raise PlacementError(400, CAPACITY_MESSAGE)
-        if gpu[0] in self.refuse:
-            raise PlacementError(self.refuse[gpu[0]], CAPACITY_MESSAGE)
+        refused = self.refuse.get(f"{gpu[0]}@{cloud}") or self.refuse.get(gpu[0])  # by GPU, or GPU@CLOUD
+        if refused:
+            raise PlacementError(refused, {403: "access denied"}.get(refused, CAPACITY_MESSAGE))
         secure = {"SECURE": True, "COMMUNITY": False}.get(cloud)
         dcs = data.get("dataCenterIds") or []
         placed = [d for d in gpu[9] if not dcs or d in dcs]

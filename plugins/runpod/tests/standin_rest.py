@@ -33,11 +33,17 @@ PROBLEM = "application/problem+json"
 LEVEL = {"High": "HIGH", "Medium": "MEDIUM", "Low": "LOW"}
 
 
+def _text(data: bytes) -> str:
+    return data.decode("utf-8")
+
+
 @lru_cache(maxsize=1)
 def openapi() -> Any:
     from openapi_core import Config, OpenAPI
 
-    return OpenAPI.from_file_path(str(SPEC), config=Config(extra_media_type_deserializers={PROBLEM: json.loads}))
+    return OpenAPI.from_file_path(
+        str(SPEC), config=Config(extra_media_type_deserializers={PROBLEM: json.loads, "text/event-stream": _text})
+    )
 
 
 def problem(status: int, detail: str, errors: list[str] | None = None) -> tuple[int, Any]:
@@ -95,6 +101,7 @@ class RestFront:
                     "path": url.path,
                     "args": args,
                     "body": json.loads(body) if body else None,
+                    "auth": "pod" if s.pod_for_key(lower.get("authorization", "")) else "user",
                 }
             )
         s.record("api", operation)

@@ -359,3 +359,26 @@ def test_list_instances_ignores_pods_runctl_did_not_create(provider: Provider, s
     assert [i.id for i in listed] == [mine.id]
     assert listed[0].tags["runctl:owner"] == "tester"
     provider.terminate(mine)
+
+
+def test_null_stock_with_zero_price_is_not_available(provider: Provider, standin: StandIn) -> None:
+    from runctl_runpod.models import LowestPrice
+    from runctl_runpod.offers import lowest
+
+    # what RunPod's lowestPrice answers for a combination it cannot place, beside a non-zero list price
+    gpu = GpuType(id="x", securePrice=0.69, secure=LowestPrice(uninterruptablePrice=0, stockStatus=None))
+    assert lowest(gpu, "SECURE") == (None, None, "none")
+    standin.stock["NVIDIA GeForce RTX 4090"] = None
+    with pytest.raises(CapacityError, match="in stock"):
+        provider.create(spec())
+    assert "podFindAndDeployOnDemand" not in standin.operations() and standin.pods == {}
+    offers = provider.price(PriceQuery(gpu="RTX 4090"))
+    assert offers == [] or all(o.availability == "none" for o in offers)
+
+
+def test_stock_is_asked_with_the_data_centre_the_pod_is_created_in(provider: Provider, standin: StandIn) -> None:
+    created = provider.create(spec(gpu="A100", region="EU-RO-1"))  # only the SXM variant is in EU-RO-1
+    assert standin.pods[created.id].gpu_type_id == "NVIDIA A100-SXM4-80GB"
+    queries = [r["query"] for r in standin.requests if "gpuTypes" in r["fields"] and "lowestPrice" in r["query"]]
+    assert queries and all('dataCenterId: "EU-RO-1"' in q for q in queries)
+    provider.terminate(created)
