@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import json
+import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from runpod_standin import StandIn
+
+from runctl_core.testing.cli import CliResult, isolate, run_runctl
+
+REPO = Path(__file__).resolve().parents[3]
 
 API_KEY = "rpa_STANDINSECRET0123456789"
 
@@ -50,3 +56,29 @@ def runpod_settings() -> dict[str, Any]:
 def graphql_settings(runpod_settings: dict[str, Any]) -> dict[str, Any]:
     """The same, on the deprecated GraphQL API (the only one with spot pods)."""
     return {**runpod_settings, "api": "graphql"}
+
+
+def _toml(settings: dict[str, Any]) -> str:
+    lines = ["[providers.runpod]"]
+    for key, value in settings.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, standin: StandIn, runpod_settings: dict[str, Any]) -> Path:
+    root = tmp_path / "project"
+    (root / "examples").mkdir(parents=True)
+    shutil.copy(REPO / "examples" / "train.py", root / "examples" / "train.py")
+    (root / ".runctl.toml").write_text(_toml(runpod_settings))
+    monkeypatch.chdir(root)
+    isolate(monkeypatch, tmp_path / "home", tmp_path / "xdg-config")
+    return root
+
+
+@pytest.fixture
+def cli(project: Path) -> Callable[..., CliResult]:
+    def run(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> CliResult:
+        return run_runctl("--provider", "runpod", *args, env=env, timeout=timeout)
+
+    return run

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -14,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import API_KEY
+from conftest import API_KEY, _toml
 from runpod_standin import StandIn
 
-from runctl_core.testing.cli import CliResult, isolate, run_runctl, runctl_executable
+from runctl_core.testing.cli import CliResult, runctl_executable
 from runctl_core.testing.faults import pids_alive
 
 REPO = Path(__file__).resolve().parents[3]
@@ -25,32 +24,6 @@ RUNCTL = runctl_executable()
 
 
 Result = CliResult
-
-
-def _toml(settings: dict[str, Any]) -> str:
-    lines = ["[providers.runpod]"]
-    for key, value in settings.items():
-        lines.append(f"{key} = {json.dumps(value)}")
-    return "\n".join(lines) + "\n"
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, standin: StandIn, runpod_settings: dict[str, Any]) -> Path:
-    root = tmp_path / "project"
-    (root / "examples").mkdir(parents=True)
-    shutil.copy(REPO / "examples" / "train.py", root / "examples" / "train.py")
-    (root / ".runctl.toml").write_text(_toml(runpod_settings))
-    monkeypatch.chdir(root)
-    isolate(monkeypatch, tmp_path / "home", tmp_path / "xdg-config")
-    return root
-
-
-@pytest.fixture
-def cli(project: Path) -> Callable[..., Result]:
-    def run(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
-        return run_runctl("--provider", "runpod", *args, env=env, timeout=timeout)
-
-    return run
 
 
 def _wait_for_running_job(standin: StandIn, timeout: float = 60) -> tuple[str, dict[str, Any]]:

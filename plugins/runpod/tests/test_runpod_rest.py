@@ -4,14 +4,13 @@ with the create's own filters, candidates tried in order, the SSE log fallback."
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import _toml
 from runpod_standin import StandIn
-from test_runpod_cli import _toml, cli, project  # noqa: F401  (fixtures)
 
 from runctl_core.testing.cli import CliResult
 
@@ -92,7 +91,7 @@ def test_graphql_is_selectable_with_a_deprecation_note(
     cli: Callable[..., CliResult],
     standin: StandIn,
     project: Path,
-    graphql_settings: dict[str, Any],  # noqa: F811
+    graphql_settings: dict[str, Any],
 ) -> None:
     (project / ".runctl.toml").write_text(_toml(graphql_settings))
     result = cli("price", "--gpu", "RTX 4090")
@@ -123,7 +122,7 @@ def test_community_cloud_only_when_allowed(
     cli: Callable[..., CliResult],
     standin: StandIn,
     project: Path,
-    runpod_settings: dict[str, Any],  # noqa: F811
+    runpod_settings: dict[str, Any],
 ) -> None:
     standin.refuse["NVIDIA GeForce RTX 4090@SECURE"] = 400
     assert run(cli, "RTX 4090").code == 4

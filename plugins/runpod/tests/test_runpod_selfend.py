@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import _toml
 from runpod_standin import StandIn
-from test_runpod_cli import _toml, cli, project  # noqa: F401  (fixtures)
 
 from runctl_core.testing.cli import CliResult
 
@@ -38,7 +38,7 @@ def test_detached_run_ends_its_pod_with_the_pods_own_key(
     standin: StandIn,
     project: Path,
     runpod_settings: dict[str, Any],
-    api: str,  # noqa: F811
+    api: str,
 ) -> None:
     (project / ".runctl.toml").write_text(_toml({**runpod_settings, "api": api, "detached_grace": 0}))
     (project / "env.py").write_text(ENV_SCRIPT)
@@ -58,7 +58,7 @@ def test_max_runtime_ends_the_pod_itself(
     cli: Callable[..., CliResult],
     standin: StandIn,
     project: Path,
-    runpod_settings: dict[str, Any],  # noqa: F811
+    runpod_settings: dict[str, Any],
 ) -> None:
     started = cli(
         "-o",
