@@ -344,8 +344,11 @@ class StandIn:
             pod.ssh_port = None
 
             async def close() -> None:
-                acceptor.close()
-                await acceptor.wait_closed()
+                acceptor.close()  # also drops the pod's open connections, as a dying container does
+                try:
+                    await asyncio.wait_for(acceptor.wait_closed(), 3)
+                except asyncio.TimeoutError:
+                    pass
 
             if threading.current_thread() is not self.loop_thread:
                 asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
@@ -367,7 +370,7 @@ class StandIn:
                 process.stderr.write("interactive shells are not offered by the stand-in\n")
                 process.exit(1)
                 return
-            standin.record("ssh", command[:80])
+            standin.record("ssh", command[:400])
             # a non-interactive session: sshd's own environment, not the container's (see the module docstring)
             env = {"PATH": BARE_PATH, "HOME": str(pod.sandbox), "LANG": "C.UTF-8", "USER": "root"}
             proc = await asyncio.create_subprocess_shell(
