@@ -50,6 +50,7 @@ def estimate(provider: Provider, request: InstanceRequest, *, before_spending: b
                 gpu=request.gpu,
                 instance_type=request.instance_type,
                 gpu_count=request.gpu_count if request.gpu else None,
+                spot=bool(request.spot),  # the market asked for only: an on-demand estimate needs no spot lookup
                 region=request.region,
             )
         )
@@ -88,8 +89,13 @@ def describe_estimate(offer: Offer | None, request: InstanceRequest, caps: Capab
             f"at most the on-demand ${offer.on_demand_hourly:.4f}/h"
         )
     if rate is None:
-        return f"{offer.instance_type}: no {'spot' if request.spot else 'on-demand'} price published"
-    text = f"{offer.instance_type} {'spot' if request.spot else 'on-demand'} ${rate:.4f}/h"
+        where = f" in {offer.region}" if offer.region else ""
+        known = f" ({offer.source})" if offer.source else ""
+        return f"{offer.instance_type}{where}: no {'spot' if request.spot else 'on-demand'} price known{known}"
+    gpus = f" ({offer.gpu_count}x {offer.gpu})" if offer.gpu and offer.gpu_count else ""
+    text = f"{offer.instance_type}{gpus} {'spot' if request.spot else 'on-demand'} ${rate:.4f}/h"
+    if offer.region:
+        text += f" in {offer.region}"
     if rate > 0 and request.max_runtime:
         if caps is not None and caps.max_runtime.supported:
             text += f"; at most ${rate * request.max_runtime / 3600:.2f} before it ends itself"

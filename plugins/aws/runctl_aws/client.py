@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from runctl_aws.models import AwsSettings, CommandResult, Ec2Instance
+from runctl_aws.models import CommandResult, Ec2Instance
+from runctl_aws.settings import AwsSettings, resolve_region
 from runctl_core.errors import (
     AuthError,
     CapacityError,
@@ -121,7 +122,7 @@ class AwsClient:
         core = botocore.session.Session(profile=settings.profile)
         core.register_component("data_loader", _shared_loader())  # parse the service models once per process
         self.session = boto3.Session(botocore_session=core)
-        self.region: str | None = region or settings.region or self.session.region_name
+        self.region: str | None = region or resolve_region(settings)[0]
         self._clients: dict[str, Any] = {}
         self._secrets: list[str] | None = None
 

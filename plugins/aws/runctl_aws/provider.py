@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from runctl_aws import prices, scripts
-from runctl_aws.models import DEFAULT_ARM_AMI_PARAMETER, DEFAULT_GPU_AMI_NAME, AwsSettings, CommandResult, Ec2Instance
+from runctl_aws.models import CommandResult, Ec2Instance
+from runctl_aws.settings import DEFAULT_ARM_AMI_PARAMETER, DEFAULT_GPU_AMI_NAME, AwsSettings, resolve_region
 from runctl_core.errors import (
     CapacityError,
     CredentialsError,
@@ -231,8 +232,39 @@ class AwsProvider:
             message=message,
         )
 
+    def _young(self, ctx: ProviderContext, instance: Instance) -> bool:
+        """Whether the instance was created so recently that EC2 may not show it yet.
+
+        EC2 is eventually consistent: right after RunInstances, DescribeInstances and TerminateInstances may answer
+        InvalidInstanceID.NotFound for an instance that exists and bills
+        (https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html). Within
+        ``consistency_window`` seconds of its creation by this runctl NotFound therefore means "pending", never
+        "gone"; an id runctl did not receive from RunInstances itself is not given that benefit."""
+        created = self._read_state(ctx, instance.id).get("created")  # written when RunInstances answered this id
+        return isinstance(created, (int, float)) and time.time() - float(created) < _settings(ctx).consistency_window
+
+    def _not_visible_yet(self, instance: Instance) -> Instance:
+        return instance.model_copy(
+            update={
+                "state": InstanceState.PENDING,
+                "message": "EC2 does not list the new instance yet (its API is eventually consistent)",
+            }
+        )
+
+    def _send_terminate(self, ctx: ProviderContext, client: Any, instance: Instance) -> str | None:
+        """TerminateInstances, always sent; NotFound is retried while the instance may merely be invisible yet."""
+        delay = 0.5
+        deadline = time.monotonic() + min(120.0, _settings(ctx).consistency_window)
+        while True:
+            state: str | None = client.terminate_instance(instance.id)
+            if state is not None or not self._young(ctx, instance) or time.monotonic() >= deadline:
+                return state
+            ctx.report(f"EC2 does not list {instance.id} yet; retrying TerminateInstances")
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
     def _region(self, instance: Instance, ctx: ProviderContext) -> str | None:
-        return instance.region or _settings(ctx).region
+        return instance.region or resolve_region(_settings(ctx))[0]
 
     def _describe(self, ctx: ProviderContext, instance: Instance) -> tuple[Any, Ec2Instance | None]:
         client = self._client(ctx, self._region(instance, ctx))
@@ -527,6 +559,7 @@ class AwsProvider:
             params = self._run_params(ctx, spec, instance_type, image, tags, True, root_device)
             try:
                 ec2 = client.run_instances(params)
+                self._write_state(ctx, ec2.id, created=time.time())
                 instance = self._to_instance(ec2, region)
                 return instance.model_copy(update={"hourly_price": self._spot_price(client, instance_type)})
             except (CapacityError, QuotaError) as exc:
@@ -538,6 +571,7 @@ class AwsProvider:
         ctx.report(f"launching an on-demand {instance_type} in {region}")
         params = self._run_params(ctx, spec, instance_type, image, tags, False, root_device)
         ec2 = client.run_instances(params)
+        self._write_state(ctx, ec2.id, created=time.time())
         return self._to_instance(ec2, region)
 
     def _cancel_open_spot_requests(self, client: Any, intent_id: str) -> None:
@@ -590,6 +624,8 @@ class AwsProvider:
         client, ec2 = self._describe(ctx, instance)
         region = str(client.region)
         if ec2 is None:
+            if self._young(ctx, instance):
+                return self._not_visible_yet(instance)
             return instance.model_copy(update={"state": InstanceState.TERMINATED, "message": "instance not found"})
         current = self._to_instance(ec2, region, instance)
         if ec2.state != "running":
@@ -653,6 +689,8 @@ class AwsProvider:
     def status(self, ctx: ProviderContext, instance: Instance, job: JobStatus | None) -> StatusReport:
         client, ec2 = self._describe(ctx, instance)
         region = str(client.region)
+        if ec2 is None and self._young(ctx, instance):
+            return StatusReport(instance=self._not_visible_yet(instance), job=job)
         if ec2 is None:
             gone = instance.model_copy(update={"state": InstanceState.TERMINATED, "message": "instance not found"})
             if job is None or job.state.terminal:
@@ -872,11 +910,9 @@ class AwsProvider:
     def terminate(self, ctx: ProviderContext, instance: Instance) -> Instance:
         settings = _settings(ctx)
         client, ec2 = self._describe(ctx, instance)
-        if ec2 is None:
-            self._cleanup(ctx, client, instance.id, None)
-            return instance.model_copy(update={"state": InstanceState.TERMINATED, "message": "instance not found"})
         if (
-            ec2.state == "running"
+            ec2 is not None
+            and ec2.state == "running"
             and settings.stop_jobs_on_terminate
             and self._read_state(ctx, instance.id).get("tools")
         ):
@@ -892,12 +928,15 @@ class AwsProvider:
                     )
             except RunctlError:
                 pass  # best effort: terminating stops everything anyway
-        new_state = ec2.state
-        if ec2.state != "terminated":
+        new_state: str | None = "terminated"
+        if ec2 is None or ec2.state != "terminated":
+            # always asked, even when EC2 did not list it: NotFound right after creation does not mean gone
             ctx.report(f"terminating {instance.id}")
-            new_state = client.terminate_instance(instance.id) or "terminated"
+            new_state = self._send_terminate(ctx, client, instance)
         self._cleanup(ctx, client, instance.id, ec2)
-        final = self._to_instance(ec2, str(client.region), instance)
+        final = self._to_instance(ec2, str(client.region), instance) if ec2 is not None else instance
+        if new_state is None:
+            return final.model_copy(update={"state": InstanceState.TERMINATED, "message": "instance not found"})
         if new_state == "shutting-down":  # EC2 stops billing the instance here; it is gone for runctl's purposes
             return final.model_copy(
                 update={"state": InstanceState.TERMINATED, "message": "EC2 state shutting-down (no longer billed)"}
@@ -931,11 +970,18 @@ class AwsProvider:
     @hookimpl
     def list_instances(self, ctx: ProviderContext) -> list[Instance]:
         client = self._client(ctx)
-        return [
+        found = [
             self._to_instance(ec2, str(client.region))
             for ec2 in client.tagged_instances("runctl:owner")
             if "runctl:owner" in ec2.tags
         ]
+        window = _settings(ctx).consistency_window
+        for instance in found:  # EC2 listed it: NotFound for its id soon after launch means "not visible yet"
+            launched = instance.created_at.timestamp() if instance.created_at else None
+            young = launched is not None and instance.state.alive and time.time() - launched < window
+            if young and "created" not in self._read_state(ctx, instance.id):
+                self._write_state(ctx, instance.id, created=launched)
+        return found
 
     # ------------------------------------------------------------------------------------------ checkpoints
 
@@ -1011,7 +1057,7 @@ class AwsProvider:
         from runctl_aws.credentials import quick_credentials
 
         settings = _settings(ctx)
-        region = query.region or settings.region or _default_region(settings) or "us-east-1"
+        region = query.region or resolve_region(settings)[0] or "us-east-1"
         if query.instance_type:
             names = [query.instance_type]
         elif query.gpu:
@@ -1057,7 +1103,9 @@ class AwsProvider:
         settings = _settings(ctx)
         bucket = settings.bucket or "<providers.aws.bucket is not set>"
         spec = request.instance
-        region = (spec.region if spec else None) or settings.region or _default_region(settings) or "<no region set>"
+        found, source = resolve_region(settings)
+        region = (spec.region if spec else None) or found or "<no region set>"
+        where = "--region" if spec and spec.region else source
         target = request.instance_id or "<new instance id>"
         calls: list[PlannedCall] = []
 
@@ -1067,9 +1115,16 @@ class AwsProvider:
         for step in request.steps:
             if step == "create" and spec is not None:
                 instance_type = self._resolve_type(ctx, spec)
-                add(step, "sts", "GetCallerIdentity", region=region)
+                add(step, "sts", "GetCallerIdentity", region=region, region_from=where)
                 add(step, "s3", "HeadBucket", Bucket=bucket)
                 add(step, "iam", "GetInstanceProfile", InstanceProfileName=settings.instance_profile)
+                add(
+                    step,
+                    "iam",
+                    "ListAttachedRolePolicies",
+                    RoleName="<the profile's role>",
+                    note="checks for AmazonSSMManagedInstanceCore",
+                )
                 image = spec.image or settings.image
                 if not image:
                     if prices.is_gpu_type(instance_type):
@@ -1080,6 +1135,8 @@ class AwsProvider:
                         parameter = settings.cpu_ami_parameter
                     add(step, "ssm", "GetParameter", Name=parameter)
                     image = f"<value of {parameter}>"
+                if spec.disk_gb:
+                    add(step, "ec2", "DescribeImages", ImageIds=[image], note="the AMI's root device name")
                 tags = self._tags(spec, "<now>")
                 params = self._run_params(
                     ctx,
@@ -1105,6 +1162,14 @@ class AwsProvider:
                         ProductDescriptions=["Linux/UNIX", "Linux/UNIX (Amazon VPC)"],
                     )
                 add(step, "ec2", "RunInstances", paid=True, **params)
+                if spec.spot:
+                    add(
+                        step,
+                        "ec2",
+                        "DescribeSpotInstanceRequests (only if spot is refused)",
+                        Filters=[{"Name": "tag:runctl:intent", "Values": [spec.intent_id]}],
+                    )
+                    add(step, "ec2", "CancelSpotInstanceRequests (only if spot is refused)", note="open requests")
                 if spec.spot and spec.on_demand_fallback != "never":
                     fallback = self._run_params(
                         ctx,
@@ -1126,7 +1191,9 @@ class AwsProvider:
             elif step == "wait":
                 add(step, "ec2", "DescribeInstances", InstanceIds=[target])
                 add(step, "ssm", "DescribeInstanceInformation", Filters=[{"Key": "InstanceIds", "Values": [target]}])
-                add(step, "s3", "PutObject", Bucket=bucket, Key=f"{settings.prefix}/_tools/tools-<hash>.tar.gz")
+                tools_key = f"{settings.prefix}/_tools/tools-<hash>.tar.gz"
+                add(step, "s3", "HeadObject", Bucket=bucket, Key=tools_key)
+                add(step, "s3", "PutObject", Bucket=bucket, Key=tools_key, note="only if HeadObject found nothing")
                 add(
                     step,
                     "ssm",
@@ -1161,6 +1228,7 @@ class AwsProvider:
                         ]
                     },
                 )
+                add(step, "s3", "DeleteObject", Bucket=bucket, Key=staging + "sync-<n>.*", note="staging, after")
             elif step == "train" and request.job is not None:
                 job = request.job
                 add(
@@ -1198,6 +1266,7 @@ class AwsProvider:
                     DocumentName="AWS-RunShellScript",
                     Parameters={"commands": ["python3 runner.py status --job-dir ..."]},
                 )
+                add(step, "s3", "DeleteObject", Bucket=bucket, Key=self._staging(settings, target) + f"{job.job_id}-*")
             elif step == "collect":
                 prefix = self._job_prefix(settings, request.job.job_id if request.job else "<job>")
                 add(step, "s3", "ListObjectsV2", Bucket=bucket, Prefix=prefix + "checkpoints/")
@@ -1211,23 +1280,41 @@ class AwsProvider:
                     DocumentName="AWS-RunShellScript",
                     Parameters={"commands": ["<stop jobs: SIGTERM, grace, SIGKILL; upload checkpoints>"]},
                 )
-                add(step, "ec2", "TerminateInstances", InstanceIds=[target])
+                add(
+                    step,
+                    "ec2",
+                    "TerminateInstances",
+                    InstanceIds=[target],
+                    note="retried while EC2 may not list it yet",
+                )
+                add(
+                    step,
+                    "ec2",
+                    "DescribeSpotInstanceRequests",
+                    Filters=[{"Name": "instance-id", "Values": [target]}],
+                )
                 add(step, "ec2", "CancelSpotInstanceRequests", note="the instance's spot request, if any")
                 add(step, "s3", "DeleteObjects", Bucket=bucket, Prefix=self._staging(settings, target))
             else:
                 add(step, "aws", step)
-        return calls
+        return _with_polling(calls)
 
 
-def _default_region(settings: AwsSettings) -> str | None:
-    """The region boto3 would use (environment, ~/.aws/config); no network, no credentials."""
-    try:
-        import boto3
-
-        session = boto3.Session(profile_name=settings.profile) if settings.profile else boto3.Session()
-        return session.region_name
-    except Exception:
-        return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+def _with_polling(calls: list[PlannedCall]) -> list[PlannedCall]:
+    """Each SSM command is followed by GetCommandInvocation, polled until the command ends."""
+    out: list[PlannedCall] = []
+    for call in calls:
+        out.append(call)
+        if call.api == "ssm" and call.operation.startswith("SendCommand"):
+            out.append(
+                PlannedCall(
+                    step=call.step,
+                    api="ssm",
+                    operation="GetCommandInvocation (polled until the command ends)",
+                    params={"InstanceId": call.params.get("InstanceIds", ["?"])[0]},
+                )
+            )
+    return out
 
 
 def _tar_directory(directory: Path) -> bytes:

@@ -14,6 +14,13 @@ that adds what moto does not do, so that what runctl sends to an instance really
   ``InstanceInitiatedShutdownBehavior``; ``shutdown -h +N`` waits N "minutes" of ``minute_seconds`` each.
 * An IMDSv2 stand-in per instance at ``/_imds/INSTANCE/`` (handed to the instance as ``RUNCTL_IMDS_ENDPOINT``),
   serving ``spot/instance-action`` when a spot interruption is announced.
+* Eventual consistency, as AWS documents it for the EC2 API
+  (https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html): right after RunInstances, a call
+  using the new instance id may fail with ``InvalidInstanceID.NotFound`` although the instance exists; the page
+  names DescribeInstances and TerminateInstances, and warns that this error from TerminateInstances does not
+  mean the instance is (or will be) terminated. For ``consistency_window`` seconds after RunInstances (default
+  1 s, on in every test) EC2 calls naming a new instance by id answer ``InvalidInstanceID.NotFound`` and do
+  nothing. (Unfiltered listings are not affected here.)
 * Faults: throttling (``RequestLimitExceeded``/``ThrottlingException``) for the next N calls of an operation,
   spot capacity refused, a response lost after the call succeeded, a spot interruption (notice, then
   termination with ``Server.SpotInstanceTermination``), realistic spot prices.
@@ -88,6 +95,7 @@ class Machine:
     spot: bool
     boot_at: float
     ssm_at: float
+    visible_at: float = 0.0  # EC2 calls naming it by id answer NotFound until then (eventual consistency)
     booted: bool = False
     ended: bool = False
     halt_at: float | None = None
@@ -112,13 +120,15 @@ class AwsStandIn:
         ssm_delay: float = 0.3,
         minute_seconds: float = 1.0,
         invocation_delay: float = 0.05,
+        consistency_window: float = 1.0,
     ) -> None:
         self.root = root
         self.boot_delay = boot_delay
         self.ssm_delay = ssm_delay
         self.minute_seconds = minute_seconds
         self.invocation_delay = invocation_delay
-        self._defaults = {"minute_seconds": minute_seconds}
+        self.consistency_window = consistency_window
+        self._defaults = {"minute_seconds": minute_seconds, "consistency_window": consistency_window}
         self.faults = Faults()
         self.spot_prices: dict[str, float] = {}
         self.calls: list[tuple[str, str]] = []
@@ -178,6 +188,7 @@ class AwsStandIn:
             self.faults = Faults()
             self.spot_prices = {}
             self.minute_seconds = self._defaults["minute_seconds"]
+            self.consistency_window = self._defaults["consistency_window"]
         urllib.request.urlopen(urllib.request.Request(self.url + "/moto-api/reset", data=b"", method="POST")).read()
 
     # ------------------------------------------------------------------------------------------ test controls
@@ -233,15 +244,36 @@ class AwsStandIn:
                 return _ec2_error(start_response, 503, "RequestLimitExceeded", "Request limit exceeded.")
             if action == "RunInstances":
                 return self._run_instances(environ, start_response, params, region, body)
+            unseen = self._not_yet_visible(params)
+            if unseen:
+                return _ec2_error(
+                    start_response, 400, "InvalidInstanceID.NotFound", f"The instance ID '{unseen}' does not exist"
+                )
             if action == "DescribeSpotPriceHistory" and self.spot_prices:
                 return self._spot_price_history(start_response, params, region)
             if action == "TerminateInstances":
                 result = self._moto(environ, start_response)
                 self.tick()
                 return result
+        elif service in ("iam", "sts") and body:
+            action = parse_qs(body.decode(), keep_blank_values=True).get("Action", [""])[0]
+            self.calls.append((service, action))
+        elif service == "s3":
+            self.calls.append(("s3", _s3_operation(environ.get("REQUEST_METHOD", ""), path, environ)))
         elif service:
             self.calls.append((service, environ.get("REQUEST_METHOD", "") + " " + path))
         return self._moto(environ, start_response)
+
+    def _not_yet_visible(self, params: dict[str, str]) -> str:
+        """The first instance id named in the call that EC2 does not show yet (eventual consistency), or ""."""
+        now = time.monotonic()
+        with self.lock:
+            for key, value in params.items():
+                if key.startswith("InstanceId."):
+                    machine = self.machines.get(value)
+                    if machine is not None and now < machine.visible_at:
+                        return value
+        return ""
 
     def _take(self, counters: dict[str, int], operation: str) -> bool:
         with self.lock:
@@ -316,6 +348,7 @@ class AwsStandIn:
                     spot=spot,
                     boot_at=now + self.boot_delay,
                     ssm_at=now + self.boot_delay + self.ssm_delay,
+                    visible_at=now + self.consistency_window,
                 )
             if token:
                 self.tokens[(region, token)] = (fingerprint, reply)
@@ -620,6 +653,27 @@ class AwsStandIn:
         if rest == "/latest/meta-data/instance-id":
             return _text(start_response, 200, machine.id)
         return _text(start_response, 404, "Not Found")
+
+
+def _s3_operation(method: str, path: str, environ: dict[str, Any]) -> str:
+    """The S3 API operation of a path-style REST request (the names of the S3 API reference)."""
+    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    on_object = len(path.strip("/").split("/", 1)) == 2
+    if method == "HEAD":
+        return "HeadObject" if on_object else "HeadBucket"
+    if method == "GET":
+        if on_object:
+            return "GetObject"
+        if "location" in query:
+            return "GetBucketLocation"
+        return "ListObjectsV2" if query.get("list-type") == ["2"] else "ListObjects"
+    if method == "PUT":
+        return "PutObject" if on_object else "CreateBucket"
+    if method == "DELETE":
+        return "DeleteObject" if on_object else "DeleteBucket"
+    if method == "POST":
+        return "DeleteObjects" if "delete" in query else "PostObject"
+    return f"{method} {path}"
 
 
 def _service_region(environ: dict[str, Any]) -> tuple[str, str]:

