@@ -14,6 +14,7 @@ from runctl_core.cli.options import (
     session_of,
 )
 from runctl_core.cli.output import emit, examples, money, print_plan
+from runctl_core.errors import RunctlError
 
 if TYPE_CHECKING:
     pass
@@ -89,6 +90,9 @@ def create_cmd(ctx: click.Context, wait: bool, dry_run: bool, **instance_kw: Any
         raise Interrupted(
             f"interrupted while waiting; {instance.id} was terminated", "nothing is left running"
         ) from None
+    except RunctlError as exc:  # the instance exists (and may bill): end it, or say which one is left and file it
+        _end_after_failed_wait(session, provider, instance, exc)
+        raise
     session.progress.close()
     emit(
         session,
@@ -98,3 +102,21 @@ def create_cmd(ctx: click.Context, wait: bool, dry_run: bool, **instance_kw: Any
         f"terminate it with: runctl terminate {instance.id}",
         instance.id,
     )
+
+
+def _end_after_failed_wait(session: Any, provider: Any, instance: Any, exc: RunctlError) -> None:
+    """``create --wait`` failed after the instance was created: terminate it; if that fails too, name it in the
+    error (text and JSON details) and file it as not kept, so that `runctl resources cleanup` removes it."""
+    from runctl_core.workflow import terminate_instance
+
+    exc.details = {**exc.details, "instance_id": instance.id}
+    try:
+        final = terminate_instance(session, provider, instance)
+    except RunctlError as failed:
+        session.store.save_instance(instance, keep=False)
+        exc.details["instance_state"] = "unknown"
+        exc.message += f"; instance {instance.id} could not be terminated ({failed.message})"
+        exc.hint = f"remove it: runctl resources cleanup --yes (or runctl terminate {instance.id} --yes)"
+        return
+    exc.details["instance_state"] = final.state.value
+    exc.message += f"; instance {instance.id} was terminated, nothing is left running"

@@ -91,11 +91,21 @@ NOT_FOUND = {
 }
 TERMINAL_COMMAND = {"Success", "Failed", "Cancelled", "TimedOut", "Cancelling", "Undeliverable", "Terminated"}
 URL_RE = re.compile(r"https?://[^\s'\"<>]+")
+HTML_RE = re.compile(r"<\s*(!doctype|html|head|body|title|h1|p|div|center)\b", re.IGNORECASE)
+TAG_RE = re.compile(r"<[^>]*>")
 
 
 def scrub_urls(text: str) -> str:
     """Replace URLs (presigned ones carry credentials in their query) by a placeholder."""
     return URL_RE.sub("<url>", text)
+
+
+def plain_text(text: str, limit: int = 300) -> str:
+    """An HTML page (a proxy's or load balancer's error page) reduced to its words: errors never carry markup."""
+    if not HTML_RE.search(text):
+        return text
+    words = " ".join(TAG_RE.sub(" ", text).split())
+    return (words[:limit] + "...") if len(words) > limit else words
 
 
 _LOADER: Any = None
@@ -186,7 +196,6 @@ class AwsClient:
 
     def _map(self, exc: Exception, service: str, operation: str) -> RunctlError:
         from botocore.exceptions import (
-            BotoCoreError,
             ClientError,
             NoCredentialsError,
             NoRegionError,
@@ -217,7 +226,7 @@ class AwsClient:
             err = exc.response.get("Error", {})
             code = str(err.get("Code", "Unknown"))
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            message = self.scrub(f"{where}: {code}: {err.get('Message', '')}".rstrip(": "))
+            message = self.scrub(plain_text(f"{where}: {code}: {err.get('Message', '')}".rstrip(": ")))
             details: dict[str, object] = {"aws_code": code, "operation": where}
             if code in THROTTLING or status == 429:
                 details["throttled"] = True
@@ -250,9 +259,7 @@ class AwsClient:
             if code in SERVER_ERRORS or status >= 500:
                 return TransientError(message, "AWS had a server error; runctl retries such failures", details=details)
             return ProviderError(message, details=details)
-        if isinstance(exc, BotoCoreError):
-            return ProviderError(self.scrub(f"{where}: {type(exc).__name__}: {exc}"))
-        return ProviderError(self.scrub(f"{where}: {type(exc).__name__}: {exc}"))
+        return ProviderError(self.scrub(plain_text(f"{where}: {type(exc).__name__}: {exc}")))
 
     # ------------------------------------------------------------------------------------------ credentials
 

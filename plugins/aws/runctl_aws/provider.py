@@ -70,9 +70,12 @@ SPOT_REFUSED = {
     "SpotMaxPriceTooLow",
     "InsufficientCapacity",
     "UnfulfillableCapacity",
-    "MaxSpotInstanceCountExceeded",
     "InsufficientHostCapacity",
 }
+# quota codes: a request over the account's limit, never "try later" (new accounts often have a spot quota of 0)
+SPOT_QUOTA = {"MaxSpotInstanceCountExceeded"}
+PROFILE_PROPAGATION = "Invalid IAM Instance Profile"
+PROFILE_WAIT = 90.0  # seconds a just-created instance profile is given to reach EC2 (IAM is eventually consistent)
 SPOT_RECLAIMED = {"Server.SpotInstanceTermination", "Server.SpotInstanceShutdown"}
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 LOG_SSM_CHUNK = 12000  # bytes per SSM read: base64 of it stays under SSM's 24,000-character output limit
@@ -558,21 +561,44 @@ class AwsProvider:
             ctx.report(f"requesting a spot {instance_type} in {region}")
             params = self._run_params(ctx, spec, instance_type, image, tags, True, root_device)
             try:
-                ec2 = client.run_instances(params)
+                ec2 = self._run_instances(ctx, client, params)
                 self._write_state(ctx, ec2.id, created=time.time())
                 instance = self._to_instance(ec2, region)
                 return instance.model_copy(update={"hourly_price": self._spot_price(client, instance_type)})
             except (CapacityError, QuotaError) as exc:
                 code = str(exc.details.get("aws_code", ""))
+                if code in SPOT_QUOTA or (isinstance(exc, QuotaError) and code not in SPOT_REFUSED):
+                    raise _quota_error(exc, instance_type, region, spot=True) from None
                 if code not in SPOT_REFUSED:
                     raise
                 self._cancel_open_spot_requests(client, spec.intent_id)
                 self._fallback(ctx, client, spec, instance_type, region, code, on_demand)
         ctx.report(f"launching an on-demand {instance_type} in {region}")
         params = self._run_params(ctx, spec, instance_type, image, tags, False, root_device)
-        ec2 = client.run_instances(params)
+        try:
+            ec2 = self._run_instances(ctx, client, params)
+        except QuotaError as exc:
+            raise _quota_error(exc, instance_type, region, spot=False) from None
         self._write_state(ctx, ec2.id, created=time.time())
         return self._to_instance(ec2, region)
+
+    def _run_instances(self, ctx: ProviderContext, client: Any, params: dict[str, Any]) -> Ec2Instance:
+        """RunInstances; "Invalid IAM Instance Profile name" is retried for a bounded time, because IAM is
+        eventually consistent and a profile created a moment ago may not be visible to EC2 yet
+        (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html). The prerequisite check has
+        already seen the profile in IAM, so this is propagation, not a wrong name."""
+        deadline = time.monotonic() + PROFILE_WAIT
+        delay = max(0.05, _settings(ctx).retry_base_delay * 4)
+        while True:
+            try:
+                ec2: Ec2Instance = client.run_instances(params)
+                return ec2
+            except ProviderError as exc:
+                if PROFILE_PROPAGATION not in exc.message or time.monotonic() + delay > deadline:
+                    raise
+            ctx.report("the instance profile is not visible to EC2 yet (IAM propagation); retrying RunInstances")
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
     def _cancel_open_spot_requests(self, client: Any, intent_id: str) -> None:
         try:
@@ -1298,6 +1324,25 @@ class AwsProvider:
             else:
                 add(step, "aws", step)
         return _with_polling(calls)
+
+
+def _quota_error(exc: RunctlError, instance_type: str, region: str, *, spot: bool) -> QuotaError:
+    """A quota refusal with the Service Quotas hint naming the quota that applies (EC2 quotas count vCPUs per
+    instance family group: https://docs.aws.amazon.com/ec2/latest/instancetypes/ec2-instance-quotas.html)."""
+    families = (("vt", "G and VT"), ("g", "G and VT"), ("inf", "Inf"), ("trn", "Trn"), ("dl", "DL"))
+    families += (("p", "P"), ("f", "F"), ("x", "X"))
+    name = next((group for prefix, group in families if instance_type.startswith(prefix)), "")
+    name = name or "Standard (A, C, D, H, I, M, R, T, Z)"
+    quota = f"All {name} Spot Instance Requests" if spot else f"Running On-Demand {name} instances"
+    code = str(exc.details.get("aws_code", ""))
+    return QuotaError(
+        f"AWS refused {'a spot' if spot else 'an on-demand'} {instance_type} in {region}: the account's quota is "
+        f"used up or zero ({code}); no instance was created",
+        f"this is a quota, not a shortage: request more vCPUs for '{quota}' in {region} (Service Quotas console > "
+        "Amazon EC2; new accounts often start at 0 for spot and GPU instances)"
+        + ("; or run on-demand: --on-demand" if spot else "; or use a smaller --instance-type"),
+        details={**exc.details, "quota": quota, "spot": spot},
+    )
 
 
 def _with_polling(calls: list[PlannedCall]) -> list[PlannedCall]:

@@ -109,6 +109,8 @@ class Faults:
     refuse_spot: int = 0  # how many more spot RunInstances to refuse
     refuse_spot_code: str = "InsufficientInstanceCapacity"
     lose_response: dict[str, int] = field(default_factory=dict)  # operation -> succeed, then answer 500
+    html_errors: dict[str, int] = field(default_factory=dict)  # operation -> answer a 503 HTML page (a proxy's)
+    profile_not_propagated: int = 0  # how many more RunInstances answer "Invalid IAM Instance Profile name"
 
 
 class AwsStandIn:
@@ -242,6 +244,8 @@ class AwsStandIn:
             self.calls.append(("ec2", action))
             if self._take(self.faults.throttle, action):
                 return _ec2_error(start_response, 503, "RequestLimitExceeded", "Request limit exceeded.")
+            if self._take(self.faults.html_errors, action):
+                return _html_error(start_response)
             if action == "RunInstances":
                 return self._run_instances(environ, start_response, params, region, body)
             unseen = self._not_yet_visible(params)
@@ -303,6 +307,19 @@ class AwsStandIn:
                     )
                 start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(reply)))])
                 return [reply]
+            if self.faults.profile_not_propagated > 0 and params.get("IamInstanceProfile.Name"):
+                # IAM is eventually consistent: a just-created instance profile may not be usable by EC2 yet
+                # (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html, "Changes that I make
+                # are not always immediately visible"); EC2 answers RunInstances with this InvalidParameterValue
+                self.faults.profile_not_propagated -= 1
+                name = params["IamInstanceProfile.Name"]
+                return _ec2_error(
+                    start_response,
+                    400,
+                    "InvalidParameterValue",
+                    f"Value ({name}) for parameter iamInstanceProfile.name is invalid. "
+                    "Invalid IAM Instance Profile name",
+                )
             if spot and self.faults.refuse_spot > 0:
                 self.faults.refuse_spot -= 1
                 return _ec2_error(
@@ -712,6 +729,17 @@ def _ec2_error(start_response: Any, status: int, code: str, message: str) -> lis
         f"<Message>{message}</Message></Error></Errors><RequestID>{uuid.uuid4()}</RequestID></Response>"
     ).encode()
     start_response(f"{status} Error", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _html_error(start_response: Any) -> list[bytes]:
+    """What a load balancer or proxy in front of an endpoint answers: an HTML page, not the service's XML."""
+    body = (
+        b"<!DOCTYPE html><html><head><title>503 Service Unavailable</title></head>"
+        b"<body><h1>Service Unavailable</h1><p>The server is temporarily unable to service your request.</p>"
+        b"</body></html>"
+    )
+    start_response("503 Service Unavailable", [("Content-Type", "text/html"), ("Content-Length", str(len(body)))])
     return [body]
 
 

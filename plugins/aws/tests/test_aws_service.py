@@ -175,3 +175,60 @@ def test_the_dry_run_lists_every_call_the_real_run_makes(project: Path, standin:
     assert real.json()["instance"]["state"] == "terminated"
     again = cli("-o", "json", "terminate", instance_id, "--yes")
     assert again.code == 0 and again.json()["state"] == "terminated"
+
+
+# ------------------------------------------------------------------------------------------ 4. quota is not capacity
+
+
+def test_spot_quota_is_a_quota_error_with_the_service_quotas_hint(project: Path, standin: AwsStandIn) -> None:
+    # a zero spot quota (new accounts) answers MaxSpotInstanceCountExceeded: never "try later", never a fallback
+    standin.faults.refuse_spot, standin.faults.refuse_spot_code = 1, "MaxSpotInstanceCountExceeded"
+    refused = cli("-o", "json", "create", "--gpu", "T4", "--spot", "--on-demand-fallback", "always")
+    assert refused.code == 4, refused.err
+    error = refused.error()
+    assert error["code"] == "quota", error
+    assert "All G and VT Spot Instance Requests" in error["hint"] and "Service Quotas" in error["hint"]
+    assert "retry later" not in (error["message"] + error["hint"]).lower()
+    assert [c for c in standin.calls if c == ("ec2", "RunInstances")] == [("ec2", "RunInstances")]  # no fallback
+    assert ec2_states(standin) == {}
+
+
+def test_a_just_created_instance_profile_is_given_time_to_propagate(project: Path, standin: AwsStandIn) -> None:
+    standin.faults.profile_not_propagated = 2
+    created = cli("-o", "json", "create", "--instance-type", "t3.micro")
+    assert created.code == 0, created.err
+    assert standin.calls.count(("ec2", "RunInstances")) == 3
+    assert list(ec2_states(standin)) == [created.json()["id"]]  # one instance, not three
+    assert cli("terminate", created.json()["id"], "--yes").code == 0
+
+
+# ------------------------------------------------------------------------------------------ 5. create --wait fails
+
+
+def test_create_wait_that_fails_terminates_the_instance_and_names_it(project: Path, standin: AwsStandIn) -> None:
+    standin.ssm_delay = 1000.0  # the SSM agent never comes online
+    failed = cli("-o", "json", "create", "--instance-type", "t3.micro", "--wait", "--wait-timeout", "3s")
+    assert failed.code == 5, failed.err
+    error = failed.error()
+    instance_id = error["details"]["instance_id"]
+    assert instance_id in error["message"] and error["details"]["instance_state"] == "terminated"
+    assert ec2_states(standin)[instance_id] not in ALIVE
+    text = cli("create", "--instance-type", "t3.micro", "--wait", "--wait-timeout", "3s")
+    assert text.code == 5 and "was terminated, nothing is left running" in text.err
+
+
+def test_create_wait_whose_terminate_fails_too_is_named_and_cleaned_up(project: Path, standin: AwsStandIn) -> None:
+    # a proxy answers HTML pages for DescribeInstances and TerminateInstances: waiting fails, ending it fails too
+    standin.faults.html_errors = {"DescribeInstances": 10_000, "TerminateInstances": 10_000}
+    failed = cli("-o", "json", "create", "--instance-type", "t3.micro", "--wait", "--wait-timeout", "20s")
+    assert failed.code == 4, failed.err
+    error = failed.error()
+    instance_id = error["details"]["instance_id"]
+    assert instance_id in error["message"] and "resources cleanup" in error["hint"]
+    assert "<" not in failed.err and "html" not in failed.err.lower()  # no markup reaches the user
+    standin.faults.html_errors = {}
+    assert ec2_states(standin)[instance_id] in ALIVE
+    cleaned = cli("-o", "json", "resources", "cleanup", "--yes")  # no --all: it is not a kept instance
+    assert cleaned.code == 0, cleaned.err
+    assert [t["id"] for t in cleaned.json()["targets"]] == [instance_id]
+    assert ec2_states(standin)[instance_id] not in ALIVE
