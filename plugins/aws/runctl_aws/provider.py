@@ -1329,8 +1329,8 @@ class AwsProvider:
 def _quota_error(exc: RunctlError, instance_type: str, region: str, *, spot: bool) -> QuotaError:
     """A quota refusal with the Service Quotas hint naming the quota that applies (EC2 quotas count vCPUs per
     instance family group: https://docs.aws.amazon.com/ec2/latest/instancetypes/ec2-instance-quotas.html)."""
-    families = (("vt", "G and VT"), ("g", "G and VT"), ("inf", "Inf"), ("trn", "Trn"), ("dl", "DL"))
-    families += (("p", "P"), ("f", "F"), ("x", "X"))
+    families = [("vt", "G and VT"), ("g", "G and VT"), ("inf", "Inf"), ("trn", "Trn"), ("dl", "DL")]
+    families += [("p", "P"), ("f", "F"), ("x", "X")]
     name = next((group for prefix, group in families if instance_type.startswith(prefix)), "")
     name = name or "Standard (A, C, D, H, I, M, R, T, Z)"
     quota = f"All {name} Spot Instance Requests" if spot else f"Running On-Demand {name} instances"
