@@ -95,6 +95,8 @@ def price_cmd(
                 + (f" --gpu {gpu}" if gpu else "")
                 + (f" --instance-type {instance_type}" if instance_type else "")
             )
+        for provider_name, source in sorted({(o.provider, o.source) for o in offers if o.source}):
+            click.echo(f"{provider_name} prices: {source}")
         for skip in skipped:
             click.echo(
                 f"{skip['provider']}: not asked - {skip['reason']}" + (f" ({skip['hint']})" if skip["hint"] else "")

@@ -133,16 +133,21 @@ class AwsClient:
         core.register_component("data_loader", _shared_loader())  # parse the service models once per process
         self.session = boto3.Session(botocore_session=core)
         self.region: str | None = region or resolve_region(settings)[0]
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[tuple[str, str], Any] = {}
         self._secrets: list[str] | None = None
+        self.bucket_regions: dict[str, str] = {}
 
     # ------------------------------------------------------------------------------------------ plumbing
 
-    def client(self, service: str) -> Any:
-        if service not in self._clients:
+    def client(self, service: str, region: str | None = None) -> Any:
+        """The boto3 client of ``service`` for ``region`` (default: runctl's region). An S3 client for a bucket's
+        own region talks to that region's endpoint (``s3.REGION.amazonaws.com``), so that what it signs, presigned
+        URLs included, is valid where the bucket lives."""
+        region = region or self.region or ""
+        if (service, region) not in self._clients:
             from botocore.config import Config
 
-            if not self.region:
+            if not region:
                 raise CredentialsError(
                     "no AWS region is configured",
                     "set one: runctl config set providers.aws.region us-east-1 (or export AWS_REGION=us-east-1)",
@@ -151,14 +156,16 @@ class AwsClient:
                 retries={"total_max_attempts": 1, "mode": "standard"},
                 connect_timeout=10,
                 read_timeout=60,
-                s3={"addressing_style": "path"} if self.settings.endpoint_url else None,
+                s3={"addressing_style": "path" if self.settings.endpoint_url else "virtual"},
                 signature_version="s3v4" if service == "s3" else None,
             )
-            kwargs: dict[str, Any] = {"region_name": self.region, "config": config}
+            kwargs: dict[str, Any] = {"region_name": region, "config": config}
             if self.settings.endpoint_url:
                 kwargs["endpoint_url"] = self.settings.endpoint_url
-            self._clients[service] = self.session.client(service, **kwargs)
-        return self._clients[service]
+            elif service == "s3":
+                kwargs["endpoint_url"] = f"https://s3.{region}.amazonaws.com"
+            self._clients[(service, region)] = self.session.client(service, **kwargs)
+        return self._clients[(service, region)]
 
     def secrets(self) -> list[str]:
         """The credential values in use (to scrub from any text runctl shows)."""
@@ -177,8 +184,10 @@ class AwsClient:
             text = text.replace(secret, "<redacted>")
         return text
 
-    def _call(self, service: str, operation: str, *, idempotent: bool = True, **kwargs: Any) -> Any:
-        method = getattr(self.client(service), operation)
+    def _call(
+        self, service: str, operation: str, *, idempotent: bool = True, region: str | None = None, **kwargs: Any
+    ) -> Any:
+        method = getattr(self.client(service, region), operation)
         attempt = 1
         while True:
             try:
@@ -450,29 +459,63 @@ class AwsClient:
     # ------------------------------------------------------------------------------------------ S3
 
     def bucket_error(self, bucket: str) -> RunctlError | None:
-        """None when the bucket is usable, else the error (NotFoundError, AuthError, ...)."""
+        """None when the bucket is usable, else the error (NotFoundError, AuthError, ...). Learns its region."""
         try:
-            self._call("s3", "head_bucket", Bucket=bucket)
+            self.bucket_region(bucket)
         except RunctlError as exc:
             return exc
         return None
 
+    def bucket_region(self, bucket: str) -> str:
+        """The bucket's region, from HeadBucket's ``x-amz-bucket-region`` header (sent by S3 also when the
+        request went to another region and was answered 301/400, as the HeadBucket API reference documents)."""
+        if bucket in self.bucket_regions:
+            return self.bucket_regions[bucket]
+        from botocore.exceptions import ClientError
+
+        client = self.client("s3")
+        found = ""
+        for attempt in range(1, self.settings.retry_attempts + 1):
+            try:
+                reply = client.head_bucket(Bucket=bucket)
+                found = reply.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region", "")
+                break
+            except ClientError as exc:
+                found = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region", "")
+                status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+                if found and status in (301, 307, 400):
+                    break
+                error = self._map(exc, "s3", "HeadBucket")
+                if not isinstance(error, TransientError) or attempt >= self.settings.retry_attempts:
+                    raise error from None
+            except Exception as exc:
+                error = self._map(exc, "s3", "HeadBucket")
+                if not isinstance(error, TransientError) or attempt >= self.settings.retry_attempts:
+                    raise error from None
+            self._sleep(self.settings.retry_base_delay * (2 ** (attempt - 1)))
+        self.bucket_regions[bucket] = found or str(self.region)
+        return self.bucket_regions[bucket]
+
+    def _s3(self, operation: str, bucket: str, **kwargs: Any) -> Any:
+        """An S3 call on ``bucket``, made in the bucket's own region."""
+        return self._call("s3", operation, region=self.bucket_region(bucket), Bucket=bucket, **kwargs)
+
     def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
-        self._call("s3", "put_object", Bucket=bucket, Key=key, Body=data)
+        self._s3("put_object", bucket, Key=key, Body=data)
 
     def object_size(self, bucket: str, key: str) -> int | None:
         try:
-            reply = self._call("s3", "head_object", Bucket=bucket, Key=key)
+            reply = self._s3("head_object", bucket, Key=key)
         except NotFoundError:
             return None
         return int(reply.get("ContentLength", 0))
 
     def get_bytes(self, bucket: str, key: str, byte_range: str | None = None) -> bytes | None:
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        kwargs: dict[str, Any] = {"Key": key}
         if byte_range:
             kwargs["Range"] = byte_range
         try:
-            reply = self._call("s3", "get_object", **kwargs)
+            reply = self._s3("get_object", bucket, **kwargs)
         except NotFoundError:
             return None
         except ProviderError as exc:
@@ -484,10 +527,10 @@ class AwsClient:
     def list_objects(self, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
         token: str | None = None
         for _ in range(1000):
-            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+            kwargs: dict[str, Any] = {"Prefix": prefix}
             if token:
                 kwargs["ContinuationToken"] = token
-            reply = self._call("s3", "list_objects_v2", **kwargs)
+            reply = self._s3("list_objects_v2", bucket, **kwargs)
             yield from reply.get("Contents", [])
             token = reply.get("NextContinuationToken")
             if not reply.get("IsTruncated") or not token:
@@ -497,22 +540,22 @@ class AwsClient:
         keys = [item["Key"] for item in self.list_objects(bucket, prefix)]
         for start in range(0, len(keys), 1000):
             batch = [{"Key": key} for key in keys[start : start + 1000]]
-            self._call("s3", "delete_objects", Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+            self._s3("delete_objects", bucket, Delete={"Objects": batch, "Quiet": True})
         return len(keys)
 
     def delete_object(self, bucket: str, key: str) -> None:
-        self._call("s3", "delete_object", Bucket=bucket, Key=key)
+        self._s3("delete_object", bucket, Key=key)
 
     def presign_get(self, bucket: str, key: str, expires: int = 900) -> str:
         return str(
-            self.client("s3").generate_presigned_url(
+            self.client("s3", self.bucket_region(bucket)).generate_presigned_url(
                 "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires
             )
         )
 
     def presign_post(self, bucket: str, prefix: str, expires: int) -> dict[str, Any]:
         """A presigned POST letting the holder upload any key under ``prefix`` (and nothing else)."""
-        reply = self.client("s3").generate_presigned_post(
+        reply = self.client("s3", self.bucket_region(bucket)).generate_presigned_post(
             bucket, prefix + "${filename}", Conditions=[["starts-with", "$key", prefix]], ExpiresIn=expires
         )
         return {"url": reply["url"], "fields": reply["fields"], "prefix": prefix}

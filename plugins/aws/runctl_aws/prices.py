@@ -65,6 +65,12 @@ def table_date() -> str:
     return str(table()["date"])
 
 
+def table_age_days() -> int:
+    from datetime import date
+
+    return (date.today() - date.fromisoformat(table_date())).days
+
+
 def type_info(name: str) -> TypeInfo | None:
     raw = table()["types"].get(name)
     if raw is None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from runctl_aws import prices, scripts
 from runctl_aws.models import CommandResult, Ec2Instance
-from runctl_aws.settings import DEFAULT_ARM_AMI_PARAMETER, DEFAULT_GPU_AMI_NAME, AwsSettings, resolve_region
+from runctl_aws.settings import AwsSettings, resolve_region
 from runctl_core.errors import (
     CapacityError,
     CredentialsError,
@@ -376,25 +376,9 @@ class AwsProvider:
     # ------------------------------------------------------------------------------------------ create
 
     def _resolve_type(self, ctx: ProviderContext, spec: InstanceSpec) -> str:
-        settings = _settings(ctx)
-        if spec.instance_type:
-            if not re.match(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$", spec.instance_type):
-                raise UsageError(
-                    f"{spec.instance_type!r} is not an EC2 instance type", "e.g. --instance-type g5.xlarge"
-                )
-            info = prices.type_info(spec.instance_type)
-            if spec.gpu and info is not None and info.gpu != prices.normalize_gpu(spec.gpu):
-                raise UsageError(f"{spec.instance_type} has no {spec.gpu} GPU", "give either --gpu or --instance-type")
-            return spec.instance_type
-        if spec.gpu:
-            chosen = prices.choose_type_for_gpu(spec.gpu, spec.gpu_count)
-            if chosen is None:
-                raise UsageError(
-                    f"no EC2 instance type known to runctl has {spec.gpu_count} x {spec.gpu}",
-                    f"GPUs runctl knows on AWS: {', '.join(prices.known_gpus())}; or pass --instance-type",
-                )
-            return chosen.name
-        return settings.default_instance_type
+        from runctl_aws.offers import resolve
+
+        return resolve(_settings(ctx), spec.instance_type, spec.gpu, spec.gpu_count).instance_type
 
     def _check_prerequisites(self, ctx: ProviderContext, client: Any) -> None:
         """Credentials, region, bucket and instance profile: checked before anything is paid for."""
@@ -458,25 +442,19 @@ class AwsProvider:
             )
 
     def _image(self, ctx: ProviderContext, client: Any, spec: InstanceSpec, instance_type: str) -> str:
+        from runctl_aws.offers import default_image
+
         settings = _settings(ctx)
         if spec.image or settings.image:
             return str(spec.image or settings.image)
-        if prices.is_gpu_type(instance_type):
-            image = client.get_parameter(settings.gpu_ami_parameter)
-            if image is None:
-                image = client.latest_image(DEFAULT_GPU_AMI_NAME, ["amazon"])
-            if image is None:
-                raise PrerequisiteError(
-                    f"no Deep Learning AMI was found in {client.region}",
-                    "name one: --image ami-... or runctl config set providers.aws.image ami-...",
-                )
-            return str(image)
-        parameter = DEFAULT_ARM_AMI_PARAMETER if prices.is_arm_type(instance_type) else settings.cpu_ami_parameter
-        image = client.get_parameter(parameter)
+        choice = default_image(settings, instance_type)
+        image = client.get_parameter(choice.parameter)
+        if image is None and choice.name_pattern:
+            image = client.latest_image(choice.name_pattern, ["amazon"])
         if image is None:
             raise PrerequisiteError(
-                f"the AMI parameter {parameter} does not exist in {client.region}",
-                "name an AMI: --image ami-... or providers.aws.image",
+                f"no {choice.what} AMI was found in {client.region} (SSM parameter {choice.parameter})",
+                "name one: --image ami-... or runctl config set providers.aws.image ami-...",
             )
         return str(image)
 
@@ -548,8 +526,13 @@ class AwsProvider:
 
     @hookimpl
     def create(self, ctx: ProviderContext, spec: InstanceSpec) -> Instance:
+        from runctl_aws.offers import resolve
+
         client = self._client(ctx, spec.region)
-        instance_type = self._resolve_type(ctx, spec)
+        resolution = resolve(_settings(ctx), spec.instance_type, spec.gpu, spec.gpu_count)
+        instance_type = resolution.instance_type
+        if resolution.note:
+            ctx.warn(resolution.note)
         self._check_prerequisites(ctx, client)
         region = str(client.region)
         image = self._image(ctx, client, spec, instance_type)
@@ -1084,14 +1067,31 @@ class AwsProvider:
 
         settings = _settings(ctx)
         region = query.region or resolve_region(settings)[0] or "us-east-1"
+        note = ""
         if query.instance_type:
             names = [query.instance_type]
         elif query.gpu:
+            from runctl_aws.offers import available_counts, resolve
+
             names = [info.name for info in prices.types_for_gpu(query.gpu, query.gpu_count)]
+            if not names and query.gpu_count is not None and prices.normalize_gpu(query.gpu):
+                try:  # no exact count: the machines create would launch (the smallest count above), said so
+                    chosen = resolve(settings, None, query.gpu, query.gpu_count)
+                except UsageError:  # no count above either
+                    chosen = None
+                    note = f"AWS has no {query.gpu_count}x {prices.normalize_gpu(query.gpu)} machine; " + (
+                        available_counts(str(prices.normalize_gpu(query.gpu)))
+                    )
+                if chosen is not None:
+                    note = chosen.note
+                    names = [info.name for info in prices.types_for_gpu(query.gpu, chosen.gpu_count)]
         else:
             names = prices.known_types()
         if not names:
+            if note:
+                raise UsageError(note, "pass a --gpu-count AWS has, or another --gpu")
             return []
+        od_source = f"bundled table {prices.table_date()} ({prices.table_age_days()} days old)"
         spot: dict[str, float] = {}
         spot_source = "spot: not asked"
         if query.spot is not False:
@@ -1117,7 +1117,7 @@ class AwsProvider:
                     spot_hourly=spot.get(name),
                     availability="unknown",
                     region=region,
-                    source=f"on-demand: bundled table {prices.table_date()}; {spot_source}",
+                    source=(f"{note}. " if note else "") + f"on-demand: {od_source}; {spot_source}",
                 )
             )
         return offers
@@ -1126,6 +1126,8 @@ class AwsProvider:
 
     @hookimpl
     def plan(self, ctx: ProviderContext, request: PlanRequest) -> list[PlannedCall]:
+        from runctl_aws.offers import default_image, resolve
+
         settings = _settings(ctx)
         bucket = settings.bucket or "<providers.aws.bucket is not set>"
         spec = request.instance
@@ -1140,7 +1142,8 @@ class AwsProvider:
 
         for step in request.steps:
             if step == "create" and spec is not None:
-                instance_type = self._resolve_type(ctx, spec)
+                resolution = resolve(settings, spec.instance_type, spec.gpu, spec.gpu_count)
+                instance_type = resolution.instance_type
                 add(step, "sts", "GetCallerIdentity", region=region, region_from=where)
                 add(step, "s3", "HeadBucket", Bucket=bucket)
                 add(step, "iam", "GetInstanceProfile", InstanceProfileName=settings.instance_profile)
@@ -1153,14 +1156,17 @@ class AwsProvider:
                 )
                 image = spec.image or settings.image
                 if not image:
-                    if prices.is_gpu_type(instance_type):
-                        parameter = settings.gpu_ami_parameter
-                    elif prices.is_arm_type(instance_type):
-                        parameter = DEFAULT_ARM_AMI_PARAMETER
-                    else:
-                        parameter = settings.cpu_ami_parameter
-                    add(step, "ssm", "GetParameter", Name=parameter)
-                    image = f"<value of {parameter}>"
+                    choice = default_image(settings, instance_type)
+                    add(step, "ssm", "GetParameter", Name=choice.parameter)
+                    if choice.name_pattern:
+                        add(
+                            step,
+                            "ec2",
+                            "DescribeImages (only if the parameter is missing)",
+                            Owners=["amazon"],
+                            Filters=[{"Name": "name", "Values": [choice.name_pattern]}],
+                        )
+                    image = f"<value of {choice.parameter}>"
                 if spec.disk_gb:
                     add(step, "ec2", "DescribeImages", ImageIds=[image], note="the AMI's root device name")
                 tags = self._tags(spec, "<now>")
@@ -1213,7 +1219,16 @@ class AwsProvider:
                         paid=True,
                         **fallback,
                     )
-                add(step, "runctl", "cost estimate", instance_type=instance_type, region=region, **estimate)
+                add(
+                    step,
+                    "runctl",
+                    "cost estimate",
+                    instance_type=instance_type,
+                    gpu=f"{resolution.gpu_count}x {resolution.gpu}" if resolution.gpu else None,
+                    note=resolution.note or None,
+                    region=region,
+                    **estimate,
+                )
             elif step == "wait":
                 add(step, "ec2", "DescribeInstances", InstanceIds=[target])
                 add(step, "ssm", "DescribeInstanceInformation", Filters=[{"Key": "InstanceIds", "Values": [target]}])

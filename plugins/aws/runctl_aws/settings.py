@@ -17,6 +17,11 @@ DEFAULT_CPU_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-ker
 DEFAULT_ARM_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
 DEFAULT_GPU_AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
 DEFAULT_GPU_AMI_NAME = "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)*"
+# Graviton GPU machines (g5g, NVIDIA T4G): the arm64 variant of the Deep Learning Base AMI
+DEFAULT_ARM_GPU_AMI_PARAMETER = (
+    "/aws/service/deeplearning/ami/arm64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+)
+DEFAULT_ARM_GPU_AMI_NAME = "Deep Learning ARM64 Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)*"
 
 
 class AwsSettings(BaseModel):

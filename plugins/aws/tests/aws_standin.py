@@ -21,6 +21,13 @@ that adds what moto does not do, so that what runctl sends to an instance really
   mean the instance is (or will be) terminated. For ``consistency_window`` seconds after RunInstances (default
   1 s, on in every test) EC2 calls naming a new instance by id answer ``InvalidInstanceID.NotFound`` and do
   nothing. (Unfiltered listings are not affected here.)
+* S3 is region-bound: a request signed for another region than the bucket's is not served. A presigned GET or
+  POST (query or form credential scope) answers ``307 TemporaryRedirect`` with a ``Location`` on the bucket's
+  regional endpoint, which urllib does not follow for POST (S3's documented redirect for requests that reach the
+  wrong region or a new bucket's global name: https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingRouting.html
+  and https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html, TemporaryRedirect); a signed
+  HeadBucket answers ``301`` with ``x-amz-bucket-region`` (HeadBucket API reference); other signed requests
+  answer ``400 AuthorizationHeaderMalformed`` naming the expected region.
 * Faults: throttling (``RequestLimitExceeded``/``ThrottlingException``) for the next N calls of an operation,
   spot capacity refused, a response lost after the call succeeded, a spot interruption (notice, then
   termination with ``Server.SpotInstanceTermination``), realistic spot prices.
@@ -51,6 +58,7 @@ ACCOUNT = "123456789012"
 SSM_OUTPUT_LIMIT = 24000
 EC2_NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
 DLAMI_ID = "ami-0d1a0d1a0d1a0d1a0"
+DLAMI_ARM_ID = "ami-0a64a64a64a64a64a"
 
 FAKE_SHUTDOWN = r"""#!/bin/sh
 # stand-in for shutdown(8): ask the stand-in to halt this instance ("now" or "+MINUTES"; -c cancels)
@@ -227,6 +235,9 @@ class AwsStandIn:
         body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)
         service, region = _service_region(environ)
+        wrong = self._wrong_s3_region(environ, service, region, body)
+        if wrong is not None:
+            return wrong(start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target.startswith("AmazonSSM."):
             operation = target.split(".", 1)[1]
@@ -267,6 +278,57 @@ class AwsStandIn:
         elif service:
             self.calls.append((service, environ.get("REQUEST_METHOD", "") + " " + path))
         return self._moto(environ, start_response)
+
+    def _wrong_s3_region(self, environ: dict[str, Any], service: str, region: str, body: bytes) -> Any:
+        """S3's answer to a request signed for a region other than the bucket's, or None when it is right."""
+        path = environ.get("PATH_INFO", "")
+        bucket_name = path.strip("/").split("/", 1)[0]
+        if not bucket_name or service not in ("s3", ""):
+            return None
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        presigned = ""
+        if "X-Amz-Credential" in query:
+            presigned = query["X-Amz-Credential"][0]
+        elif service == "" and environ.get("REQUEST_METHOD") == "POST":
+            match = re.search(rb'name="x-amz-credential"\r\n\r\n([^\r]+)', body)
+            presigned = match.group(1).decode() if match else ""
+        if service == "" and not presigned:
+            return None
+        signed = presigned.split("/")[2] if presigned.count("/") >= 3 else region
+        bucket_region = self.bucket_region(bucket_name)
+        if bucket_region is None or signed == bucket_region:
+            return None
+        regional = f"{bucket_name}.s3.{bucket_region}.amazonaws.com"
+        if presigned:
+            return lambda start: _s3_error(
+                start,
+                "307 Temporary Redirect",
+                "TemporaryRedirect",
+                "Please re-send this request to the "
+                "specified temporary endpoint. Continue to use the original request endpoint for future requests.",
+                [("Location", f"https://{regional}{path}")],
+                f"<Endpoint>{regional}</Endpoint>",
+            )
+        if environ.get("REQUEST_METHOD") == "HEAD" and "/" not in path.strip("/"):
+            return lambda start: _s3_error(
+                start, "301 Moved Permanently", "PermanentRedirect", "", [("x-amz-bucket-region", bucket_region)], ""
+            )
+        return lambda start: _s3_error(
+            start,
+            "400 Bad Request",
+            "AuthorizationHeaderMalformed",
+            f"The authorization header is malformed; the region '{signed}' is wrong; expecting '{bucket_region}'",
+            [("x-amz-bucket-region", bucket_region)],
+            f"<Region>{bucket_region}</Region>",
+        )
+
+    def bucket_region(self, name: str) -> str | None:
+        from moto.backends import get_backend
+
+        try:
+            return str(get_backend("s3")[ACCOUNT]["aws"].buckets[name].region_name)
+        except KeyError:
+            return None
 
     def _not_yet_visible(self, params: dict[str, str]) -> str:
         """The first instance id named in the call that EC2 does not show yet (eventual consistency), or ""."""
@@ -398,11 +460,12 @@ class AwsStandIn:
 
     def _ssm_GetParameter(self, start_response: Any, request: dict[str, Any], region: str) -> Any:
         name = request.get("Name", "")
-        if name.startswith("/aws/service/deeplearning/"):  # public parameter moto does not carry
+        if name.startswith("/aws/service/deeplearning/"):  # public parameters moto does not carry
+            value = DLAMI_ARM_ID if "/arm64/" in name else DLAMI_ID
             return _json(
                 start_response,
                 200,
-                {"Parameter": {"Name": name, "Type": "String", "Value": DLAMI_ID, "Version": 1, "DataType": "text"}},
+                {"Parameter": {"Name": name, "Type": "String", "Value": value, "Version": 1, "DataType": "text"}},
             )
         return None  # everything else: moto
 
@@ -729,6 +792,19 @@ def _ec2_error(start_response: Any, status: int, code: str, message: str) -> lis
         f"<Message>{message}</Message></Error></Errors><RequestID>{uuid.uuid4()}</RequestID></Response>"
     ).encode()
     start_response(f"{status} Error", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _s3_error(
+    start_response: Any, status: str, code: str, message: str, headers: list[tuple[str, str]], extra: str
+) -> list[bytes]:
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message>{extra}'
+        f"<RequestId>{uuid.uuid4().hex[:16]}</RequestId></Error>"
+    ).encode()
+    if status.startswith("301") and code == "PermanentRedirect" and not message:
+        body = b""  # a HEAD answer has no body
+    start_response(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(body))), *headers])
     return [body]
 
 

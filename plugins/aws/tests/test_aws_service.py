@@ -232,3 +232,81 @@ def test_create_wait_whose_terminate_fails_too_is_named_and_cleaned_up(project: 
     assert cleaned.code == 0, cleaned.err
     assert [t["id"] for t in cleaned.json()["targets"]] == [instance_id]
     assert ec2_states(standin)[instance_id] not in ALIVE
+
+
+# ------------------------------------------------------------------------------------------ 3. region-bound S3
+
+
+def test_a_bucket_in_another_region_is_signed_for_its_own_region(project: Path, standin: AwsStandIn) -> None:
+    s3 = boto3.client("s3", region_name="eu-west-1", endpoint_url=standin.url)
+    s3.create_bucket(Bucket="runctl-eu-bucket", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    write_settings(project, standin, bucket="runctl-eu-bucket")  # instances in us-east-1, the bucket in eu-west-1
+    done = cli("-o", "json", "run", "examples/train.py", "--instance-type", "t3.micro", "--", "--epochs", "2")
+    assert done.code == 0, done.err
+    doc = done.json()
+    assert sorted(Path(p).name for p in doc["checkpoints"]) == ["ckpt-0001.json", "ckpt-0002.json", "metrics.json"]
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="runctl-eu-bucket")["Contents"]}
+    assert f"runctl/{doc['job']['job_id']}/log" in keys  # uploaded from the instance through the presigned POST
+
+
+# ------------------------------------------------------------------------------------------ 6. GPUs and prices
+
+
+@pytest.mark.parametrize(
+    ("request_args", "launched", "gpus"),
+    [
+        (["--gpu", "A100"], "p4d.24xlarge", "8x A100"),  # AWS has no 1x A100: said, priced, before spending
+        (["--gpu", "T4"], "g4dn.xlarge", "1x T4"),
+        (["--gpu", "A10G", "--gpu-count", "2"], "g5.12xlarge", "4x A10G"),
+        (["--instance-type", "g6.xlarge"], "g6.xlarge", "1x L4"),
+    ],
+)
+def test_one_resolution_serves_price_dry_run_and_create(
+    project: Path, standin: AwsStandIn, request_args: list[str], launched: str, gpus: str
+) -> None:
+    plan = cli("-o", "json", "create", "--dry-run", *request_args)
+    assert plan.code == 0, plan.err
+    doc = plan.json()
+    run = next(c for c in doc["calls"] if c["operation"] == "RunInstances")
+    assert run["params"]["InstanceType"] == launched
+    assert doc["hourly_price"] is not None  # never "price unknown" for what would be launched
+    text = cli("create", "--dry-run", *request_args)
+    assert f"{launched} ({gpus}) on-demand $" in text.out, text.out
+    created = cli("-o", "json", "create", *request_args)
+    assert created.code == 0, created.err
+    assert created.json()["instance_type"] == launched
+    if launched == "p4d.24xlarge":
+        assert "AWS has no 1x A100" in created.err  # warned before RunInstances
+    assert cli("terminate", created.json()["id"], "--yes").code == 0
+
+
+def test_price_says_aws_has_no_single_a100_and_how_old_the_table_is(project: Path, standin: AwsStandIn) -> None:
+    priced = cli("-o", "json", "price", "--gpu", "A100", "--gpu-count", "1")
+    assert priced.code == 0, priced.err
+    offers = priced.json()["offers"]
+    assert [(o["instance_type"], o["gpu_count"]) for o in offers] == [("p4d.24xlarge", 8)]
+    assert "AWS has no 1x A100" in offers[0]["source"]
+    text = cli("price", "--gpu", "A100", "--gpu-count", "1")
+    assert "AWS has no 1x A100" in text.out and "p4d.24xlarge" in text.out
+    assert "bundled table 2025-05-01 (" in text.out and "days old)" in text.out
+    none = cli("-o", "json", "price", "--gpu", "H100", "--gpu-count", "16")
+    assert none.code == 2 and "AWS has no 16x H100" in none.error()["message"]
+
+
+def test_graviton_gpu_gets_the_arm64_image_and_neuron_types_are_refused(project: Path, standin: AwsStandIn) -> None:
+    arm = cli("-o", "json", "create", "--dry-run", "--instance-type", "g5g.xlarge")
+    assert arm.code == 0, arm.err
+    parameter = next(c for c in arm.json()["calls"] if c["operation"] == "GetParameter")["params"]["Name"]
+    assert "/deeplearning/ami/arm64/" in parameter
+    created = cli("-o", "json", "create", "--instance-type", "g5g.xlarge")
+    assert created.code == 0, created.err
+    image = boto3.client("ec2", region_name="us-east-1", endpoint_url=standin.url).describe_instances()
+    images = {i["InstanceId"]: i["ImageId"] for r in image["Reservations"] for i in r["Instances"]}
+    from aws_standin import DLAMI_ARM_ID
+
+    assert images[created.json()["id"]] == DLAMI_ARM_ID
+    assert cli("terminate", created.json()["id"], "--yes").code == 0
+    for kind in ("inf2.xlarge", "trn1.2xlarge"):
+        refused = cli("-o", "json", "create", "--instance-type", kind)
+        assert refused.code == 2 and "Neuron" in refused.error()["message"], refused.err
+        assert "--image" in refused.error()["hint"]

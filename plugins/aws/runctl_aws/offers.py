@@ -1,0 +1,111 @@
+"""What the AWS provider offers and at what price: the one GPU/instance-type resolution used by create, run, the dry
+run and ``price``; the images each family needs (or a clear refusal); the ``price`` and ``capabilities`` hooks.
+
+One function, :func:`resolve`, turns ``--instance-type`` / ``--gpu`` / ``--gpu-count`` into the instance type that
+will be launched, so the price shown before anything is spent is the price of what is launched.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from runctl_aws import prices
+from runctl_aws.settings import (
+    DEFAULT_ARM_AMI_PARAMETER,
+    DEFAULT_ARM_GPU_AMI_NAME,
+    DEFAULT_ARM_GPU_AMI_PARAMETER,
+    DEFAULT_GPU_AMI_NAME,
+    AwsSettings,
+)
+from runctl_core.errors import CapabilityError, UsageError
+
+TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+# AWS's own accelerators need the Neuron SDK and its images; runctl has no default for them
+NEURON_FAMILIES = ("inf1", "inf2", "trn1", "trn1n", "trn2")
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The instance type a request launches, its GPUs, and what differs from what was asked (``note``)."""
+
+    instance_type: str
+    gpu: str | None
+    gpu_count: int
+    note: str = ""
+
+
+def resolve(settings: AwsSettings, instance_type: str | None, gpu: str | None, gpu_count: int) -> Resolution:
+    """The instance type for ``--instance-type`` / ``--gpu`` (cheapest with exactly ``gpu_count`` GPUs, else the
+    smallest machine with more, said in ``note``). Raises UsageError for names AWS does not have."""
+    if instance_type:
+        if not TYPE_RE.match(instance_type):
+            raise UsageError(f"{instance_type!r} is not an EC2 instance type", "e.g. --instance-type g5.xlarge")
+        info = prices.type_info(instance_type)
+        if gpu and info is not None and info.gpu != prices.normalize_gpu(gpu):
+            raise UsageError(f"{instance_type} has no {gpu} GPU", "give either --gpu or --instance-type")
+        return Resolution(instance_type, info.gpu if info else None, info.gpu_count if info else 0)
+    if gpu:
+        wanted = prices.normalize_gpu(gpu)
+        if wanted is None:
+            raise UsageError(
+                f"runctl knows no EC2 instance type with a {gpu!r} GPU",
+                f"GPUs runctl knows on AWS: {', '.join(prices.known_gpus())}; or pass --instance-type",
+            )
+        exact = prices.types_for_gpu(wanted, gpu_count)
+        if exact:
+            return Resolution(exact[0].name, wanted, gpu_count)
+        larger = [info for info in prices.types_for_gpu(wanted, None) if info.gpu_count > gpu_count]
+        if not larger:
+            raise UsageError(
+                f"AWS has no instance type with {gpu_count} x {wanted}",
+                f"available: {available_counts(wanted)}; pass --gpu-count with one of them",
+            )
+        larger.sort(key=lambda info: (info.gpu_count, prices.on_demand(info.name, "us-east-1") or 1e9))
+        chosen = larger[0]
+        return Resolution(
+            chosen.name,
+            wanted,
+            chosen.gpu_count,
+            note=f"AWS has no {gpu_count}x {wanted} machine; the smallest with {wanted} is {chosen.name} "
+            f"with {chosen.gpu_count}x {wanted} ({available_counts(wanted)})",
+        )
+    return Resolution(settings.default_instance_type, None, 0)
+
+
+def available_counts(gpu: str) -> str:
+    """E.g. "A10G: 1x (g5.xlarge...), 4x (g5.12xlarge...), 8x (g5.48xlarge)"."""
+    by_count: dict[int, list[str]] = {}
+    for info in prices.types_for_gpu(gpu, None):
+        by_count.setdefault(info.gpu_count, []).append(info.name)
+    parts = [f"{count}x on {', '.join(names[:3])}" for count, names in sorted(by_count.items())]
+    return f"{gpu} on AWS: " + "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class ImageChoice:
+    """Where the default AMI of an instance type comes from: a public SSM parameter, then a name pattern."""
+
+    parameter: str
+    name_pattern: str | None
+    what: str
+
+
+def default_image(settings: AwsSettings, instance_type: str) -> ImageChoice:
+    """The default image of a family, or a CapabilityError for families runctl has none for (never an image of
+    the wrong architecture or without the accelerator's driver)."""
+    family = prices.family(instance_type)
+    if family in NEURON_FAMILIES:
+        raise CapabilityError(
+            f"{instance_type} is an AWS Inferentia/Trainium machine; runctl has no default image with the Neuron SDK",
+            "pass an AMI with the Neuron SDK: --image ami-... (e.g. an AWS Deep Learning AMI Neuron), "
+            "or choose a GPU type (--gpu T4, A10G, L4, ...)",
+        )
+    arm = prices.is_arm_type(instance_type) or family == "g5g"
+    if prices.is_gpu_type(instance_type):
+        if arm:  # Graviton with NVIDIA T4G: the arm64 Deep Learning Base AMI
+            return ImageChoice(DEFAULT_ARM_GPU_AMI_PARAMETER, DEFAULT_ARM_GPU_AMI_NAME, "Deep Learning Base arm64")
+        return ImageChoice(settings.gpu_ami_parameter, DEFAULT_GPU_AMI_NAME, "Deep Learning Base")
+    if arm:
+        return ImageChoice(DEFAULT_ARM_AMI_PARAMETER, None, "Amazon Linux 2023 arm64")
+    return ImageChoice(settings.cpu_ami_parameter, None, "Amazon Linux 2023")
