@@ -61,7 +61,7 @@ def wait_until(check: Any, timeout: float = 30) -> Any:
 def test_not_found_right_after_create_means_pending_and_terminate_still_terminates(
     project: Path, standin: AwsStandIn
 ) -> None:
-    standin.consistency_window = 4.0  # EC2 names the new instance NotFound for 4 s (as AWS documents it may)
+    standin.consistency_window = 4.0  # EC2 names the new instance NotFound for 4 s (reset after the test)
     created = cli("-o", "json", "create", "--instance-type", "t3.micro")
     assert created.code == 0, created.err
     instance_id = created.json()["id"]
@@ -205,8 +205,10 @@ def test_a_just_created_instance_profile_is_given_time_to_propagate(project: Pat
 # ------------------------------------------------------------------------------------------ 5. create --wait fails
 
 
-def test_create_wait_that_fails_terminates_the_instance_and_names_it(project: Path, standin: AwsStandIn) -> None:
-    standin.ssm_delay = 1000.0  # the SSM agent never comes online
+def test_create_wait_that_fails_terminates_the_instance_and_names_it(
+    project: Path, standin: AwsStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(standin, "ssm_delay", 1000.0)  # the SSM agent never comes online
     failed = cli("-o", "json", "create", "--instance-type", "t3.micro", "--wait", "--wait-timeout", "3s")
     assert failed.code == 5, failed.err
     error = failed.error()
