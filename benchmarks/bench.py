@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -42,6 +43,7 @@ class Bench:
         self.runs = runs
         self.work = work
         self.rows: list[dict[str, Any]] = []
+        self.cpu: list[float] = []
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNCTL_", "AWS_", "LYCEUM_", "RUNPOD_"))}
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.env.update(
@@ -55,12 +57,21 @@ class Bench:
     # ---------------------------------------------------------------------------------------------- helpers
 
     def time_cmd(self, cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> list[float]:
+        """Wall-clock ms per run; the CPU ms (user + system of the command and what it waited for) of the same
+        runs are kept in ``self.cpu`` - on a loaded machine they move much less than the wall clock."""
         samples = []
+        self.cpu = []
         for _ in range(self.runs):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             subprocess.run(cmd, cwd=cwd, env=env or self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             samples.append((time.perf_counter() - start) * 1000)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            self.cpu.append((after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000)
         return samples
+
+    def cpu_ms(self) -> float:
+        return statistics.median(self.cpu)
 
     def row(self, figure: str, value: str, anchor: str = "", ratio: str = "", note: str = "") -> None:
         self.rows.append({"figure": figure, "value": value, "anchor": anchor, "ratio": ratio, "note": note})
@@ -77,35 +88,56 @@ class Bench:
 
     def startup(self, project: Path) -> float:
         base = self.ms(self.time_cmd([PYTHON, "-c", "pass"], project))
+        base_cpu = self.cpu_ms()
         helped = self.ms(self.time_cmd([RUNCTL, "--help"], project))
-        self.row("runctl --help", f"{helped:.0f} ms", f"python -c pass {base:.0f} ms", f"{helped / base:.1f}x",
-                 target("help", helped))
+        self.row(
+            "runctl --help",
+            f"{helped:.0f} ms",
+            f"python -c pass {base:.0f} ms",
+            f"{helped / base:.1f}x",
+            f"cpu {self.cpu_ms():.0f} ms vs {base_cpu:.0f} ms; " + target("help", helped),
+        )
         for tool in ("sky", "dstack"):
             path = shutil.which(tool)
             if path is None:
                 self.row(f"{tool} --help", "not installed", "", "", "(issue 15 measured 4.1 s / 2.9 s elsewhere)")
             else:
                 other = self.ms(self.time_cmd([path, "--help"], project))
-                self.row(f"{tool} --help", f"{other:.0f} ms", f"runctl --help {helped:.0f} ms", f"{other / helped:.1f}x")
+                self.row(
+                    f"{tool} --help", f"{other:.0f} ms", f"runctl --help {helped:.0f} ms", f"{other / helped:.1f}x"
+                )
         return base
 
     def local_run(self, project: Path) -> None:
         (project / "noop.py").write_text("pass\n")
         direct = self.ms(self.time_cmd([PYTHON, "noop.py"], project))
+        direct_cpu = self.cpu_ms()
         via = self.ms(self.time_cmd([RUNCTL, "--provider", "local", "run", "noop.py"], project))
         overhead = via - direct
-        self.row("local run noop.py", f"{via:.0f} ms", f"python noop.py {direct:.0f} ms", f"{via / direct:.1f}x",
-                 f"overhead {overhead:.0f} ms; " + target("local_overhead", overhead))
+        self.row(
+            "local run noop.py",
+            f"{via:.0f} ms",
+            f"python noop.py {direct:.0f} ms",
+            f"{via / direct:.1f}x",
+            f"overhead {overhead:.0f} ms; runctl's own cpu {self.cpu_ms():.0f} ms vs {direct_cpu:.0f} ms; "
+            + target("local_overhead", overhead),
+        )
 
     def dry_runs(self, project: Path, base: float) -> None:
         names = installed_providers(self.env, project)
         for name in names:
             cmd = [RUNCTL, "--provider", name, "run", "noop.py", "--dry-run"]
             took = self.ms(self.time_cmd(cmd, project))
+            cpu = self.cpu_ms()
             imported = sdk_imports([PYTHON, "-X", "importtime", "-m", "runctl_core", *cmd[1:]], project, self.env)
             sdks = ", ".join(imported) or "no cloud SDK"
-            self.row(f"{name}: run --dry-run", f"{took:.0f} ms", f"python -c pass {base:.0f} ms",
-                     f"{took / base:.1f}x", f"{sdks}; " + target("dry_run", took))
+            self.row(
+                f"{name}: run --dry-run",
+                f"{took:.0f} ms",
+                f"python -c pass {base:.0f} ms",
+                f"{took / base:.1f}x",
+                f"cpu {cpu:.0f} ms; {sdks}; " + target("dry_run", took),
+            )
 
     def first_line(self, project: Path) -> None:
         (project / "first.py").write_text("import time\nprint(f'FIRST {time.time()}', flush=True)\n")
@@ -140,13 +172,18 @@ class Bench:
                 result = cli_json(["--provider", "local", "-o", "json", "sync", iid], big, self.env)
                 samples.append(time.perf_counter() - start)
             again = self.ms(samples)
-            self.row("re-sync 1 changed file of 5,001", f"{again:.2f} s",
-                     f"first sync {full:.2f} s ({first['files_sent']} files)", f"{again / full:.2f}x",
-                     f"{result['files_sent']} file(s), {result['bytes_sent']} bytes moved; target 0.3 s "
-                     + ("met" if again <= 0.3 else f"missed by {again - 0.3:.2f} s"))
+            self.row(
+                "re-sync 1 changed file of 5,001",
+                f"{again:.2f} s",
+                f"first sync {full:.2f} s ({first['files_sent']} files)",
+                f"{again / full:.2f}x",
+                f"{result['files_sent']} file(s), {result['bytes_sent']} bytes moved; target 0.3 s "
+                + ("met" if again <= 0.3 else f"missed by {again - 0.3:.2f} s"),
+            )
         finally:
-            subprocess.run([RUNCTL, "--provider", "local", "terminate", iid, "--yes"], cwd=big, env=self.env,
-                           capture_output=True)
+            subprocess.run(
+                [RUNCTL, "--provider", "local", "terminate", iid, "--yes"], cwd=big, env=self.env, capture_output=True
+            )
 
     def resources_200(self, tmp: Path) -> None:
         try:
@@ -155,14 +192,24 @@ class Bench:
             self.row("resources list, 200 Lyceum instances", "not measured", "", "", f"{type(exc).__name__}: {exc}")
             return
         calls, took, listed = counted
-        self.row("resources list, 200 Lyceum instances", f"{calls} API call(s)", f"{listed} instances listed",
-                 "", f"{took:.2f} s wall (Lyceum stand-in on 127.0.0.1)")
+        self.row(
+            "resources list, 200 Lyceum instances",
+            f"{calls} API call(s)",
+            f"{listed} instances listed",
+            "",
+            f"{took:.2f} s wall (Lyceum stand-in on 127.0.0.1)",
+        )
 
     def round_trips(self) -> None:
         for provider in ("aws", "runpod", "slurm"):
             for case in ("accepted -> job started", "2nd job on kept instance"):
-                self.row(f"{provider}: round trips, {case}", "not measured", "", "",
-                         "its stand-in lands no round-trip counter yet (issue 15.3, the provider's helper)")
+                self.row(
+                    f"{provider}: round trips, {case}",
+                    "not measured",
+                    "",
+                    "",
+                    "its stand-in lands no round-trip counter yet (issue 15.3, the provider's helper)",
+                )
 
 
 # -------------------------------------------------------------------------------------------------- pieces
@@ -218,8 +265,13 @@ def lyceum_resources_list(tmp: Path, env: dict[str, str], count: int) -> tuple[i
     sys.path.insert(0, str(REPO / "plugins" / "lyceum" / "tests"))
     from lyceum_standin import API_KEY, StandIn
 
-    standin = StandIn(api_key=API_KEY, work_dir=tmp / "ly-work", mount_dir=tmp / "ly-mnt",
-                      s3_endpoint="http://127.0.0.1:9", bucket="unused")
+    standin = StandIn(
+        api_key=API_KEY,
+        work_dir=tmp / "ly-work",
+        mount_dir=tmp / "ly-mnt",
+        s3_endpoint="http://127.0.0.1:9",
+        bucket="unused",
+    )
     standin.start()
     try:
         project = tmp / "ly-project"
@@ -261,8 +313,10 @@ def main() -> None:
         (project / ".runctl.toml").write_text("[providers.local]\nuse_uv = false\n")
         bench = Bench(opts.runs, tmp)
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        print(f"machine: {os.cpu_count()} cores, load {load:.1f}, python {sys.version.split()[0]}, "
-              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; medians of {opts.runs}")
+        print(
+            f"machine: {os.cpu_count()} cores, load {load:.1f}, python {sys.version.split()[0]}, "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; medians of {opts.runs}"
+        )
         print(f"{'figure':<44} {'value':>14}  {'anchor':<30} {'ratio':>8}  note")
         bench.warm(project)
         steps: list[Callable[[], Any]] = []

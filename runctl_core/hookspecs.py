@@ -157,8 +157,9 @@ def capabilities(ctx: ProviderContext) -> Capabilities:  # type: ignore[empty-bo
 @hookspec(firstresult=True)
 def check_credentials(ctx: ProviderContext, probe: bool) -> CredentialStatus:  # type: ignore[empty-body]
     """Say whether credentials are found (``probe=False``: look only, no network) or also accepted by the
-    API (``probe=True``: one cheap read-only call). Never raise for missing credentials; report them.
-    Fallback: ``found=True`` with source "not needed".
+    API (``probe=True``: one cheap read-only call; set ``accepted=True`` when the API accepted them and
+    ``accepted=False`` when it refused them - ``providers --check`` then says "refused" and exits 3). Never raise
+    for missing credentials; report them. Fallback: ``found=True`` with source "not needed".
     """
 
 

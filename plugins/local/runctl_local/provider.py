@@ -186,6 +186,7 @@ class LocalProvider:
             json.dump(job.env, fh)
         command = [
             sys.executable,
+            "-S",  # the runner is stdlib only: skipping site (.pth files of every installed plugin) starts it faster
             str(RUNNER_PATH),
             "supervise",
             "--job-dir",
