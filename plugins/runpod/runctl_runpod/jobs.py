@@ -7,11 +7,13 @@ before any termination runctl does, so ``logs``/``checkpoint list`` still answer
 
 from __future__ import annotations
 
+import base64
 import json
 import posixpath
 import shlex
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from runctl_core.errors import ProviderError, UsageError
 from runctl_core.models import (
@@ -25,11 +27,12 @@ from runctl_core.models import (
     SyncResult,
 )
 from runctl_runpod.compute import PodRecord, client, instance_from_pod, now, parse_time
-from runctl_runpod.transport import PodAccess, SshUnavailable, connect
+from runctl_runpod.transport import PodAccess, SshUnavailable, cached, connect
 
 LOG_CHUNK = 1 << 20
 MANIFEST = ".runctl-manifest.json"
 END_POD = Path(__file__).with_name("scripts") / "end_pod.py"
+T = TypeVar("T")
 TERMINAL = ("succeeded", "failed", "cancelled", "interrupted", "lost")
 
 
@@ -68,13 +71,13 @@ def job_record(access: PodAccess, job_id: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- ending itself
 
 
-def end_pod_command(access: PodAccess, pod_id: str, after: float = 0.0) -> str:
+def end_pod_command(access: PodAccess, pod_id: str, after: float = 0.0, path: str | None = None) -> str:
     """The command that ends this pod from a non-interactive shell on it: the pod id is explicit, and the
     pod-scoped key is found in the container environment files (SSH sessions do not inherit it)."""
     api = client(access.ctx)
     args = [
         access.s.python,
-        posixpath.join(access.base(), "end_pod.py"),
+        path or posixpath.join(access.base(), "end_pod.py"),
         "--pod",
         pod_id,
         "--api",
@@ -89,24 +92,39 @@ def end_pod_command(access: PodAccess, pod_id: str, after: float = 0.0) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
-def install_end_pod(access: PodAccess) -> None:
-    access.ssh.write_bytes(posixpath.join(access.base(), "end_pod.py"), END_POD.read_bytes(), 0o755)
+def end_pod_file(access: PodAccess) -> tuple[str, bytes, int]:
+    """end_pod.py as a file to write next to the runner (see :meth:`PodSsh.batch`)."""
+    return posixpath.join(access.base(), "end_pod.py"), END_POD.read_bytes(), 0o755
 
 
-def start_watchdog(access: PodAccess, pod_id: str) -> None:
-    """max_runtime: a detached timer on the pod that ends it when the time runs out, counted from creation."""
+def first_contact(access: PodAccess, pod_id: str) -> None:
+    """The first useful command on a new pod, in one round trip: make runctl's directory (and learn its absolute
+    path) and, for ``max_runtime``, install end_pod.py and start the timer that ends the pod when the time runs
+    out, counted from its creation."""
     record = access.record
     ends_at = parse_time(record.ends_at)
-    if record.watchdog or ends_at is None:
+    timer = ends_at is not None and not record.watchdog
+    if record.base and not timer:
         return
-    install_end_pod(access)
-    left = max(0.0, (ends_at - now()).total_seconds())
-    log = posixpath.join(access.base(), "watchdog.log")
-    command = end_pod_command(access, pod_id, after=left)
-    started = access.ssh.run(f"nohup setsid {command} > {shlex.quote(log)} 2>&1 < /dev/null &", timeout=60)
-    if started.exit_status != 0:
-        raise ProviderError(f"could not start the max_runtime timer on pod {pod_id}: {started.stderr.strip()[-300:]}")
-    record.watchdog = True
+    remote = shlex.quote(access.s.remote_dir)
+    script = f"mkdir -p {remote} && cd {remote} && pwd"
+    if timer and ends_at is not None:
+        left = max(0.0, (ends_at - now()).total_seconds())
+        encoded = base64.b64encode(END_POD.read_bytes()).decode()
+        script += (
+            f" && echo {encoded} | base64 -d > end_pod.py.tmp && mv end_pod.py.tmp end_pod.py"
+            f" && (nohup setsid {end_pod_command(access, pod_id, left, path='end_pod.py')}"
+            " > watchdog.log 2>&1 < /dev/null &)"
+        )
+    result = access.ssh.run(script, timeout=60)
+    base = result.stdout.strip().splitlines()[0] if result.stdout.strip() else ""
+    if result.exit_status != 0 or not base.startswith("/"):
+        raise ProviderError(
+            f"could not prepare {access.s.remote_dir} on pod {pod_id}: {result.stderr.strip()[-300:]}",
+            "check the remote_dir setting of [providers.runpod]",
+        )
+    record.base = base
+    record.watchdog = record.watchdog or timer
     record.save(access.ctx.state_dir)
 
 
@@ -124,7 +142,7 @@ def ready(ctx: ProviderContext, instance: Instance) -> Instance:
         return current.model_copy(update={"state": InstanceState.PENDING, "message": "waiting for the pod's SSH port"})
     try:
         access = connect(ctx, instance, pod)
-        start_watchdog(access, instance.id)  # also the first useful command: SSH answers and the shell works
+        first_contact(access, instance.id)  # the first useful command: SSH answers, the shell works
     except SshUnavailable as exc:
         return current.model_copy(update={"state": InstanceState.PENDING, "message": f"waiting for SSH: {exc.message}"})
     return current
@@ -143,7 +161,7 @@ def status(ctx: ProviderContext, instance: Instance, job: JobStatus | None) -> S
     if current.state is InstanceState.RUNNING and pod is not None and pod.ssh_endpoint():
         try:
             access = connect(ctx, instance, pod)
-            start_watchdog(access, instance.id)
+            first_contact(access, instance.id)
             return StatusReport(instance=current, job=job_status(job.job_id, job_record(access, job.job_id), job))
         except SshUnavailable as exc:
             return StatusReport(instance=current, job=job.model_copy(update={"message": exc.message}))
@@ -168,49 +186,69 @@ def live(ctx: ProviderContext, instance: Instance) -> PodAccess:
     return connect(ctx, instance, client(ctx).get_pod(instance.id))
 
 
+def reach(ctx: ProviderContext, instance: Instance, work: Callable[[PodAccess], T]) -> T:
+    """Run ``work`` on the pod at its last known SSH address (no API round trip); only if that does not answer,
+    ask the API where the pod is (or whether it is gone) and try once more."""
+    known = cached(ctx, instance)
+    if known is not None:
+        try:
+            return work(known)
+        except SshUnavailable:
+            known.ssh.close()
+    return work(live(ctx, instance))
+
+
 def sync(ctx: ProviderContext, instance: Instance, project: Any) -> SyncResult:
     from runctl_core.files import changed_files
 
-    access = live(ctx, instance)
-    ssh, base = access.ssh, access.base()
-    target = posixpath.join(base, "project")
-    manifest_path = posixpath.join(base, MANIFEST)
-    try:
-        previous = json.loads(ssh.read(manifest_path, 0, 64 << 20) or b"{}")
-    except ValueError:
-        previous = {}
-    send, delete = changed_files(project, previous if isinstance(previous, dict) else {})
-    ctx.report(f"sync: {len(send)} of {len(project.files)} files to send, {len(delete)} to delete")
-    ssh.run(f"mkdir -p {shlex.quote(target)}", timeout=60, check=True)
-    ssh.put_files([(project.root / f.path, posixpath.join(target, f.path), f.mode) for f in send])
-    ssh.remove([posixpath.join(target, rel) for rel in delete])
-    ssh.write_bytes(manifest_path, json.dumps(project.manifest()).encode())
-    return SyncResult(
-        remote_path=target,
-        files_total=len(project.files),
-        files_sent=len(send),
-        bytes_sent=sum(f.size for f in send),
-        files_deleted=len(delete),
-    )
+    def work(access: PodAccess) -> SyncResult:
+        ssh, base = access.ssh, access.base()
+        target = posixpath.join(base, "project")
+        manifest_path = posixpath.join(base, MANIFEST)
+        try:
+            previous = json.loads(ssh.read(manifest_path, 0, 64 << 20) or b"{}")
+        except ValueError:
+            previous = {}
+        previous = previous if isinstance(previous, dict) else {}
+        send, delete = changed_files(project, previous)
+        ctx.report(f"sync: {len(send)} of {len(project.files)} files to send, {len(delete)} to delete")
+        manifest = project.manifest()
+        if send or delete or manifest != previous:  # one SFTP session for everything
+            ssh.batch(
+                directories=[target],
+                puts=[(project.root / f.path, posixpath.join(target, f.path), f.mode) for f in send],
+                removes=[posixpath.join(target, rel) for rel in delete],
+                writes=[(manifest_path, json.dumps(manifest).encode(), 0o644)],
+            )
+        return SyncResult(
+            remote_path=target,
+            files_total=len(project.files),
+            files_sent=len(send),
+            bytes_sent=sum(f.size for f in send),
+            files_deleted=len(delete),
+        )
+
+    return reach(ctx, instance, work)
 
 
 def train(ctx: ProviderContext, instance: Instance, job: JobSpec) -> JobStatus:
+    return reach(ctx, instance, lambda access: _train(access, instance, job))
+
+
+def _train(access: PodAccess, instance: Instance, job: JobSpec) -> JobStatus:
+    """Write the runner, the job's env and its launcher in one SFTP session, then check and launch in one SSH
+    command: two round trips from "train" to "job started"."""
     from runctl_core.remote import runner_source
 
-    access = live(ctx, instance)
     s, ssh, base = access.s, access.ssh, access.base()
     project = posixpath.join(base, "project")
-    if not ssh.exists(posixpath.join(project, job.script)):
-        raise UsageError(
-            f"{job.script} is not in the synced project on pod {instance.id}",
-            f"sync first (runctl sync {instance.id}) or check the script path",
-        )
     job_dir = posixpath.join(base, "jobs", job.job_id)
-    if ssh.exists(posixpath.join(job_dir, "job.json")):
-        raise UsageError(f"job {job.job_id} already ran on pod {instance.id}", "use a new job id")
-    ssh.write_bytes(posixpath.join(base, "runner.py"), runner_source().encode(), 0o755)
     env_file = posixpath.join(job_dir, "env.json")
-    ssh.write_bytes(env_file, json.dumps(job.env).encode(), 0o600)
+    writes = [
+        (posixpath.join(base, "runner.py"), runner_source().encode(), 0o755),
+        (env_file, json.dumps(job.env).encode(), 0o600),
+    ]
+    puts: list[tuple[Path, str, int]] = []
     args = [
         "supervise",
         "--job-dir",
@@ -233,12 +271,13 @@ def train(ctx: ProviderContext, instance: Instance, job: JobSpec) -> JobStatus:
     if job.resume_dir and Path(job.resume_dir).is_dir():
         resume = posixpath.join(job_dir, "resume")
         files = [p for p in sorted(Path(job.resume_dir).rglob("*")) if p.is_file()]
-        ssh.put_files([(p, posixpath.join(resume, p.relative_to(job.resume_dir).as_posix()), 0o644) for p in files])
+        puts += [(p, posixpath.join(resume, p.relative_to(job.resume_dir).as_posix()), 0o644) for p in files]
         args += ["--resume-dir", resume]
     if job.terminate_on_exit:  # a detached run: the pod ends itself, after a window for runctl to collect
-        install_end_pod(access)
+        writes.append(end_pod_file(access))
         args += ["--shutdown-after", "--shutdown-cmd", end_pod_command(access, instance.id, s.detached_grace)]
     args += ["--", job.script, *job.args]
+    launcher = posixpath.join(job_dir, "launch.sh")
     launch = "\n".join(
         [
             "#!/bin/sh",
@@ -253,10 +292,22 @@ def train(ctx: ProviderContext, instance: Instance, job: JobSpec) -> JobStatus:
             "",
         ]
     )
-    launcher = posixpath.join(job_dir, "launch.sh")
-    ssh.write_bytes(launcher, launch.encode(), 0o700)
-    out = posixpath.join(job_dir, "runner.out")
-    started = ssh.run(f"nohup sh {shlex.quote(launcher)} > {shlex.quote(out)} 2>&1 < /dev/null &", timeout=60)
+    writes.append((launcher, launch.encode(), 0o700))
+    ssh.batch(writes=writes, puts=puts)
+    script, done = shlex.quote(posixpath.join(project, job.script)), shlex.quote(posixpath.join(job_dir, "job.json"))
+    out = shlex.quote(posixpath.join(job_dir, "runner.out"))
+    started = ssh.run(
+        f"test -f {script} || exit 3; test -e {done} && exit 4; "
+        f"nohup sh {shlex.quote(launcher)} > {out} 2>&1 < /dev/null &",
+        timeout=60,
+    )
+    if started.exit_status == 3:
+        raise UsageError(
+            f"{job.script} is not in the synced project on pod {instance.id}",
+            f"sync first (runctl sync {instance.id}) or check the script path",
+        )
+    if started.exit_status == 4:
+        raise UsageError(f"job {job.job_id} already ran on pod {instance.id}", "use a new job id")
     if started.exit_status != 0:
         raise ProviderError(f"could not start the job on pod {instance.id}: {started.stderr.strip()[-300:]}")
     pending = JobStatus(job_id=job.job_id, state=JobState.PENDING, message="starting")

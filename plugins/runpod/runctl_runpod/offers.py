@@ -14,7 +14,6 @@ from runctl_runpod.settings import PROVIDER, RunpodSettings
 
 CLOUDS = ("SECURE", "COMMUNITY", "ALL")
 STOCK = {"high": "high", "medium": "medium", "low": "low"}
-MAX_RUNTIME_REASON = ""  # supported: the pod ends itself (see compute.start_watchdog)
 
 
 def capabilities(s: RunpodSettings, spot_reason: str) -> Capabilities:

@@ -25,11 +25,15 @@ def test_round_trips_from_pod_accepted_to_job_started(cli: Callable[..., CliResu
     assert first.code == 0, first.err
     path = critical_path(standin)
     print(f"\nRunPod round trips, pod accepted -> job started: {len(path)}: {path}")
+    # before issue 15.3: 17 (2 boot polls, readiness + timer 3, sync 5, train 7); now 2 boot polls + 5
+    assert len(path) - path.count("api:getPod") <= 5
     pod_id = first.json()["instance"]["id"]
     mark = len(standin.events)
     again = cli("-o", "json", "train", pod_id, "examples/train.py", "--wait", "--", "--epochs", "1")
     assert again.code == 0, again.err
-    second = [f"{k}:{w.split()[0] if k == 'ssh' else w}" for _t, k, w in standin.events[mark:]]
-    end = next(i for i, e in enumerate(second) if e.startswith("ssh:nohup"))
+    events = standin.events[mark:]
+    second = [f"{k}:{w.split()[0] if k == 'ssh' else w}" for _t, k, w in events]
+    end = next(i for i, e in enumerate(events) if e[1] == "ssh" and "launch.sh" in e[2])
     print(f"second job on the kept pod, command -> job started: {end + 1}: {second[: end + 1]}")
+    assert end + 1 <= 3  # before: 11 (two pod lookups, separate SFTP sessions per file)
     assert cli("terminate", pod_id, "--yes").code == 0
