@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 
 from runctl_core.testing.conformance import ProviderConformance
+from runctl_core.testing.contracts import ProcessFinder, processes_with_job_id
 
 
 class TestLocalConformance(ProviderConformance):
@@ -14,3 +15,7 @@ class TestLocalConformance(ProviderConformance):
     @pytest.fixture
     def provider_settings(self) -> dict[str, Any]:
         return {"use_uv": False, "grace_period": 2.0}
+
+    @pytest.fixture
+    def observed_processes(self) -> ProcessFinder:
+        return processes_with_job_id  # local jobs run on this machine: count their processes
