@@ -45,6 +45,8 @@ class ConformanceBase:
     wait_timeout: ClassVar[float] = 120.0  # seconds for the instance to be ready / a job to end
     poll_interval: ClassVar[float] = 0.1
     job_timeout: ClassVar[float] = 2.0  # the JobSpec.timeout the timeout contract uses
+    # test name -> why it is known to fail (an issue to fix): reported as xfail, not hidden
+    known_broken: ClassVar[dict[str, str]] = {}
 
     # -------------------------------------------------------------------------------- fixtures
 
@@ -77,8 +79,11 @@ class ConformanceBase:
         return load_provider(self.provider_name, ctx, retry)
 
     @pytest.fixture(autouse=True)
-    def _no_leak(self, provider: Provider) -> Iterator[None]:
+    def _no_leak(self, provider: Provider, request: pytest.FixtureRequest) -> Iterator[None]:
         """Count runctl's live instances with the provider's own list_instances before and after each test."""
+        name = getattr(request.node, "originalname", request.node.name)
+        if name in self.known_broken:
+            request.applymarker(pytest.mark.xfail(reason=self.known_broken[name], strict=False))
         if not provider.has("list_instances"):
             yield
             return
