@@ -64,11 +64,12 @@ def logs(ctx: ProviderContext, instance: Instance, job: JobStatus, offset: int) 
         pod = api.get_pod(instance.id)
         state = pod_state(pod)[0]
         if state not in (InstanceState.RUNNING, InstanceState.PENDING):
-            raise NotFoundError(
-                f"the log of {job.job_id} is gone with pod {instance.id} ({pod_state(pod)[1]})",
-                "runctl keeps a copy of a job's log and checkpoints when it ends the pod itself, or collects them; "
-                "this pod ended without runctl (e.g. it ended itself after a detached job nobody looked at in time)",
-            ) from None
+            ctx.warn(
+                f"the log of {job.job_id} is gone with pod {instance.id} ({pod_state(pod)[1]}): runctl keeps a copy "
+                "when it ends a pod itself or collects; this one ended without runctl (preempted, or it ended "
+                "itself after a detached job nobody looked at within detached_grace)"
+            )
+            return LogChunk(data="", offset=offset, next_offset=offset, complete=True)
         tail = api.pod_logs(instance.id, 20) if pod is not None else []
         if tail:  # not reachable over SSH yet: show what the pod itself says (REST v2 log stream)
             ctx.warn(

@@ -195,9 +195,54 @@ class PodSsh:
             )
         return result
 
+    def exec_bytes(self, command: str, stdin: bytes | None, timeout: float) -> tuple[int, bytes, bytes]:
+        """Run ``command`` feeding it ``stdin``; return (exit status, stdout, stderr) as bytes."""
+
+        async def op(conn: Any) -> tuple[int, bytes, bytes]:
+            result = await conn.run(command, check=False, timeout=timeout, input=stdin or b"", encoding=None)
+            status = result.exit_status if result.exit_status is not None else 255
+            return status, bytes(result.stdout or b""), bytes(result.stderr or b"")
+
+        return self._run(op, timeout)
+
+    def put_atomic(self, source: bytes | Path, path: str, mode: int, timeout: float = 3600.0) -> None:
+        """Write ``source`` to ``path`` through a temporary name, then rename: it appears whole or not at all."""
+        import asyncssh
+
+        tmp = f"{path}.runctl-tmp"
+
+        async def op(conn: Any) -> None:
+            async with conn.start_sftp_client() as sftp:
+                await sftp.makedirs(posixpath.dirname(path), exist_ok=True)
+                if isinstance(source, bytes):
+                    async with sftp.open(tmp, "wb", asyncssh.SFTPAttrs(permissions=mode)) as fh:
+                        await fh.write(source)
+                else:
+                    await sftp.put(str(source), tmp)
+                await sftp.chmod(tmp, mode)
+                await sftp.posix_rename(tmp, path)
+
+        self._run(op, timeout)
+
+    def get_file(self, path: str, dest: Path, timeout: float = 3600.0) -> None:
+        """Download one file; a missing one raises FileNotFoundError."""
+
+        async def op(conn: Any) -> None:
+            async with conn.start_sftp_client() as sftp:
+                try:
+                    await sftp.get(path, str(dest), preserve=True)
+                except Exception as exc:
+                    if _is_no_such_file(exc):
+                        raise FileNotFoundError(path) from None
+                    raise
+
+        self._run(op, timeout)
+
     # ------------------------------------------------------------------------- files
 
-    def read(self, path: str, offset: int, length: int, timeout: float = 60.0) -> bytes:
+    def read(self, path: str, offset: int, length: int, timeout: float = 60.0, missing_ok: bool = True) -> bytes:
+        """Up to ``length`` bytes of ``path`` from ``offset``; a missing file gives b"" (or FileNotFoundError)."""
+
         async def op(conn: Any) -> bytes:
             async with conn.start_sftp_client() as sftp:
                 try:
@@ -207,7 +252,9 @@ class PodSsh:
                         return bytes(data)
                 except Exception as exc:
                     if _is_no_such_file(exc):
-                        return b""
+                        if missing_ok:
+                            return b""
+                        raise FileNotFoundError(path) from None
                     raise
 
         return self._run(op, timeout)

@@ -5,13 +5,25 @@ is; :func:`cached` uses the last known address without an API round trip."""
 from __future__ import annotations
 
 import posixpath
+import shlex
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from runctl_core.errors import ProviderError
+from runctl_core.remote.transport import CommandResult, RemoteFile
 from runctl_runpod.ssh import PodSsh, SshTarget, SshUnavailable, generate_key_pair
 
-__all__ = ["PodAccess", "PodSsh", "SshUnavailable", "cached", "connect", "generate_key_pair", "record_for"]
+__all__ = [
+    "PodAccess",
+    "PodSsh",
+    "SshTransport",
+    "SshUnavailable",
+    "cached",
+    "connect",
+    "generate_key_pair",
+    "record_for",
+]
 
 
 class PodAccess:
@@ -103,3 +115,44 @@ def cached(ctx: Any, instance: Any) -> PodAccess | None:
     if record is None or len(record.ssh) != 2:
         return None
     return PodAccess(ctx, record, (str(record.ssh[0]), int(record.ssh[1])))
+
+
+class SshTransport:
+    """runctl's :class:`runctl_core.remote.transport.Transport` over SSH/SFTP to a pod (what the core's
+    remote-job layer runs jobs through). ``env`` goes on the command line as ``env K=V`` (the layer passes only
+    non-secret variables this way; job variables travel in a 0600 file)."""
+
+    def __init__(self, ssh: PodSsh) -> None:
+        self.ssh = ssh
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        stdin: bytes | None = None,
+    ) -> CommandResult:
+        command = shlex.join(argv)
+        if env:
+            command = "env " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()) + " " + command
+        if cwd:
+            command = f"cd {shlex.quote(cwd)} && {command}"
+        status, out, err = self.ssh.exec_bytes(command, stdin, timeout or 3600.0)
+        return CommandResult(exit_code=status, stdout=out, stderr=err)
+
+    def put(self, source: bytes | Path, path: str, *, mode: int = 0o644) -> None:
+        self.ssh.put_atomic(source, path, mode)
+
+    def get(self, path: str, dest: Path) -> None:
+        self.ssh.get_file(path, dest)
+
+    def read_range(self, path: str, offset: int, length: int) -> bytes:
+        return self.ssh.read(path, offset, length, missing_ok=False)
+
+    def walk(self, path: str) -> list[RemoteFile]:
+        return [RemoteFile(f.path, f.size, f.mtime) for f in self.ssh.walk(path)]
+
+    def remove(self, path: str) -> None:
+        self.ssh.run(f"rm -rf -- {shlex.quote(path)}", timeout=300)

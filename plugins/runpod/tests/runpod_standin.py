@@ -367,7 +367,7 @@ class StandIn:
         async def process_factory(process: asyncssh.SSHServerProcess) -> None:
             command = process.command
             if not command:
-                process.stderr.write("interactive shells are not offered by the stand-in\n")
+                process.stderr.write(b"interactive shells are not offered by the stand-in\n")
                 process.exit(1)
                 return
             standin.record("ssh", command[:2000])
@@ -377,18 +377,32 @@ class StandIn:
                 command,
                 cwd=pod.sandbox,
                 env=env,
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
             )
             pod.procs.add(proc.pid)
+
+            async def feed() -> None:  # the client's stdin, streamed as sshd does, closed at the client's EOF
+                assert proc.stdin is not None
+                try:
+                    while data := await process.stdin.read(1 << 16):
+                        proc.stdin.write(data)
+                        await proc.stdin.drain()
+                    proc.stdin.close()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            feeder = asyncio.ensure_future(feed())
             try:
-                out, err = await proc.communicate()
+                assert proc.stdout is not None and proc.stderr is not None
+                out, err, _ = await asyncio.gather(proc.stdout.read(), proc.stderr.read(), proc.wait())
             finally:
+                feeder.cancel()
                 pod.procs.discard(proc.pid)
-            process.stdout.write(out.decode("utf-8", "replace"))
-            process.stderr.write(err.decode("utf-8", "replace"))
+            process.stdout.write(out)
+            process.stderr.write(err)
             process.exit(proc.returncode or 0)
 
         pod.acceptor = await asyncssh.listen(
@@ -401,6 +415,7 @@ class StandIn:
             allow_scp=False,
             password_auth=False,
             kbdint_auth=False,
+            encoding=None,
         )
         pod.ssh_port = pod.acceptor.get_port()
 

@@ -1,0 +1,58 @@
+"""The SSH implementation of the core's Transport protocol, against a stand-in pod (bare environment)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from runpod_standin import StandIn
+
+from runctl_core.remote.transport import Transport
+from runctl_runpod.ssh import SshTarget, generate_key_pair
+from runctl_runpod.transport import PodSsh, SshTransport
+
+
+@pytest.fixture
+def transport(standin: StandIn, tmp_path: Path) -> SshTransport:
+    key = tmp_path / "key"
+    public = generate_key_pair(key, "t")
+    pod = standin.create_pod(
+        {
+            "gpuTypeId": "NVIDIA GeForce RTX 4090",
+            "cloudType": "SECURE",
+            "ports": "22/tcp",
+            "env": {"PUBLIC_KEY": public},
+            "name": "runctl-t",
+        },
+        None,
+    )
+    assert pod.ssh_port
+    return SshTransport(PodSsh(SshTarget("127.0.0.1", pod.ssh_port, "root", key)))
+
+
+def test_ssh_transport_follows_the_protocol(transport: SshTransport, tmp_path: Path, standin: StandIn) -> None:
+    assert isinstance(transport, Transport)
+    home = next(iter(standin.pods.values())).sandbox
+    ran = transport.run(
+        ["sh", "-c", 'printf "%s|%s|" "$X" "$(pwd)"; cat; echo oops >&2; exit 3'],
+        env={"X": "a b"},
+        cwd=str(home),
+        stdin=b"in\xff",
+    )
+    assert ran.exit_code == 3 and ran.stdout == f"a b|{home}|in".encode() + b"\xff" and b"oops" in ran.stderr
+    assert transport.run(["printenv", "RUNPOD_POD_ID"]).exit_code == 1  # no container environment over SSH
+    target = f"{home}/d/e/f.bin"
+    transport.put(b"0123456789", target, mode=0o600)
+    assert (home / "d/e/f.bin").stat().st_mode & 0o777 == 0o600
+    assert transport.read_range(target, 3, 4) == b"3456" and transport.read_range(target, 20, 4) == b""
+    with pytest.raises(FileNotFoundError):
+        transport.read_range(f"{home}/missing", 0, 1)
+    local = tmp_path / "copy.bin"
+    transport.get(target, local)
+    assert local.read_bytes() == b"0123456789"
+    with pytest.raises(FileNotFoundError):
+        transport.get(f"{home}/missing", tmp_path / "x")
+    assert [f.path for f in transport.walk(f"{home}/d")] == ["e/f.bin"] and transport.walk(f"{home}/none") == []
+    transport.remove(f"{home}/d")
+    transport.remove(f"{home}/d")  # missing: nothing happens
+    assert not (home / "d").exists()
