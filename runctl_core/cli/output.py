@@ -54,9 +54,17 @@ def console() -> Any:
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Callable[[], None]:
     def show() -> None:
-        from rich.table import Table
-
         from runctl_core.redact import redact
+
+        if not sys.stdout.isatty():  # plain columns for pipes and files: rich costs ~40 ms of start-up to import
+            cells = [[redact("" if v is None else str(v)) for v in row] for row in rows]
+            widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+            lines = [title] if title else []
+            for line in [columns, *cells]:
+                lines.append("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
+            click.echo("\n".join(lines))
+            return
+        from rich.table import Table
 
         t = Table(title=title, box=None, header_style="bold", pad_edge=False)
         for column in columns:
