@@ -41,9 +41,7 @@ def local_dir(ctx: ProviderContext, job_id: str) -> Path:
 
 
 def job_status(job_id: str, record: dict[str, Any], previous: JobStatus | None = None) -> JobStatus:
-    state = record.get("state", "lost")
-    if state == "lost" and str(record.get("message", "")).startswith("no job record") and previous is not None:
-        return previous  # the launcher has not written the record yet: still pending
+    state = record.get("state", "lost")  # no record: the job never ran there (train writes it before returning)
     return JobStatus(
         job_id=job_id,
         state=JobState(state) if state in JobState._value2member_map_ else JobState.LOST,
@@ -56,7 +54,12 @@ def job_status(job_id: str, record: dict[str, Any], previous: JobStatus | None =
 
 def job_record(access: PodAccess, job_id: str) -> dict[str, Any]:
     job_dir = posixpath.join(access.base(), "jobs", job_id)
-    result = access.ssh.run(access.runner("status", "--job-dir", job_dir), timeout=60)
+    missing = json.dumps({"state": "lost", "message": f"no job record in {job_dir}: the job never ran on this pod"})
+    result = access.ssh.run(  # a job the pod never ran has no directory (and maybe no runner): lost, not an error
+        f"test -d {shlex.quote(job_dir)} || {{ echo {shlex.quote(missing)}; exit 0; }}; "
+        + access.runner("status", "--job-dir", job_dir),
+        timeout=60,
+    )
     if result.exit_status != 0:  # e.g. the container was stopped under the command: worth another look
         raise SshUnavailable(
             f"the job runner on the pod failed (exit {result.exit_status}): {result.stderr.strip()[-300:]}"
@@ -168,8 +171,9 @@ def status(ctx: ProviderContext, instance: Instance, job: JobStatus | None) -> S
     if job.state.terminal:
         return StatusReport(instance=current, job=job)
     saved = local_dir(ctx, job.job_id) / "job.json"
-    if saved.is_file():  # runctl saved the job's final record before the pod went
-        return StatusReport(instance=current, job=job_status(job.job_id, json.loads(saved.read_text()), job))
+    final = job_status(job.job_id, json.loads(saved.read_text()), job) if saved.is_file() else None
+    if final is not None and final.state.terminal:  # runctl saved the job's final record before the pod went
+        return StatusReport(instance=current, job=final)
     if spot and current.state is InstanceState.STOPPED:
         update = {"state": JobState.INTERRUPTED, "message": "the spot pod was stopped by the market (preempted)"}
     elif current.state in (InstanceState.TERMINATED, InstanceState.STOPPED):
@@ -281,13 +285,9 @@ def _train(access: PodAccess, instance: Instance, job: JobSpec) -> JobStatus:
     launch = "\n".join(
         [
             "#!/bin/sh",
-            "# written by runctl: record the job as pending, then become its supervisor (own session)",
+            "# written by runctl: become the job's supervisor in its own session (the launch command wrote the",
+            "# pending record with this process's pid before returning)",
             f"cd {shlex.quote(project)} || exit 1",
-            f"J={shlex.quote(job_dir)}",
-            'printf \'{"state": "pending", "supervisor_pid": %d, "submitted_at": "%s"}\' "$$" '
-            f'{shlex.quote(now().isoformat())} > "$J/job.json.pending"',
-            'ln "$J/job.json.pending" "$J/job.json" 2>/dev/null',
-            'rm -f "$J/job.json.pending"',
             f"exec setsid {access.runner(*args)}",
             "",
         ]
@@ -296,9 +296,15 @@ def _train(access: PodAccess, instance: Instance, job: JobSpec) -> JobStatus:
     ssh.batch(writes=writes, puts=puts)
     script, done = shlex.quote(posixpath.join(project, job.script)), shlex.quote(posixpath.join(job_dir, "job.json"))
     out = shlex.quote(posixpath.join(job_dir, "runner.out"))
+    pending_path = shlex.quote(posixpath.join(job_dir, "job.json.pending"))
+    record = '{"state": "pending", "supervisor_pid": %d, "submitted_at": "%s"}'
+    # the pending record exists before this command returns, so status right after train is never "no record";
+    # ln never overwrites a record the supervisor may already have written
     started = ssh.run(
         f"test -f {script} || exit 3; test -e {done} && exit 4; "
-        f"nohup sh {shlex.quote(launcher)} > {out} 2>&1 < /dev/null &",
+        f"nohup sh {shlex.quote(launcher)} > {out} 2>&1 < /dev/null & "
+        f'printf {shlex.quote(record)} "$!" {shlex.quote(now().isoformat())} > {pending_path} && '
+        f"ln {pending_path} {done} 2>/dev/null; rm -f {pending_path}; exit 0",
         timeout=60,
     )
     if started.exit_status == 3:

@@ -1,4 +1,4 @@
-"""runctl's provider conformance suite, against the RunPod stand-ins (GraphQL API + per-pod SSH servers)."""
+"""runctl's provider conformance suite, against the RunPod stand-ins (REST v2 API + per-pod SSH servers)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,6 @@ class TestRunpodConformance(ProviderConformance):
     instance_options = {"gpu": "RTX 4090"}
     wait_timeout = 60.0
     poll_interval = 0.05
-    known_broken = {  # found by the conformance kit's contracts (issue 14); for the RunPod helper to fix
-        "test_terminate_stops_its_jobs": "after terminate, status still says the job is running (its SSH key is"
-        " gone, so the job keeps its last state)",
-        "test_vanished_job_is_not_running": "status of a job the pod never ran keeps the state it was given",
-    }
 
     @pytest.fixture
     def provider_settings(self, standin: StandIn, runpod_settings: dict[str, Any]) -> dict[str, Any]:
