@@ -173,10 +173,12 @@ def ready(ctx: ProviderContext, instance: Instance) -> Instance:  # type: ignore
 
 
 @hookspec(firstresult=True)
-def logs(ctx: ProviderContext, instance: Instance, job: JobStatus, offset: int) -> LogChunk:  # type: ignore[empty-body]
+def logs(ctx: ProviderContext, instance: Instance, job: JobStatus, offset: int, rank: int) -> LogChunk:  # type: ignore[empty-body]
     """Return the job's combined log from byte ``offset`` (what exists now; do not block). ``complete`` is
     True when the job has ended and nothing is left after ``next_offset``. The core follows by calling again
-    from ``next_offset``. Fallback: none (``runctl logs`` says the provider cannot show logs).
+    from ``next_offset``. ``rank`` (multi-node jobs) selects that rank's log; 0, the default, is the job's log.
+    A provider without ``multi_node`` may ignore it. Fallback: none (``runctl logs`` says the provider cannot
+    show logs).
     """
 
 

@@ -85,6 +85,10 @@ class Capabilities(Record):
     # "instance": billed while the instance exists (EC2, pods); "job": only while a job runs (Lyceum executions),
     # so the core costs a job as hourly_price x the job's run time, and an idle instance as nothing.
     billing: Literal["instance", "job"] = "instance"
+    # several nodes per job (``--nodes N``): one process group per node with torchrun-compatible variables
+    multi_node: Capability = Field(
+        default_factory=lambda: Capability(supported=False, reason="this provider runs a job on one machine")
+    )
 
 
 # --------------------------------------------------------------------------------------------- provider context
@@ -218,6 +222,11 @@ class JobSpec(Record):
     timeout: float | None = Field(default=None, gt=0)  # seconds; the job is killed after this
     resume_dir: Path | None = None
     terminate_on_exit: bool = False  # the instance should end itself when the job ends (remote providers)
+    # multi-node (providers declaring ``multi_node``): ``nodes`` process groups, one per node, each with RANK,
+    # NODE_RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, RUNCTL_NUM_NODES (runctl_core/remote/ranks.py)
+    nodes: int = Field(default=1, ge=1, le=1024)
+    launcher: Literal["python", "torchrun"] = "python"  # torchrun: ``python -m torch.distributed.run`` per node
+    procs_per_node: int = Field(default=1, ge=1, le=64)  # torchrun's --nproc-per-node
 
 
 class JobStatus(Record):
@@ -228,6 +237,7 @@ class JobStatus(Record):
     ended_at: datetime | None = None
     message: str = ""  # e.g. "spot instance reclaimed", "killed after timeout"
     cost: float | None = None  # USD billed for this job, when the provider reports it (preferred over estimates)
+    rank: int | None = None  # multi-node: the rank whose end decided the job's state (the first to fail)
 
 
 class StatusReport(Record):

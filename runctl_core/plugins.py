@@ -253,10 +253,12 @@ class Provider:
         result: list[Offer] = self._call("price", (list, Offer), retry=True, query=query)
         return result
 
-    def logs(self, instance: Instance, job: JobStatus, offset: int) -> LogChunk | None:
+    def logs(self, instance: Instance, job: JobStatus, offset: int, rank: int = 0) -> LogChunk | None:
         if not self.has("logs"):
             return None
-        result: LogChunk = self._call("logs", LogChunk, retry=True, instance=instance, job=job, offset=offset)
+        result: LogChunk = self._call(
+            "logs", LogChunk, retry=True, instance=instance, job=job, offset=offset, rank=rank
+        )
         return result
 
     def list_instances(self) -> list[Instance] | None:

@@ -5,7 +5,9 @@
   :class:`~runctl_core.remote.transport.LocalTransport`;
 * :mod:`runctl_core.remote.records` - tags, terminal states, job record -> ``JobStatus``, atomic JSON, UTF-8-safe
   log chunks;
-* ``runner.py`` - the job supervisor that runs *on the machine* (shipped as a file; stdlib only, Python >= 3.8).
+* ``runner.py`` - the job supervisor that runs *on the machine* (shipped as a file; stdlib only, Python >= 3.8);
+* ``ranks.py`` - the multi-node launcher next to it: N ranks, torchrun-compatible variables, the job's outcome
+  from every rank's (shipped with ``runner.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 RUNNER_PATH = Path(__file__).with_name("runner.py")
+RANKS_PATH = Path(__file__).with_name("ranks.py")
 
 
 def runner_source() -> str:

@@ -76,6 +76,7 @@ def job_status_from_record(job_id: str, record: dict[str, Any]) -> JobStatus:
         started_at=_parse_time(record.get("started_at")),
         ended_at=_parse_time(record.get("ended_at")),
         message=str(record.get("message") or ""),
+        rank=record.get("rank") if isinstance(record.get("rank"), int) else None,  # multi-node: the deciding rank
     )
 
 

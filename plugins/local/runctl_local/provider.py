@@ -36,7 +36,7 @@ from runctl_core.models import (
     SyncResult,
 )
 from runctl_core.redact import job_environment
-from runctl_core.remote import RUNNER_PATH
+from runctl_core.remote import RANKS_PATH, RUNNER_PATH
 from runctl_core.remote import runner as job_runner
 from runctl_core.remote.records import decode_log_chunk
 from runctl_local.sandbox import Sandbox
@@ -62,6 +62,7 @@ def _job_status(job_id: str, record: dict[str, Any]) -> JobStatus:
         started_at=_parse_time(record.get("started_at")),
         ended_at=_parse_time(record.get("ended_at")),
         message=record.get("message", ""),
+        rank=record.get("rank") if isinstance(record.get("rank"), int) else None,
     )
 
 
@@ -80,6 +81,7 @@ class LocalProvider:
             max_runtime=Capability(supported=False, reason="local sandboxes cost nothing; use --timeout for jobs"),
             gpu=Capability(supported=False, reason="the local provider does not schedule GPUs"),
             paid=False,
+            multi_node=Capability(supported=True),  # N process groups on this machine (runctl_core/remote/ranks.py)
             poll_interval=0.01,
             ready_timeout=10.0,
         )
@@ -184,11 +186,13 @@ class LocalProvider:
         fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(job.env, fh)
+        # -S: the runner (and ranks.py) are stdlib only: skipping site (.pth files of every plugin) starts faster
+        launcher = [sys.executable, "-S", str(RUNNER_PATH), "supervise"]
+        if job.nodes > 1 or job.launcher != "python":
+            launcher = [sys.executable, "-S", str(RANKS_PATH), "launch", "--nodes", str(job.nodes)]
+            launcher += ["--launcher", job.launcher, "--nproc-per-node", str(job.procs_per_node)]
         command = [
-            sys.executable,
-            "-S",  # the runner is stdlib only: skipping site (.pth files of every installed plugin) starts it faster
-            str(RUNNER_PATH),
-            "supervise",
+            *launcher,
             "--job-dir",
             str(job_dir),
             "--workdir",
@@ -258,10 +262,13 @@ class LocalProvider:
         return StatusReport(instance=current, job=job_status)
 
     @hookimpl
-    def logs(self, ctx: ProviderContext, instance: Instance, job: JobStatus, offset: int) -> LogChunk:
+    def logs(self, ctx: ProviderContext, instance: Instance, job: JobStatus, offset: int, rank: int = 0) -> LogChunk:
         sandbox = Sandbox(ctx.state_dir, instance.id)
-        path = sandbox.job_dir(job.job_id) / "log"
-        record = job_runner.job_record(str(path.parent)) if path.parent.is_dir() else {"state": "lost"}
+        job_dir = sandbox.job_dir(job.job_id)
+        if rank and not (job_dir / "ranks" / str(rank)).is_dir():
+            raise UsageError(f"job {job.job_id} has no rank {rank}", "ranks are numbered 0 to --nodes minus 1")
+        path = job_dir / "ranks" / str(rank) / "log" if rank else job_dir / "log"
+        record = job_runner.job_record(str(job_dir)) if job_dir.is_dir() else {"state": "lost"}
         terminal = record.get("state") in job_runner.TERMINAL
         data = b""
         try:

@@ -1,0 +1,1 @@
+"""runctl provider for Slurm clusters."""
