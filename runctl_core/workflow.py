@@ -83,6 +83,8 @@ class RunRequest(BaseModel):
     outputs_dir: Path | None = None
     resume_from: str | None = None  # a job id whose newest checkpoints seed this run
     env: dict[str, str] = Field(default_factory=dict)
+    nodes: int = 1  # multi-node: one process group per node (providers with the multi_node capability)
+    launcher: str = "python"  # "torchrun": torchrun per node instead of python
 
 
 class Attempt(BaseModel):
@@ -107,6 +109,7 @@ class RunResult(BaseModel):
     hourly_price: float | None = None
     attempts: list[Attempt] = Field(default_factory=list)
     log_tail: str = ""
+    failed_rank: int | None = None  # multi-node: the rank (other than 0) whose failure ended the job
 
 
 # ------------------------------------------------------------------------------------------------ checks
@@ -125,6 +128,29 @@ def check_request(provider: Provider, request: InstanceRequest) -> None:
             f"provider {provider.name!r} cannot give a GPU: {caps.gpu.reason}",
             "drop --gpu, or choose a provider with GPUs: runctl price --gpu " + request.gpu,
         )
+
+
+def check_nodes(provider: Provider, nodes: int, launcher: str) -> None:
+    """Refuse ``--nodes N`` (N > 1) and ``--launcher torchrun`` on a provider without ``multi_node``."""
+    caps = provider.capabilities()
+    if (nodes > 1 or launcher != "python") and not caps.multi_node.supported:
+        what = f"--nodes {nodes}" if nodes > 1 else f"--launcher {launcher}"
+        raise CapabilityError(
+            f"provider {provider.name!r} cannot run {what}: {caps.multi_node.reason}",
+            "drop it, or choose a provider with multi-node jobs: --provider local (to debug) or slurm",
+        )
+
+
+def failing_rank_tail(provider: Provider, instance: Instance, status: JobStatus) -> str:
+    """The end of the log of the rank that failed a multi-node job (rank 0's log is the job's log)."""
+    if not status.rank:
+        return ""
+    parts: list[str] = []
+    try:
+        read_logs(provider, instance, status, 0, parts.append, until_complete=True, rank=status.rank)
+    except RunctlError:
+        return ""
+    return f"rank {status.rank}'s log ends with:\n{tail(''.join(parts))}"
 
 
 def check_credentials(provider: Provider) -> None:
@@ -228,6 +254,7 @@ def wait_job(
     sink: LogSink | None,
     offset: int = 0,
     timeout: float | None = None,
+    rank: int = 0,
 ) -> tuple[JobStatus, int]:
     """Poll until the job ends, sending new log text to ``sink`` (by byte offset: no repeats, no gaps)."""
     caps = provider.capabilities()
@@ -242,7 +269,9 @@ def wait_job(
         session.store.update_job(current.job_id, status=current)
         got_output = False
         if follow:
-            read = read_logs(provider, instance, current, offset, sink, until_complete=current.state.terminal)
+            read = read_logs(
+                provider, instance, current, offset, sink, until_complete=current.state.terminal, rank=rank
+            )
             offset, got_output = read.offset, read.got_output
         if current.state.terminal:
             return current, offset
@@ -265,14 +294,20 @@ class LogRead(BaseModel):
 
 
 def read_logs(
-    provider: Provider, instance: Instance, job: JobStatus, offset: int, sink: LogSink | None, until_complete: bool
+    provider: Provider,
+    instance: Instance,
+    job: JobStatus,
+    offset: int,
+    sink: LogSink | None,
+    until_complete: bool,
+    rank: int = 0,
 ) -> LogRead:
     """Send the job's log from ``offset`` to ``sink`` chunk by chunk (by byte offset: no repeats, no gaps): all
     that exists now when ``until_complete``, else until a read brings nothing new."""
     got = complete = False
     for _ in range(100_000):
         signals.raise_pending()
-        chunk = provider.logs(instance, job, offset)
+        chunk = provider.logs(instance, job, offset, rank)
         if chunk is None:
             break
         if chunk.data and sink is not None:
@@ -384,7 +419,14 @@ def plan_run(provider: Provider, request: RunRequest, project: Project) -> list[
         owner="<owner>",
         **request.instance.model_dump(exclude={"wait_timeout"}),
     )
-    job = JobSpec(job_id="job-<new>", script=request.script, args=request.args, timeout=request.timeout)
+    job = JobSpec(
+        job_id="job-<new>",
+        script=request.script,
+        args=request.args,
+        timeout=request.timeout,
+        nodes=request.nodes,
+        launcher=request.launcher,
+    )
     steps = ["create", "wait", "sync", "train"] + ([] if request.detach else ["wait", "collect"])
     if not request.keep and not request.detach:
         steps.append("terminate")
@@ -483,6 +525,7 @@ def execute_run(session: Session, provider: Provider, request: RunRequest, *, si
     root, script = resolve_script(request.project_root, request.script)
     project = project_files(session, root, request.outputs_dir)
     check_request(provider, request.instance)
+    check_nodes(provider, request.nodes, request.launcher)
     check_credentials(provider)
     offer = estimate(provider, request.instance, before_spending=True)
     session.progress.step(f"{provider.name}: {describe_estimate(offer, request.instance, provider.capabilities())}")
@@ -519,7 +562,10 @@ def execute_run(session: Session, provider: Provider, request: RunRequest, *, si
         hint = f"see the whole log: runctl logs {result.job['job_id']}"
         if state == JobState.INTERRUPTED.value:
             hint = f"rerun with --recover, or: runctl run ... --resume-from {result.job['job_id']}"
-        shown_tail = f"\n{result.log_tail}" if result.log_tail and sink is None else ""  # else already streamed
+        if result.failed_rank:  # not rank 0, whose log was streamed: show the failing rank's
+            what = f"{what} (rank {result.failed_rank} failed first; the other ranks were stopped)"
+            hint = f"see that rank's whole log: runctl logs {result.job['job_id']} --rank {result.failed_rank}"
+        shown_tail = f"\n{result.log_tail}" if result.log_tail and (sink is None or result.failed_rank) else ""
         raise JobFailed(
             f"job {result.job['job_id']} {what}{shown_tail}", hint, details={"result": result.model_dump(mode="json")}
         )
@@ -567,6 +613,8 @@ def _run_attempt(
         timeout=request.timeout,
         resume_dir=resume_dir,
         terminate_on_exit=request.detach and not request.keep,
+        nodes=request.nodes,
+        launcher=request.launcher,
     )
     store.create_job(spec, provider.name, parent_id=parent, attempt=number, keep=request.keep)
     run = RunState()
@@ -627,7 +675,10 @@ def _run_attempt(
             checkpoints=checkpoints,
             outputs_dir=str(dest) if collected else None,
             hourly_price=run.instance.hourly_price,
-            log_tail=tail(log_tail.text()) if run.status.state is not JobState.SUCCEEDED else "",
+            log_tail=(failing_rank_tail(provider, run.instance, run.status) or tail(log_tail.text()))
+            if run.status.state is not JobState.SUCCEEDED
+            else "",
+            failed_rank=run.status.rank if run.status.state is not JobState.SUCCEEDED and run.status.rank else None,
         )
     except BaseException as exc:
         if finished and not isinstance(exc, KeyboardInterrupt):

@@ -26,16 +26,27 @@ if TYPE_CHECKING:
         "runctl logs job-7f3a9c",
         "runctl logs job-7f3a9c --follow",
         "runctl logs job-7f3a9c --follow --output json   # JSON Lines",
+        "runctl logs job-7f3a9c --rank 1                  # a multi-node job's rank 1",
+        "runctl logs job-7f3a9c --all-ranks               # every rank, lines prefixed [rank K]",
     ),
 )
 @click.argument("job_id", metavar="JOB")
 @click.option(
     "--follow", "-f", is_flag=True, help="Keep printing new output until the job ends (exit code = the job's)."
 )
+@click.option(
+    "--rank",
+    type=click.IntRange(0, 1023),
+    default=0,
+    show_default=True,
+    help="A multi-node job's rank to show (0 is the job's own log), e.g. --rank 1.",
+)
+@click.option("--all-ranks", is_flag=True, help="Every rank of a multi-node job, each line prefixed [rank K].")
 @common
 @click.pass_context
-def logs_cmd(ctx: click.Context, job_id: str, follow: bool) -> None:
-    """Print the log (stdout and stderr) of JOB, or follow it to the end."""
+def logs_cmd(ctx: click.Context, job_id: str, follow: bool, rank: int, all_ranks: bool) -> None:
+    """Print the log (stdout and stderr) of JOB, or follow it to the end. A multi-node job shows rank 0
+    unless --rank or --all-ranks says otherwise."""
     from runctl_core.errors import CapabilityError, JobFailed
     from runctl_core.redact import redact
     from runctl_core.workflow import read_logs, wait_job
@@ -47,9 +58,27 @@ def logs_cmd(ctx: click.Context, job_id: str, follow: bool) -> None:
     as_json = session.options.output == "json"
     if not provider.has("logs"):
         raise CapabilityError(f"provider {provider.name} cannot show logs", f"check it with: runctl status {job_id}")
+    nodes = row.spec.nodes
+    if rank >= nodes:
+        raise click.UsageError(f"job {job_id} has {nodes} rank(s), 0 to {nodes - 1}; --rank {rank} is not one")
+    if all_ranks and follow:
+        raise click.UsageError("--all-ranks cannot be followed; follow one rank with --rank K --follow")
+    if all_ranks:
+        logs_by_rank = {}
+        for k in range(nodes):
+            parts: list[str] = []
+            read_logs(provider, instance, status, 0, parts.append, until_complete=True, rank=k)
+            logs_by_rank[k] = redact("".join(parts))
+        if as_json:
+            emit(session, {"job_id": job_id, "ranks": {str(k): log for k, log in logs_by_rank.items()}})
+        else:
+            for k, log in logs_by_rank.items():
+                sys.stdout.writelines(f"[rank {k}] {line}\n" for line in log.splitlines())
+            sys.stdout.flush()
+        return
     if not follow:
-        parts: list[str] = []
-        read = read_logs(provider, instance, status, 0, parts.append, until_complete=True)
+        parts = []
+        read = read_logs(provider, instance, status, 0, parts.append, until_complete=True, rank=rank)
         log = "".join(parts)
         if as_json:
             emit(session, {"job_id": job_id, "log": log, "bytes": read.offset, "complete": read.complete})
@@ -66,7 +95,7 @@ def logs_cmd(ctx: click.Context, job_id: str, follow: bool) -> None:
         sys.stdout.flush()
 
     try:
-        final, offset = wait_job(session, provider, instance, status, sink=sink)
+        final, offset = wait_job(session, provider, instance, status, sink=sink, rank=rank)
     except KeyboardInterrupt:
         from runctl_core.errors import Interrupted
 

@@ -180,6 +180,27 @@ def instance_options(f: F) -> F:
     return f
 
 
+def multi_node_options(f: F) -> F:
+    """``--nodes N`` and ``--launcher``: one job on several nodes (providers with the multi_node capability)."""
+    f = click.option(
+        "--launcher",
+        type=click.Choice(["python", "torchrun"]),
+        default="python",
+        show_default=True,
+        help="How each node starts the script: python, or torchrun with matching --nnodes/--node-rank/"
+        "--master-addr/--master-port (e.g. --launcher torchrun).",
+    )(f)
+    f = click.option(
+        "--nodes",
+        type=click.IntRange(1, 1024),
+        default=1,
+        show_default=True,
+        help="Run the job on N nodes, one process group each, with RANK, WORLD_SIZE, LOCAL_RANK, NODE_RANK, "
+        "MASTER_ADDR, MASTER_PORT and RUNCTL_NUM_NODES set (e.g. --nodes 2). Checkpoints come from rank 0.",
+    )(f)
+    return f
+
+
 def build_instance_request(session: Session, kw: dict[str, Any]) -> InstanceRequest:
     from runctl_core.workflow import InstanceRequest
 

@@ -15,6 +15,7 @@ from runctl_core.cli.options import (
     duration_option,
     handle_sigterm,
     instance_options,
+    multi_node_options,
     parse_env,
     session_of,
 )
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
         "runctl run train.py --output json | jq .checkpoints",
         "JOB=$(runctl run train.py --detach --output id); runctl logs $JOB --follow",
         "runctl run train.py --dry-run --provider runpod --gpu 'RTX 4090'",
+        "runctl --provider slurm run --nodes 2 examples/ddp_train.py -- --steps 50",
     ),
 )
 @click.argument("script", type=click.Path(dir_okay=False, path_type=str))
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     metavar="DIR",
     help="The project directory to send (default: the current directory). The script must be inside it.",
 )
+@multi_node_options
 @click.option("--timeout", metavar="DURATION", callback=duration_option, help="Kill the job after this (e.g. 2h, 30m).")
 @click.option("--keep", is_flag=True, help="Keep the instance after the run (default: terminate it).")
 @click.option(
@@ -89,6 +92,8 @@ def run_cmd(
     outputs_dir: Path | None,
     env_pairs: tuple[str, ...],
     dry_run: bool,
+    nodes: int,
+    launcher: str,
     **instance_kw: Any,
 ) -> None:
     """Run SCRIPT on an instance: create, sync, train, follow the log, collect checkpoints, terminate.
@@ -99,6 +104,7 @@ def run_cmd(
     from runctl_core.files import default_project_root
     from runctl_core.workflow import (
         RunRequest,
+        check_nodes,
         check_request,
         describe_estimate,
         estimate,
@@ -124,6 +130,8 @@ def run_cmd(
         outputs_dir=absolute_path(outputs_dir or (Path(config.run.outputs_dir) if config.run.outputs_dir else None)),
         resume_from=resume_from,
         env=env,
+        nodes=nodes,
+        launcher=launcher,
     )
     if session.provider_name() == "auto":
         _run_auto(session, request, dry_run)
@@ -135,6 +143,7 @@ def run_cmd(
         root, rel = resolve_script(request.project_root, request.script)
         request.script = rel
         check_request(provider, request.instance)
+        check_nodes(provider, request.nodes, request.launcher)
         offer = estimate(provider, request.instance)
         calls = plan_run(provider, request, project_files(session, root, request.outputs_dir))
         print_plan(

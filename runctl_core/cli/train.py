@@ -10,6 +10,7 @@ import click
 from runctl_core.cli.options import (
     common,
     duration_option,
+    multi_node_options,
     parse_env,
     session_of,
 )
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     epilog=examples(
         "runctl train local-1a2b3c4d examples/train.py --wait -- --epochs 3",
         "JOB=$(runctl train i-0abc123 train.py --output id); runctl logs $JOB --follow",
+        "runctl train slurm-1a2b3c4d examples/ddp_train.py --nodes 2 --wait",
     ),
 )
 @click.argument("instance_id", metavar="INSTANCE")
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     metavar="DIR",
     help="The project directory (default: the current directory).",
 )
+@multi_node_options
 @click.option("--timeout", metavar="DURATION", callback=duration_option, help="Kill the job after this.")
 @click.option(
     "--env", "env_pairs", multiple=True, metavar="NAME=VALUE", help="Environment for the script (repeatable)."
@@ -59,6 +62,8 @@ def train_cmd(
     project: Path | None,
     timeout: float | None,
     env_pairs: tuple[str, ...],
+    nodes: int,
+    launcher: str,
 ) -> None:
     """Start SCRIPT on an existing INSTANCE (syncing the project first). Prints the job id.
 
@@ -68,16 +73,34 @@ def train_cmd(
     from runctl_core.errors import JobFailed
     from runctl_core.files import default_project_root
     from runctl_core.models import JobSpec
-    from runctl_core.workflow import job_document, project_files, resolve_script, start_job, sync_project, wait_job
+    from runctl_core.workflow import (
+        check_nodes,
+        failing_rank_tail,
+        job_document,
+        project_files,
+        resolve_script,
+        start_job,
+        sync_project,
+        wait_job,
+    )
 
     session = session_of(ctx)
     provider, instance = resolve_instance(session, instance_id)
+    check_nodes(provider, nodes, launcher)
     root, rel = resolve_script(project or default_project_root(), script)
     if not no_sync:
         sync_project(session, provider, instance, project_files(session, root))
     store = session.store
     job_id = store.new_job_id()
-    spec = JobSpec(job_id=job_id, script=rel, args=list(script_args), env=parse_env(env_pairs), timeout=timeout)
+    spec = JobSpec(
+        job_id=job_id,
+        script=rel,
+        args=list(script_args),
+        env=parse_env(env_pairs),
+        timeout=timeout,
+        nodes=nodes,
+        launcher=launcher,  # click.Choice: "python" or "torchrun"
+    )
     store.create_job(spec, provider.name, keep=True)
     status = start_job(session, provider, instance, spec)
     if wait:
@@ -92,10 +115,16 @@ def train_cmd(
                 f"follow it again: runctl logs {job_id} --follow; stop it: runctl terminate {job_id} --yes",
             ) from None
         if status.state.value != "succeeded":
+            rank_tail = failing_rank_tail(provider, instance, status)
             raise JobFailed(
                 f"job {job_id} {status.state.value}"
-                + (f" (exit code {status.exit_code})" if status.exit_code is not None else ""),
-                f"see the whole log: runctl logs {job_id}",
+                + (f" (exit code {status.exit_code})" if status.exit_code is not None else "")
+                + (
+                    f" (rank {status.rank} failed first; the other ranks were stopped)\n{rank_tail}"
+                    if rank_tail
+                    else ""
+                ),
+                f"see the whole log: runctl logs {job_id}" + (f" --rank {status.rank}" if status.rank else ""),
                 details={"result": job_document(store, job_id)},
             )
     session.progress.close()

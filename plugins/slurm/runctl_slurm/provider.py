@@ -58,6 +58,18 @@ LOG_CHUNK = 1 << 20
 TAG_INSTANCE = "runctl:instance"
 
 
+def local_slurm_configured() -> bool:
+    """Slurm's client commands and a configuration on this machine (slurm.conf(5): SLURM_CONF, else the default
+    path; configless clusters are found through DNS SRV records, which runctl does not probe)."""
+    import os
+    import shutil
+
+    if shutil.which("sbatch") is None:
+        return False
+    conf = os.environ.get("SLURM_CONF")
+    return bool(conf and Path(conf).is_file()) or Path("/etc/slurm/slurm.conf").is_file()
+
+
 def _settings(ctx: ProviderContext) -> SlurmSettings:
     return SlurmSettings.model_validate(ctx.settings)
 
@@ -112,6 +124,15 @@ class SlurmProvider:
     def check_credentials(self, ctx: ProviderContext, probe: bool) -> CredentialStatus:
         settings = _settings(ctx)
         source = f"SSH to {settings.host} (~/.ssh/config, agent, keys)" if settings.host else "Slurm on this machine"
+        if not settings.host and not local_slurm_configured():
+            return CredentialStatus(
+                found=False,
+                source=source,
+                message="no Slurm cluster configured: [providers.slurm] host is not set and this machine has no "
+                "Slurm client configuration",
+                hint="set the login node: runctl config set providers.slurm.host LOGIN_HOST (an ~/.ssh/config "
+                "alias works), or run runctl on the login node",
+            )
         if not probe:
             return CredentialStatus(found=True, source=source)
         result = _cluster(ctx).sh("sinfo -h -o %P | head -n 1")
@@ -121,9 +142,16 @@ class SlurmProvider:
 
     @hookimpl
     def price(self, ctx: ProviderContext, query: PriceQuery) -> list[Offer]:
+        """One offer at ``price_per_gpu_hour``, only for a GPU the cluster has: named in ``gres_map`` or a GPU
+        GRES type in ``sinfo`` (one read-only call); nothing when the cluster cannot be asked."""
         settings = _settings(ctx)
-        if query.spot:
+        if query.spot or (not settings.host and not local_slurm_configured()):
             return []
+        if query.gpu and query.gpu.lower() not in {k.lower() for k in settings.gres_map}:
+            result = _cluster(ctx).sh("sinfo -h -o %G")
+            wanted = gres_options(query.gpu, 1, {}, None)[-1].split(":")[1]  # the GRES type runctl would ask for
+            if result.exit_code != 0 or f"gpu:{wanted}:" not in result.text:
+                return []
         count = query.gpu_count or (1 if query.gpu else 0)
         return [
             Offer(

@@ -1,0 +1,100 @@
+"""Multi-node jobs through the CLI on the local provider: N process groups with torchrun-compatible variables,
+success only when every rank exits 0, the first failing rank reported, logs per rank."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+RANK_REPORT = """\
+import json, os, sys
+keys = ["RANK", "WORLD_SIZE", "LOCAL_RANK", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "RUNCTL_NUM_NODES"]
+print("vars " + json.dumps({k: os.environ.get(k) for k in keys}), flush=True)
+if os.environ["RANK"] == os.environ.get("FAIL_RANK"):
+    print("rank failing on purpose", flush=True)
+    sys.exit(int(os.environ["FAIL_CODE"]))
+import time
+time.sleep(float(os.environ.get("SLEEP", "0")))
+print("rank done", flush=True)
+"""
+
+
+@pytest.fixture
+def ddp_project(project: Path) -> Path:
+    shutil.copy(REPO / "examples" / "ddp_train.py", project / "examples" / "ddp_train.py")
+    (project / "ranks.py").write_text(RANK_REPORT)
+    return project
+
+
+def _weights(doc: dict) -> list[float]:
+    return json.loads(Path(doc["outputs_dir"], "weights.json").read_text())["weights"]
+
+
+def test_two_nodes_reach_the_single_process_weights(cli, ddp_project: Path) -> None:
+    single = cli("-o", "json", "run", "examples/ddp_train.py", "--", "--steps", "30")
+    assert single.code == 0, single.err
+    double = cli("-o", "json", "run", "--nodes", "2", "examples/ddp_train.py", "--", "--steps", "30")
+    assert double.code == 0, double.err
+    doc = double.json()
+    assert doc["job"]["state"] == "succeeded"
+    assert _weights(doc) == _weights(single.json())  # the exact all-reduce: same floats, not just close
+    assert json.loads(Path(doc["outputs_dir"], "weights.json").read_text())["world_size"] == 2
+
+    job = doc["job"]["job_id"]
+    rank1 = cli("logs", job, "--rank", "1")
+    assert rank1.code == 0 and "rank 1/2: 128 of 256 samples" in rank1.out
+    every = cli("logs", job, "--all-ranks")
+    assert "[rank 0] rank 0/2: 128 of 256 samples" in every.out
+    assert "[rank 1] rank 1/2: 128 of 256 samples" in every.out
+    default = cli("logs", job)
+    assert "rank 0/2" in default.out and "rank 1/2" not in default.out  # rank 0 by default
+    bad = cli("logs", job, "--rank", "2")
+    assert bad.code == 2 and "0 to 1" in bad.err
+
+
+def test_each_rank_gets_torchrun_variables(cli, ddp_project: Path) -> None:
+    result = cli("-o", "json", "run", "--nodes", "3", "ranks.py")
+    assert result.code == 0, result.err
+    job = result.json()["job"]["job_id"]
+    logs = cli("-o", "json", "logs", job, "--all-ranks").json()["ranks"]
+    seen = {}
+    for rank, text in logs.items():
+        line = next(x for x in text.splitlines() if x.startswith("vars "))
+        seen[int(rank)] = json.loads(line[5:])
+    ports = {v["MASTER_PORT"] for v in seen.values()}
+    assert len(ports) == 1 and next(iter(ports)).isdigit()
+    for rank, env in seen.items():
+        assert env["RANK"] == env["NODE_RANK"] == str(rank)
+        assert env["LOCAL_RANK"] == "0" and env["WORLD_SIZE"] == env["RUNCTL_NUM_NODES"] == "3"
+        assert env["MASTER_ADDR"] == "127.0.0.1"
+
+
+def test_one_failing_rank_fails_the_job_and_stops_the_others(cli, ddp_project: Path) -> None:
+    result = cli(
+        "-o", "json", "run", "--nodes", "2", "--env", "FAIL_RANK=1", "--env", "FAIL_CODE=7",
+        "--env", "SLEEP=600", "ranks.py",
+    )  # fmt: skip
+    assert result.code == 1
+    error = result.error()
+    assert "exited with code 7" in error["message"] and "rank 1 failed first" in error["message"]
+    assert "rank failing on purpose" in error["message"]  # the failing rank's log tail
+    assert "--rank 1" in error["hint"]
+    doc = result.json()  # the result document is still printed
+    assert doc["job"]["exit_code"] == 7 and doc["failed_rank"] == 1
+    job = doc["job"]["job_id"]
+    rank0 = cli("logs", job, "--rank", "0")
+    assert "rank done" not in rank0.out  # rank 0 (sleeping 600 s) was stopped, not waited for
+    assert "runctl: stopped on request" in rank0.out
+
+
+def test_nodes_refused_where_the_provider_cannot(cli, ddp_project: Path, tmp_path: Path) -> None:
+    from runctl_core.testing.cli import run_runctl
+
+    result = run_runctl("--provider", "aws", "run", "--nodes", "2", "ranks.py", "--dry-run")
+    assert result.code == 2, result.err
+    assert "cannot run --nodes 2" in result.err and "one machine" in result.err
