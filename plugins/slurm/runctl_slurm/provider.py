@@ -252,7 +252,7 @@ class SlurmProvider:
             python=settings.python,
             use_uv=settings.use_uv,
             launcher=job.launcher,
-            procs_per_node=job.procs_per_node if job.launcher == "torchrun" else 1,
+            procs_per_node=max(job.procs_per_node, instance.gpu_count or 1) if job.launcher == "torchrun" else 1,
             grace=settings.grace_period,
             timeout=job.timeout,
             resume_dir=f"{job_dir}/resume" if job.resume_dir else None,

@@ -232,7 +232,8 @@ def map_state(slurm: SlurmJob | None, record: dict[str, Any] | None) -> tuple[Jo
         if state in ("TIMEOUT", "OUT_OF_MEMORY", "DEADLINE"):
             return JobState.FAILED, code if code is not None else slurm.exit_code, FAILED_MESSAGES[state]
         if state in PENDING_STATES:
-            return JobState.PENDING, None, f"waiting in Slurm's queue ({slurm.reason or 'no reason given'})"
+            reason = slurm.reason if slurm.reason not in ("", "None") else "not scheduled yet"
+            return JobState.PENDING, None, f"waiting in Slurm's queue ({reason})"
         if state in RUNNING_STATES and not terminal:
             return JobState.RUNNING, None, ""
         if state == "CANCELLED" and not terminal:
