@@ -98,3 +98,28 @@ def test_nodes_refused_where_the_provider_cannot(cli, ddp_project: Path, tmp_pat
     result = run_runctl("--provider", "aws", "run", "--nodes", "2", "ranks.py", "--dry-run")
     assert result.code == 2, result.err
     assert "cannot run --nodes 2" in result.err and "one machine" in result.err
+
+
+FAKE_TORCHRUN = """\
+import json, os, sys
+print("torchrun " + json.dumps({"argv": sys.argv[1:], "NODE_RANK": os.environ["NODE_RANK"]}), flush=True)
+"""
+
+
+def test_launcher_torchrun_starts_torchrun_per_node(cli, ddp_project: Path) -> None:
+    # a stand-in for torch's launcher module in the project (python -m resolves the working directory first),
+    # so that the command runctl builds for each node is observed without installing torch
+    fake = ddp_project / "torch" / "distributed"
+    fake.mkdir(parents=True)
+    (ddp_project / "torch" / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "run.py").write_text(FAKE_TORCHRUN)
+    result = cli("-o", "json", "run", "--nodes", "2", "--launcher", "torchrun", "ranks.py", "--", "--flag")
+    assert result.code == 0, result.err
+    logs = cli("-o", "json", "logs", result.json()["job"]["job_id"], "--all-ranks").json()["ranks"]
+    for rank in ("0", "1"):
+        seen = json.loads(next(x for x in logs[rank].splitlines() if x.startswith("torchrun "))[9:])
+        argv = seen["argv"]
+        assert argv[:6] == ["--nnodes", "2", "--node-rank", rank, "--nproc-per-node", "1"]
+        assert argv[6:8] == ["--master-addr", "127.0.0.1"] and argv[8] == "--master-port"
+        assert argv[-2:] == ["ranks.py", "--flag"] and seen["NODE_RANK"] == rank
