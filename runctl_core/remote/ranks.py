@@ -9,10 +9,11 @@ Shipped next to ``runner.py`` (stdlib only, Python >= 3.8). Layout of a multi-no
     D/checkpoints/       rank 0's RUNCTL_CHECKPOINT_DIR: the job's checkpoints come from rank 0
     D/ranks/K/           rank K's own runner record (job.json), log and (K > 0) checkpoints/
 
+``RUNCTL_JOB_ID`` is the job id on rank 0 and ``JOB-rankK`` on rank K (see :func:`rank_job_id`).
 Every rank gets torchrun-compatible variables: ``RANK`` and ``NODE_RANK`` (= K), ``LOCAL_RANK`` (0),
 ``WORLD_SIZE`` and ``RUNCTL_NUM_NODES`` (= N), ``MASTER_ADDR``, ``MASTER_PORT``. With ``--launcher torchrun``
 each node runs ``python -m torch.distributed.run --nnodes N --node-rank K --nproc-per-node P --master-addr A
---master-port P SCRIPT ARGS`` instead (torchrun then sets RANK/LOCAL_RANK/WORLD_SIZE per process itself).
+--master-port P SCRIPT ARGS`` instead (through ``ranks.py torchrun ...``, so uv can provide the Python) (torchrun then sets RANK/LOCAL_RANK/WORLD_SIZE per process itself).
 
 The job succeeds only if every rank exits 0. When one rank ends otherwise, the others are stopped (SIGTERM,
 grace, SIGKILL through their runners) and the job takes that rank's state, exit code and message.
@@ -44,6 +45,12 @@ def rank_dir(job_dir, rank):
     return os.path.join(job_dir, "ranks", str(rank))
 
 
+def rank_job_id(job_id, rank):
+    """RUNCTL_JOB_ID of a rank: the job id on rank 0, ``JOB-rankK`` on rank K. The runner ends every process
+    carrying its RUNCTL_JOB_ID when its script ends, so ranks sharing a machine must not share it."""
+    return job_id if rank == 0 or not job_id else "%s-rank%d" % (job_id, rank)
+
+
 def rank_env(rank, nodes, master_addr, master_port):
     """The variables of rank ``rank`` (one process per node; torchrun overrides the per-process ones)."""
     return {
@@ -58,10 +65,11 @@ def rank_env(rank, nodes, master_addr, master_port):
 
 
 def script_argv(opts, rank):
-    """What runner.py runs for this rank: the script, or torchrun (``python -m``) around it."""
+    """What runner.py runs for this rank: the script, or this file's ``torchrun`` command around it (which
+    becomes ``python -m torch.distributed.run ...`` in the rank's Python: uv's environment when uv runs it)."""
     if opts.launcher != "torchrun":
         return [opts.script] + opts.args
-    return ["-m", "torch.distributed.run", "--nnodes", str(opts.nodes), "--node-rank", str(rank),
+    return [os.path.abspath(__file__), "torchrun", "--nnodes", str(opts.nodes), "--node-rank", str(rank),
             "--nproc-per-node", str(opts.nproc_per_node), "--master-addr", opts.master_addr,
             "--master-port", str(opts.master_port), opts.script] + opts.args
 
@@ -93,7 +101,7 @@ def _runner_argv(opts, rank, env_file):
     directory = rank_dir(opts.job_dir, rank)
     checkpoints = opts.checkpoint_dir if rank == 0 else os.path.join(directory, "checkpoints")
     argv = ["supervise", "--job-dir", directory, "--workdir", opts.workdir, "--checkpoint-dir", checkpoints,
-            "--job-id", opts.job_id, "--env-file", env_file, "--grace", str(opts.grace)]
+            "--job-id", rank_job_id(opts.job_id, rank), "--env-file", env_file, "--grace", str(opts.grace)]
     if opts.no_uv:
         argv.append("--no-uv")
     if opts.timeout:
@@ -215,6 +223,9 @@ def rank_main(opts):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["torchrun"]:  # run by runner.py as a rank's "script": become torchrun in this Python
+        os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run"] + argv[1:])
     parser = argparse.ArgumentParser(prog="ranks.py")
     sub = parser.add_subparsers(dest="cmd")
     for name in ("launch", "rank", "start", "aggregate"):
