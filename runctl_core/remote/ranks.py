@@ -181,7 +181,7 @@ def launch(opts):
         os.makedirs(directory, exist_ok=True)
         env_file = os.path.join(directory, "env.json")
         _write_env_file(env_file, dict(base, **rank_env(rank, opts.nodes, opts.master_addr, opts.master_port)))
-        argv = [sys.executable, runner.__file__] + _runner_argv(opts, rank, env_file)
+        argv = [sys.executable, "-S", runner.__file__] + _runner_argv(opts, rank, env_file)
         procs.append(subprocess.Popen(argv, cwd=opts.workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, start_new_session=True))
     stopped = set()
