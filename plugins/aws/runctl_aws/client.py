@@ -553,6 +553,14 @@ class AwsClient:
             )
         )
 
+    def presign_put(self, bucket: str, key: str, expires: int = 900) -> str:
+        """A presigned PUT of one key (the instance uploads an answer too large for SSM's output)."""
+        return str(
+            self.client("s3", self.bucket_region(bucket)).generate_presigned_url(
+                "put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires
+            )
+        )
+
     def presign_post(self, bucket: str, prefix: str, expires: int) -> dict[str, Any]:
         """A presigned POST letting the holder upload any key under ``prefix`` (and nothing else)."""
         reply = self.client("s3", self.bucket_region(bucket)).generate_presigned_post(

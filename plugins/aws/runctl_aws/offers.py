@@ -11,14 +11,17 @@ import re
 from dataclasses import dataclass
 
 from runctl_aws import prices
+from runctl_aws.common import client_for, settings_of
 from runctl_aws.settings import (
     DEFAULT_ARM_AMI_PARAMETER,
     DEFAULT_ARM_GPU_AMI_NAME,
     DEFAULT_ARM_GPU_AMI_PARAMETER,
     DEFAULT_GPU_AMI_NAME,
     AwsSettings,
+    resolve_region,
 )
-from runctl_core.errors import CapabilityError, UsageError
+from runctl_core.errors import CapabilityError, RunctlError, UsageError
+from runctl_core.models import Capabilities, Capability, Offer, PriceQuery, ProviderContext
 
 TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 # AWS's own accelerators need the Neuron SDK and its images; runctl has no default for them
@@ -109,3 +112,81 @@ def default_image(settings: AwsSettings, instance_type: str) -> ImageChoice:
     if arm:
         return ImageChoice(DEFAULT_ARM_AMI_PARAMETER, None, "Amazon Linux 2023 arm64")
     return ImageChoice(settings.cpu_ami_parameter, None, "Amazon Linux 2023")
+
+
+def capabilities(ctx: ProviderContext) -> Capabilities:
+    settings = settings_of(ctx)
+    return Capabilities(
+        spot=Capability(supported=True),
+        stop=Capability(
+            supported=False,
+            reason="runctl terminates EC2 instances instead of stopping them "
+            "(a stopped instance still bills its EBS volume)",
+        ),
+        log_follow=Capability(supported=True),
+        checkpoints=Capability(supported=True),
+        max_runtime=Capability(supported=True),
+        gpu=Capability(supported=True),
+        paid=True,
+        poll_interval=settings.poll_interval,
+        ready_timeout=settings.ready_timeout,
+    )
+
+
+def price(ctx: ProviderContext, query: PriceQuery) -> list[Offer]:
+    from runctl_aws.credentials import quick_credentials
+
+    settings = settings_of(ctx)
+    region = query.region or resolve_region(settings)[0] or "us-east-1"
+    note = ""
+    if query.instance_type:
+        names = [query.instance_type]
+    elif query.gpu:
+        names = [info.name for info in prices.types_for_gpu(query.gpu, query.gpu_count)]
+        if not names and query.gpu_count is not None and prices.normalize_gpu(query.gpu):
+            try:  # no exact count: the machines create would launch (the smallest count above), said so
+                chosen = resolve(settings, None, query.gpu, query.gpu_count)
+            except UsageError:  # no count above either
+                chosen = None
+                note = f"AWS has no {query.gpu_count}x {prices.normalize_gpu(query.gpu)} machine; " + (
+                    available_counts(str(prices.normalize_gpu(query.gpu)))
+                )
+            if chosen is not None:
+                note = chosen.note
+                names = [info.name for info in prices.types_for_gpu(query.gpu, chosen.gpu_count)]
+    else:
+        names = prices.known_types()
+    if not names:
+        if note:
+            raise UsageError(note, "pass a --gpu-count AWS has, or another --gpu")
+        return []
+    od_source = f"bundled table {prices.table_date()} ({prices.table_age_days()} days old)"
+    spot: dict[str, float] = {}
+    spot_source = "spot: not asked"
+    if query.spot is not False:
+        spot_source = "spot: no credentials"
+        if quick_credentials(settings.profile).found:
+            try:
+                spot = client_for(ctx, region).spot_prices(names)
+                spot_source = "spot: describe_spot_price_history"
+            except RunctlError as exc:
+                spot_source = f"spot: unavailable ({exc.code})"
+    found = []
+    for name in names:
+        info = prices.type_info(name)
+        found.append(
+            Offer(
+                provider="aws",
+                instance_type=name,
+                gpu=info.gpu if info else None,
+                gpu_count=info.gpu_count if info else 0,
+                vcpus=info.vcpus if info else None,
+                memory_gb=info.memory_gb if info else None,
+                on_demand_hourly=prices.on_demand(name, region),
+                spot_hourly=spot.get(name),
+                availability="unknown",
+                region=region,
+                source=(f"{note}. " if note else "") + f"on-demand: {od_source}; {spot_source}",
+            )
+        )
+    return found

@@ -142,6 +142,7 @@ class AwsStandIn:
         self.faults = Faults()
         self.spot_prices: dict[str, float] = {}
         self.calls: list[tuple[str, str]] = []
+        self.journal: list[tuple[float, str, str, str]] = []  # (when, service, operation, comment/path)
         self.machines: dict[str, Machine] = {}
         self.invocations: dict[tuple[str, str], Invocation] = {}
         self.tokens: dict[tuple[str, str], tuple[str, bytes]] = {}
@@ -195,6 +196,7 @@ class AwsStandIn:
             self.invocations.clear()
             self.tokens.clear()
             self.calls.clear()
+            self.journal.clear()
             self.faults = Faults()
             self.spot_prices = {}
             self.minute_seconds = self._defaults["minute_seconds"]
@@ -241,7 +243,7 @@ class AwsStandIn:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target.startswith("AmazonSSM."):
             operation = target.split(".", 1)[1]
-            self.calls.append(("ssm", operation))
+            self._record("ssm", operation, json.loads(body or b"{}").get("Comment", ""))
             if self._take(self.faults.throttle, operation):
                 return _json(start_response, 400, {"__type": "ThrottlingException", "message": "Rate exceeded"})
             handler = getattr(self, f"_ssm_{operation}", None)
@@ -252,7 +254,7 @@ class AwsStandIn:
         elif service == "ec2" and body:
             params = {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
             action = params.get("Action", "")
-            self.calls.append(("ec2", action))
+            self._record("ec2", action)
             if self._take(self.faults.throttle, action):
                 return _ec2_error(start_response, 503, "RequestLimitExceeded", "Request limit exceeded.")
             if self._take(self.faults.html_errors, action):
@@ -272,11 +274,11 @@ class AwsStandIn:
                 return result
         elif service in ("iam", "sts") and body:
             action = parse_qs(body.decode(), keep_blank_values=True).get("Action", [""])[0]
-            self.calls.append((service, action))
+            self._record(service, action)
         elif service == "s3":
-            self.calls.append(("s3", _s3_operation(environ.get("REQUEST_METHOD", ""), path, environ)))
+            self._record("s3", _s3_operation(environ.get("REQUEST_METHOD", ""), path, environ), path)
         elif service:
-            self.calls.append((service, environ.get("REQUEST_METHOD", "") + " " + path))
+            self._record(service, environ.get("REQUEST_METHOD", "") + " " + path)
         return self._moto(environ, start_response)
 
     def _wrong_s3_region(self, environ: dict[str, Any], service: str, region: str, body: bytes) -> Any:
@@ -340,6 +342,11 @@ class AwsStandIn:
                     if machine is not None and now < machine.visible_at:
                         return value
         return ""
+
+    def _record(self, service: str, operation: str, note: str = "") -> None:
+        """Count one request runctl made (the round trips of issue 15 are counted from this journal)."""
+        self.calls.append((service, operation))
+        self.journal.append((time.monotonic(), service, operation, note))
 
     def _take(self, counters: dict[str, int], operation: str) -> bool:
         with self.lock:

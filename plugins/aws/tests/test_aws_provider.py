@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -127,7 +128,15 @@ def test_ready_never_sleeps_and_waits_for_ssm(
     messages = []
     slept: list[float] = []
     real_sleep = time.sleep
-    monkeypatch.setattr(time, "sleep", lambda seconds: slept.append(seconds))
+    main = threading.main_thread()
+
+    def sleep(seconds: float) -> None:  # the stand-in's own threads keep sleeping normally
+        if threading.current_thread() is main:
+            slept.append(seconds)
+        else:
+            real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
     for _ in range(400):
         current = provider.ready(created)
         assert slept == []  # one check, no waiting inside (asserted without timing the machine)
@@ -333,9 +342,9 @@ def test_errors_and_credentials_never_show_secrets(provider: Provider, standin: 
     assert DUMMY_KEY_ID in url
     result = client.run_command(instance.id, f"echo 'failed to fetch {url}' >&2; exit 3")
     assert result.exit_code == 3
-    from runctl_aws.provider import AwsProvider
+    from runctl_aws.common import command_failed
 
-    error = AwsProvider()._fail(client, instance.id, "test", result)
+    error = command_failed(client, instance.id, "test", result)
     assert DUMMY_KEY_ID not in error.message and "<url>" in error.message
     provider.terminate(instance)
     for path in tmp_path.rglob("*"):

@@ -1,0 +1,284 @@
+"""Plumbing shared by the AWS provider's modules: settings, the boto3 client cache, per-instance records on
+the laptop, EC2 -> Instance, SSM command helpers and installing runctl's tools on an instance."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from runctl_aws import prices, scripts
+from runctl_aws.client import AwsClient
+from runctl_aws.models import CommandResult, Ec2Instance
+from runctl_aws.settings import AwsSettings, resolve_region
+from runctl_core.errors import (
+    NotFoundError,
+    PrerequisiteError,
+    ProviderError,
+)
+from runctl_core.models import (
+    Instance,
+    InstanceState,
+    JobState,
+    JobStatus,
+    ProviderContext,
+)
+
+EC2_STATES = {
+    "pending": InstanceState.PENDING,
+    "running": InstanceState.RUNNING,
+    "stopping": InstanceState.STOPPING,
+    "shutting-down": InstanceState.STOPPING,
+    "stopped": InstanceState.STOPPED,
+    "terminated": InstanceState.TERMINATED,
+}
+SPOT_REFUSED = {
+    "InsufficientInstanceCapacity",
+    "SpotMaxPriceTooLow",
+    "InsufficientCapacity",
+    "UnfulfillableCapacity",
+    "InsufficientHostCapacity",
+}
+# quota codes: a request over the account's limit, never "try later" (new accounts often have a spot quota of 0)
+SPOT_QUOTA = {"MaxSpotInstanceCountExceeded"}
+PROFILE_PROPAGATION = "Invalid IAM Instance Profile"
+PROFILE_WAIT = 90.0  # seconds a just-created instance profile is given to reach EC2 (IAM is eventually consistent)
+SPOT_RECLAIMED = {"Server.SpotInstanceTermination", "Server.SpotInstanceShutdown"}
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+LOG_SSM_CHUNK = 12000  # bytes per SSM read: base64 of it stays under SSM's 24,000-character output limit
+LOG_S3_CHUNK = 1 << 20
+S3_PUT_LIMIT = 5 * 1024**3
+IAM_STEPS = (
+    "aws iam create-role --role-name {name} --assume-role-policy-document "
+    '\'{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"Service":"ec2.amazonaws.com"}},'
+    '"Action":"sts:AssumeRole"}}]}}\' && '
+    "aws iam attach-role-policy --role-name {name} "
+    "--policy-arn arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore && "
+    "aws iam create-instance-profile --instance-profile-name {name} && "
+    "aws iam add-role-to-instance-profile --instance-profile-name {name} --role-name {name}"
+)
+
+
+_CLIENTS: dict[tuple[str, str | None], AwsClient] = {}  # boto3 clients per settings and region
+
+
+def settings_of(ctx: ProviderContext) -> AwsSettings:
+    return AwsSettings.model_validate(ctx.settings)
+
+
+def parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+
+
+def job_status(job_id: str, record: dict[str, Any]) -> JobStatus:
+    state = record.get("state", "lost")
+    code = record.get("exit_code")
+    return JobStatus(
+        job_id=job_id,
+        state=JobState(state) if state in JobState._value2member_map_ else JobState.LOST,
+        exit_code=int(code) if code is not None else None,
+        started_at=parse_time(record.get("started_at")),
+        ended_at=parse_time(record.get("ended_at")),
+        message=str(record.get("message", "") or ""),
+    )
+
+
+def utf8_cut(data: bytes, at_end: bool) -> bytes:
+    """Drop a trailing partial UTF-8 character (it comes whole with the next chunk) unless nothing follows."""
+    if at_end:
+        return data
+    for cut in range(0, min(4, len(data)) + 1):
+        candidate = data[: len(data) - cut]
+        try:
+            candidate.decode("utf-8")
+            return candidate
+        except UnicodeDecodeError as exc:
+            if exc.start < len(candidate) - 4:  # invalid in the middle: no point cutting the end
+                return data
+    return data
+
+
+def client_for(ctx: ProviderContext, region: str | None = None) -> AwsClient:
+    from runctl_aws.client import AwsClient
+
+    settings = settings_of(ctx)
+    key = (settings.model_dump_json(), region)
+    if key not in _CLIENTS:
+        _CLIENTS[key] = AwsClient(settings, region)
+    return _CLIENTS[key]
+
+
+def bucket_of(settings: AwsSettings) -> str:
+    if not settings.bucket:
+        raise PrerequisiteError(
+            "no S3 bucket is configured for staging code and storing checkpoints",
+            "create one and set it: aws s3 mb s3://YOUR-BUCKET && runctl config set providers.aws.bucket YOUR-BUCKET",
+        )
+    return settings.bucket
+
+
+def staging_prefix(settings: AwsSettings, instance_id: str) -> str:
+    return f"{settings.prefix}/_staging/{instance_id}/"
+
+
+def job_prefix(settings: AwsSettings, job_id: str) -> str:
+    return f"{settings.prefix}/{job_id}/"
+
+
+def state_file(ctx: ProviderContext, instance_id: str) -> Path:
+    return ctx.state_dir / "instances" / f"{instance_id}.json"
+
+
+def read_state(ctx: ProviderContext, instance_id: str) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(state_file(ctx, instance_id).read_text())
+        return data
+    except (OSError, ValueError):
+        return {}
+
+
+def write_state(ctx: ProviderContext, instance_id: str, **fields: Any) -> None:
+    path = state_file(ctx, instance_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = read_state(ctx, instance_id)
+    data.update(fields)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def to_instance(ec2: Ec2Instance, region: str, base: Instance | None = None) -> Instance:
+    state = EC2_STATES.get(ec2.state, InstanceState.UNKNOWN)
+    info = prices.type_info(ec2.instance_type)
+    spot = ec2.lifecycle == "spot"
+    message = f"EC2 state {ec2.state}"
+    if ec2.state_reason in SPOT_RECLAIMED:
+        message = "the spot instance was reclaimed by AWS (spot interruption)"
+    elif ec2.state_reason:
+        message += f" ({ec2.state_reason})"
+    hourly = (
+        base.hourly_price
+        if base is not None and base.hourly_price is not None
+        else (None if spot else prices.on_demand(ec2.instance_type, region))
+    )
+    tags = dict(ec2.tags)
+    created = parse_time(ec2.launch_time) or parse_time(tags.get("runctl:created"))
+    return Instance(
+        id=ec2.id,
+        provider="aws",
+        state=state,
+        instance_type=ec2.instance_type,
+        gpu=info.gpu if info else None,
+        gpu_count=info.gpu_count if info else 0,
+        spot=spot,
+        hourly_price=hourly,
+        region=region,
+        created_at=created,
+        tags=tags,
+        details={
+            "availability_zone": ec2.availability_zone,
+            "image_id": ec2.image_id,
+            "lifecycle": ec2.lifecycle or "on-demand",
+            "spot_request_id": ec2.spot_request_id,
+            "state_reason": ec2.state_reason,
+            "ec2_state": ec2.state,
+        },
+        message=message,
+    )
+
+
+def young(ctx: ProviderContext, instance: Instance) -> bool:
+    """Whether the instance was created so recently that EC2 may not show it yet.
+
+    EC2 is eventually consistent: right after RunInstances, DescribeInstances and TerminateInstances may answer
+    InvalidInstanceID.NotFound for an instance that exists and bills
+    (https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html). Within
+    ``consistency_window`` seconds of its creation by this runctl NotFound therefore means "pending", never
+    "gone"; an id runctl did not receive from RunInstances itself is not given that benefit."""
+    created = read_state(ctx, instance.id).get("created")  # written when RunInstances answered this id
+    return isinstance(created, (int, float)) and time.time() - float(created) < settings_of(ctx).consistency_window
+
+
+def not_visible_yet(instance: Instance) -> Instance:
+    return instance.model_copy(
+        update={
+            "state": InstanceState.PENDING,
+            "message": "EC2 does not list the new instance yet (its API is eventually consistent)",
+        }
+    )
+
+
+def region_of(instance: Instance, ctx: ProviderContext) -> str | None:
+    return instance.region or resolve_region(settings_of(ctx))[0]
+
+
+def describe(ctx: ProviderContext, instance: Instance) -> tuple[AwsClient, Ec2Instance | None]:
+    client = client_for(ctx, region_of(instance, ctx))
+    return client, client.describe_instance(instance.id)
+
+
+def require_running(ctx: ProviderContext, instance: Instance) -> tuple[AwsClient, Ec2Instance]:
+    client, ec2 = describe(ctx, instance)
+    if ec2 is None or ec2.state in ("terminated", "shutting-down"):
+        raise NotFoundError(
+            f"instance {instance.id} is terminated",
+            "create a new one: runctl --provider aws create (or runctl run)",
+        )
+    if ec2.state != "running":
+        raise ProviderError(
+            f"instance {instance.id} is {ec2.state}, not running",
+            "wait until it is ready: runctl status " + instance.id,
+        )
+    return client, ec2
+
+
+def run_command(
+    client: AwsClient, instance_id: str, script: str, what: str, timeout: float | None = None
+) -> CommandResult:
+    result: CommandResult = client.run_command(instance_id, script, timeout=timeout, comment=f"runctl {what}")
+    return result
+
+
+def command_failed(client: AwsClient, instance_id: str, what: str, result: CommandResult) -> ProviderError:
+    detail = client.scrub((result.stderr or result.stdout).strip()[-800:])
+    return ProviderError(
+        f"{what} on {instance_id} failed (SSM status {result.status}, exit {result.exit_code}): {detail}",
+        f"see the SSM console's command history for {result.command_id}",
+    )
+
+
+def ensure_tools(ctx: ProviderContext, client: AwsClient, instance_id: str) -> None:
+    """Install runner.py and agent.py on the instance unless this runctl already did."""
+    from runctl_aws.remote import tools_tarball
+
+    settings = settings_of(ctx)
+    _data, digest = tools_tarball()
+    if read_state(ctx, instance_id).get("tools") == digest:
+        return
+    result = run_command(client, instance_id, bootstrap_script(ctx, client), "bootstrap", timeout=300)
+    if not result.ok or "runctl-ready" not in result.stdout:
+        raise command_failed(client, instance_id, "installing runctl's runner", result)
+    write_state(ctx, instance_id, tools=digest, ready=True, remote_dir=settings.remote_dir)
+
+
+def bootstrap_script(ctx: ProviderContext, client: AwsClient) -> str:
+    from runctl_aws.remote import tools_tarball
+
+    settings = settings_of(ctx)
+    bucket = bucket_of(settings)
+    data, digest = tools_tarball()
+    key = f"{settings.prefix}/_tools/tools-{digest}.tar.gz"
+    if client.object_size(bucket, key) is None:
+        client.put_bytes(bucket, key, data)
+    return scripts.bootstrap(settings.remote_dir, client.presign_get(bucket, key, 3600), digest)

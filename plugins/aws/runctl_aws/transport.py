@@ -1,0 +1,227 @@
+"""The SSM + S3 implementation of the core's :class:`runctl_core.remote.transport.Transport` for an EC2 instance.
+
+Each operation is one ``AWS-RunShellScript`` command running a small Python program on the instance (python3 is
+on every image runctl uses); bytes travel through S3 with presigned URLs, because SSM carries at most 24,000
+characters of output and its command parameters are kept in the account's command history:
+
+* ``run``: the argument vector, ``cwd`` and ``stdin`` go in the command (``stdin`` base64, up to 48 KiB, else
+  through S3); ``env`` goes through a short-lived S3 object, never into the command text (values may be
+  secrets). Output up to ~8 KiB comes back in SSM's own output, larger output through a presigned PUT;
+* ``put``: the bytes are put in S3 and fetched by the instance with a presigned GET, written to a temporary file,
+  ``chmod``-ed and renamed into place (whole or not at all);
+* ``get`` / ``read_range`` / ``walk``: answered through a presigned PUT (large) or SSM output (small);
+* ``remove``: ``shutil.rmtree`` / ``unlink``.
+
+Staging objects live under ``PREFIX/_staging/INSTANCE/transport/`` and are deleted after each call. Errors follow
+the protocol: SSM refusing the instance -> NotFoundError (from the client), a command over its timeout ->
+TransientError, a missing file -> FileNotFoundError. No retries here: one retry layer per call path.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from runctl_aws.client import AwsClient
+from runctl_core.errors import ProviderError
+from runctl_core.remote.transport import CommandResult, RemoteFile
+
+INLINE_OUTPUT = 8000  # bytes of stdout/stderr returned in SSM's output (base64 stays under its 24,000 characters)
+INLINE_STDIN = 48 * 1024
+EXIT_MISSING = 44  # the program's answer for a missing file
+BLOBS = ("stdout", "stderr", "data", "files")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the program on the instance answered: plain fields, and byte strings."""
+
+    fields: dict[str, object]
+    blobs: dict[str, bytes]
+
+    def blob(self, name: str) -> bytes:
+        return self.blobs.get(name, b"")
+
+
+# One program for every operation: reads its request (JSON, base64 in argv), answers one JSON line on stdout.
+PROGRAM = r"""
+import base64, json, os, shutil, subprocess, sys, urllib.request
+req = json.loads(base64.b64decode(sys.argv[1]))
+def fetch(url):
+    with urllib.request.urlopen(url, timeout=120) as r:
+        return r.read()
+def answer(doc, blobs):
+    big = sum(len(b) for b in blobs.values()) > req["inline"]
+    if big and req.get("put_url"):
+        body = json.dumps({k: base64.b64encode(v).decode() for k, v in blobs.items()}).encode()
+        headers = {"Content-Type": "application/octet-stream"}
+        put = urllib.request.Request(req["put_url"], data=body, method="PUT", headers=headers)
+        urllib.request.urlopen(put, timeout=300).read()
+        doc["via_s3"] = True
+    else:
+        doc.update({k: base64.b64encode(v).decode() for k, v in blobs.items()})
+    print(json.dumps(doc))
+op = req["op"]
+try:
+    if op == "run":
+        env = dict(os.environ)
+        if req.get("env_url"):
+            env.update(json.loads(fetch(req["env_url"])))
+        data = base64.b64decode(req["stdin"]) if req.get("stdin") else b""
+        if req.get("stdin_url"):
+            data = fetch(req["stdin_url"])
+        try:
+            p = subprocess.run(
+                req["argv"], input=data, capture_output=True, cwd=req.get("cwd"), env=env, timeout=req.get("timeout")
+            )
+            answer({"code": p.returncode}, {"stdout": p.stdout, "stderr": p.stderr})
+        except FileNotFoundError:
+            answer({"code": 127}, {"stdout": b"", "stderr": (req["argv"][0] + ": command not found\n").encode()})
+        except subprocess.TimeoutExpired:
+            answer({"code": -1, "timeout": True}, {"stdout": b"", "stderr": b""})
+    elif op == "put":
+        target = req["path"]
+        os.makedirs(os.path.dirname(target) or "/", exist_ok=True)
+        tmp = target + ".tmp.runctl"
+        with open(tmp, "wb") as fh:
+            fh.write(fetch(req["url"]))
+        os.chmod(tmp, req["mode"])
+        os.replace(tmp, target)
+        answer({}, {})
+    elif op == "read":
+        with open(req["path"], "rb") as fh:
+            fh.seek(max(0, req["offset"]))
+            size = os.fstat(fh.fileno()).st_size
+            answer({}, {"data": fh.read(max(0, min(req["length"], size)))})
+    elif op == "walk":
+        found = []
+        if os.path.isdir(req["path"]):
+            for base, dirs, names in os.walk(req["path"]):
+                dirs.sort()
+                for name in names:
+                    full = os.path.join(base, name)
+                    if os.path.islink(full) or not os.path.isfile(full):
+                        continue
+                    st = os.stat(full)
+                    found.append([os.path.relpath(full, req["path"]), st.st_size, st.st_mtime])
+        answer({}, {"files": json.dumps(sorted(found)).encode()})
+    elif op == "remove":
+        if os.path.isdir(req["path"]) and not os.path.islink(req["path"]):
+            shutil.rmtree(req["path"], ignore_errors=True)
+        elif os.path.lexists(req["path"]):
+            os.unlink(req["path"])
+        answer({}, {})
+except FileNotFoundError:
+    sys.exit(44)
+"""
+
+
+class SsmTransport:
+    """A :class:`Transport` to one EC2 instance through SSM Run Command and an S3 staging prefix."""
+
+    def __init__(self, client: AwsClient, instance_id: str, bucket: str, staging: str, timeout: float = 600.0):
+        self.client = client
+        self.instance_id = instance_id
+        self.bucket = bucket
+        self.staging = staging.rstrip("/") + "/transport/"
+        self.timeout = timeout
+
+    # ------------------------------------------------------------------------------------------ plumbing
+
+    def _key(self, what: str) -> str:
+        return f"{self.staging}{uuid.uuid4().hex[:12]}-{what}"
+
+    def _call(self, request: dict[str, object], timeout: float | None = None) -> Answer:
+        """Run PROGRAM with ``request`` on the instance and return its answer."""
+        answer_key = self._key("answer")
+        request = {**request, "inline": INLINE_OUTPUT, "put_url": self.client.presign_put(self.bucket, answer_key)}
+        encoded = base64.b64encode(json.dumps(request).encode()).decode()
+        script = f"python3 - {shlex.quote(encoded)} <<'RUNCTL_TRANSPORT'\n{PROGRAM}\nRUNCTL_TRANSPORT\n"
+        limit = (timeout or self.timeout) + 30
+        result = self.client.run_command(self.instance_id, script, timeout=limit, comment=f"runctl {request['op']}")
+        if result.exit_code == EXIT_MISSING:
+            raise FileNotFoundError(f"{self.instance_id}:{request.get('path')}")
+        lines = result.stdout.strip().splitlines()
+        if not result.ok or not lines:
+            detail = self.client.scrub((result.stderr or result.stdout).strip()[-500:])
+            raise ProviderError(
+                f"{request['op']} on {self.instance_id} failed (SSM status {result.status}, exit {result.exit_code})"
+                f": {detail}",
+                "check that python3 runs on the instance; see the SSM command history",
+            )
+        fields: dict[str, object] = json.loads(lines[-1])
+        encoded_blobs = {k: str(fields.pop(k)) for k in BLOBS if k in fields}
+        if fields.pop("via_s3", False):
+            raw = self.client.get_bytes(self.bucket, answer_key) or b"{}"
+            self.client.delete_object(self.bucket, answer_key)
+            encoded_blobs = {str(k): str(v) for k, v in json.loads(raw).items()}
+        return Answer(fields, {k: base64.b64decode(v) for k, v in encoded_blobs.items()})
+
+    def _staged(self, data: bytes, what: str) -> tuple[str, str]:
+        key = self._key(what)
+        self.client.put_bytes(self.bucket, key, data)
+        return key, self.client.presign_get(self.bucket, key)
+
+    # ------------------------------------------------------------------------------------------ Transport
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        stdin: bytes | None = None,
+    ) -> CommandResult:
+        staged: list[str] = []
+        request: dict[str, object] = {"op": "run", "argv": list(argv), "cwd": cwd, "timeout": timeout}
+        try:
+            if env:  # through S3, never in the command text (SSM keeps command parameters in its history)
+                key, request["env_url"] = self._staged(json.dumps(dict(env)).encode(), "env")
+                staged.append(key)
+            if stdin and len(stdin) > INLINE_STDIN:
+                key, request["stdin_url"] = self._staged(stdin, "stdin")
+                staged.append(key)
+            elif stdin:
+                request["stdin"] = base64.b64encode(stdin).decode()
+            answer = self._call(request, timeout)
+        finally:
+            for key in staged:
+                self.client.delete_object(self.bucket, key)
+        if answer.fields.get("timeout"):
+            from runctl_core.errors import TransientError
+
+            raise TransientError(
+                f"{Path(argv[0]).name} did not finish within {timeout:g}s on {self.instance_id}",
+                "the machine may be overloaded; try again",
+            )
+        code = answer.fields.get("code", -1)
+        return CommandResult(
+            exit_code=code if isinstance(code, int) else -1, stdout=answer.blob("stdout"), stderr=answer.blob("stderr")
+        )
+
+    def put(self, source: bytes | Path, path: str, *, mode: int = 0o644) -> None:
+        data = source if isinstance(source, bytes) else source.read_bytes()
+        key, url = self._staged(data, "put")
+        try:
+            self._call({"op": "put", "path": path, "url": url, "mode": mode})
+        finally:
+            self.client.delete_object(self.bucket, key)
+
+    def get(self, path: str, dest: Path) -> None:
+        dest.write_bytes(self.read_range(path, 0, 1 << 62))
+
+    def read_range(self, path: str, offset: int, length: int) -> bytes:
+        return self._call({"op": "read", "path": path, "offset": offset, "length": length}).blob("data")
+
+    def walk(self, path: str) -> list[RemoteFile]:
+        rows = json.loads(self._call({"op": "walk", "path": path}).blob("files") or b"[]")
+        return [RemoteFile(str(name), int(size), float(mtime)) for name, size, mtime in rows]
+
+    def remove(self, path: str) -> None:
+        self._call({"op": "remove", "path": path})
