@@ -125,6 +125,7 @@ def batch_script(job: BatchJob) -> str:
         f"#SBATCH --comment={q(job.comment)}",
         f"#SBATCH --nodes={job.nodes}",
         "#SBATCH --ntasks-per-node=1",
+        "#SBATCH --no-requeue",  # a preempted or failed node ends the job: runctl --recover resubmits it
         f"#SBATCH --output={job.job_dir}/batch.log",
         f"#SBATCH --chdir={job.project_dir}",
         *(f"#SBATCH {option}" for option in job.options),

@@ -243,3 +243,52 @@ def test_prerequisites_fail_with_the_fixing_command(cli: Callable[..., CliResult
     assert result.code == 3, result.err
     error = result.error()
     assert "partition nosuch does not exist" in error["message"] and "sinfo" in error["hint"]
+
+
+CHECKPOINTING = """\
+import json, os, pathlib, time
+ckpt = pathlib.Path(os.environ["RUNCTL_CHECKPOINT_DIR"])
+state = ckpt / "state.json"
+start = json.loads(state.read_text())["step"] if state.exists() else 0
+print(f"rank {os.environ['RANK']} starts at step {start}", flush=True)
+for step in range(start + 1, 31):
+    time.sleep(0.5)
+    if os.environ["RANK"] == "0":
+        state.write_text(json.dumps({"step": step, "resumed_from": start}))
+print(f"rank {os.environ['RANK']} done", flush=True)
+"""
+
+
+def test_node_failure_is_interrupted_and_recover_resubmits_from_the_checkpoint(
+    project: Path, slurm_cluster: SlurmCluster
+) -> None:
+    (project / "ckpt.py").write_text(CHECKPOINTING)
+    proc = subprocess.Popen(
+        [runctl_executable(), "-o", "json", "--provider", "slurm", "run", "--nodes", "2", "--recover",
+         "--max-restarts", "1", "ckpt.py"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        _wait(
+            lambda: any(json.loads(p.read_text() or "{}").get("step", 0) >= 4 for p in _state_files(project)),
+            "rank 0 to checkpoint a few steps",
+        )
+        slurm_cluster.run("scontrol", "update", "nodename=node2", "state=down", "reason=runctl-test")
+        _wait(lambda: len(list(_workdir(project).glob("instances/*"))) == 2, "the second attempt", timeout=180)
+        slurm_cluster.run("scontrol", "update", "nodename=node2", "state=resume")
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        slurm_cluster.run("scontrol", "update", "nodename=node2", "state=resume")
+    assert proc.returncode == 0, err
+    doc = json.loads(out)
+    attempts = doc["attempts"]
+    assert [a["state"] for a in attempts] == ["interrupted", "succeeded"], attempts
+    assert "NODE_FAIL" in attempts[0]["message"]
+    final = json.loads(Path(doc["outputs_dir"], "state.json").read_text())
+    assert final["step"] == 30 and final["resumed_from"] >= 4, final  # resumed, not restarted
+
+
+def _state_files(project: Path) -> list[Path]:
+    return list(_workdir(project).glob("instances/*/jobs/*/checkpoints/state.json"))
