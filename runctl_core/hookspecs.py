@@ -113,6 +113,11 @@ def train(ctx: ProviderContext, instance: Instance, job: JobSpec) -> JobStatus: 
     ``logs`` reads by byte offset; its exit code is recorded. Success is the exit code, never a word in the
     log. ``job.timeout`` kills it. ``job.resume_dir`` files go into the checkpoint directory first.
 
+    Multi-node (only for providers declaring the ``multi_node`` capability; the core refuses ``job.nodes > 1``
+    and ``job.launcher == "torchrun"`` elsewhere): run ``job.nodes`` ranks, one process group per node, with
+    ``runctl_core/remote/ranks.py`` (``launch`` for all ranks on one machine, ``rank`` under a scheduler's
+    launcher such as ``srun``); the job's log and checkpoints are rank 0's, ``logs(rank=K)`` reads rank K's.
+
     Raises: ``NotFoundError``, ``UsageError`` (script missing), ``ProviderError``.
     """
 
