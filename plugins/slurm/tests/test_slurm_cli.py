@@ -292,3 +292,27 @@ def test_node_failure_is_interrupted_and_recover_resubmits_from_the_checkpoint(
 
 def _state_files(project: Path) -> list[Path]:
     return list(_workdir(project).glob("instances/*/jobs/*/checkpoints/state.json"))
+
+
+def test_torchrun_launcher_on_slurm(cli: Callable[..., CliResult], project: Path) -> None:
+    # torch's launcher module stood in for by a project package (python -m looks in the working directory first)
+    fake = project / "torch" / "distributed"
+    fake.mkdir(parents=True)
+    (project / "torch" / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "run.py").write_text("import sys, os\nprint('torchrun', os.environ['NODE_RANK'], *sys.argv[1:])\n")
+    result = cli("-o", "json", "run", "--nodes", "2", "--launcher", "torchrun", "ranks.py")
+    assert result.code == 0, result.err
+    logs = cli("-o", "json", "logs", result.json()["job"]["job_id"], "--all-ranks").json()["ranks"]
+    for rank in ("0", "1"):
+        words = next(x for x in logs[rank].splitlines() if x.startswith("torchrun ")).split()
+        assert words[1] == rank and words[2:8] == ["--nnodes", "2", "--node-rank", rank, "--nproc-per-node", "1"]
+        assert words[-1] == "ranks.py" and words[8] == "--master-addr" and words[9] == "127.0.0.1"
+
+
+def test_time_limit_reached_is_reported_as_timeout(cli: Callable[..., CliResult]) -> None:
+    # --max-runtime 1m -> --time=1 minute; Slurm ends the job at the limit (within its check interval)
+    result = cli("-o", "json", "run", "--max-runtime", "1m", "--env", "SLEEP=600", "ranks.py", timeout=400)
+    assert result.code == 1, result.err
+    doc = result.json()
+    assert doc["job"]["state"] == "failed" and "TIMEOUT" in doc["job"]["message"]
