@@ -123,3 +123,28 @@ def test_launcher_torchrun_starts_torchrun_per_node(cli, ddp_project: Path) -> N
         assert argv[:6] == ["--nnodes", "2", "--node-rank", rank, "--nproc-per-node", "1"]
         assert argv[6:8] == ["--master-addr", "127.0.0.1"] and argv[8] == "--master-port"
         assert argv[-2:] == ["ranks.py", "--flag"] and seen["NODE_RANK"] == rank
+
+
+def test_terminate_stops_every_rank_even_when_the_launcher_was_killed(cli, ddp_project: Path) -> None:
+    import os
+    import signal
+    import time
+
+    from runctl_core.testing.faults import pids_alive
+
+    started = cli("-o", "json", "run", "--detach", "--nodes", "2", "--env", "SLEEP=600", "ranks.py")
+    assert started.code == 0, started.err
+    doc = started.json()
+    job_dir = Path(doc["instance"]["details"]["path"]) / "jobs" / doc["job"]["job_id"]
+    records = [job_dir / "ranks" / str(k) / "job.json" for k in (0, 1)]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(r.exists() and '"pid"' in r.read_text() for r in records):
+        time.sleep(0.1)
+    pids = [json.loads(r.read_text())["pid"] for r in records]
+    assert len(pids_alive(pids)) == 2
+    os.kill(json.loads((job_dir / "job.json").read_text())["supervisor_pid"], signal.SIGKILL)  # the launcher
+    assert cli("terminate", doc["job"]["job_id"], "--yes").code == 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and pids_alive(pids):
+        time.sleep(0.1)
+    assert pids_alive(pids) == []

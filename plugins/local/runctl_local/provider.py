@@ -66,6 +66,17 @@ def _job_status(job_id: str, record: dict[str, Any]) -> JobStatus:
     )
 
 
+def _stop_job(job_dir: Path, grace: float) -> dict[str, Any]:
+    """Stop a job and, for a multi-node job, each rank too: its launcher stops them, but a launcher killed
+    with SIGKILL leaves its ranks' runners behind (each rank has its own RUNCTL_JOB_ID, see ranks.py)."""
+    record: dict[str, Any] = job_runner.stop_job(str(job_dir), grace)
+    ranks = job_dir / "ranks"
+    if ranks.is_dir():
+        for rank_dir in sorted(ranks.iterdir()):
+            job_runner.stop_job(str(rank_dir), grace)
+    return record
+
+
 class LocalProvider:
     """Runs jobs on this machine. An instance is a sandbox directory; it costs nothing."""
 
@@ -288,7 +299,7 @@ class LocalProvider:
         job_dir = sandbox.job_dir(job.job_id)
         if not job_dir.is_dir():
             return job
-        return _job_status(job.job_id, job_runner.stop_job(str(job_dir), _settings(ctx).grace_period))
+        return _job_status(job.job_id, _stop_job(job_dir, _settings(ctx).grace_period))
 
     @hookimpl
     def terminate(self, ctx: ProviderContext, instance: Instance) -> Instance:
@@ -297,7 +308,7 @@ class LocalProvider:
             return instance.model_copy(update={"state": InstanceState.TERMINATED})
         grace = _settings(ctx).grace_period
         for job_dir in sandbox.job_dirs():
-            job_runner.stop_job(str(job_dir), grace)
+            _stop_job(job_dir, grace)
         shutil.rmtree(sandbox.project, ignore_errors=True)
         sandbox.manifest_path.unlink(missing_ok=True)
         current = sandbox.read()
