@@ -12,7 +12,8 @@ machine; medians of N runs. Figures (issue 15):
 * re-sync of a one-file change in a 5,000-file project (bytes moved, seconds), on local;
 * ``resources list`` over 200 Lyceum instances (API calls made, counted by the Lyceum stand-in);
 * sequential provider round trips between "instance accepted" and "job started" (AWS, RunPod, Slurm, and a second
-  job on a kept instance): read from the stand-ins' counters where they exist, else a "not measured" row.
+  job on a kept instance): read from the stand-ins' counters (AWS: its round-trip test's printed journal; RunPod:
+  ``plugins/runpod/tests/roundtrips.py``), else a "not measured" row (Slurm: no stand-in, a real cluster).
 """
 
 from __future__ import annotations
@@ -200,35 +201,45 @@ class Bench:
             f"{took:.2f} s wall (Lyceum stand-in on 127.0.0.1)",
         )
 
-    def round_trips(self) -> None:
-        for provider in ("aws", "runpod", "slurm"):
-            if provider == "runpod" and self.runpod_round_trips():
-                continue
-            for case in ("accepted -> job started", "2nd job on kept instance"):
-                self.row(
-                    f"{provider}: round trips, {case}",
-                    "not measured",
-                    "",
-                    "",
-                    "its stand-in lands no round-trip counter yet (issue 15.3, the provider's helper)",
-                )
-
-    def runpod_round_trips(self) -> bool:
-        """Counted by the RunPod stand-in (plugins/runpod/tests/roundtrips.py): API requests, SSH commands, SFTP
-        sessions. Before issue 15.3: 17 (2 of them boot polls) and 11."""
-        sys.path.insert(0, str(REPO / "plugins" / "runpod" / "tests"))
+    def round_trips(self, tmp: Path) -> None:
+        """Read from the counters the providers' stand-ins keep (issue 15.3): AWS's journal (its round-trip test
+        prints the paths), RunPod's event log (``roundtrips.measure``); Slurm has no stand-in counter."""
         try:
+            aws = aws_round_trips(self.env)
+            for key, case in (("first_job", "accepted -> job started"), ("second_job_kept_instance", "2nd job, kept")):
+                figure = aws[key]
+                self.row(
+                    f"aws: round trips, {case}",
+                    f"{figure['distinct']} sequential",
+                    f"{figure['calls']} calls",
+                    "",
+                    "repeated polls of one state counted once (AWS stand-in journal)",
+                )
+        except Exception as exc:  # moto and the stand-in come with the AWS plugin's test extras
+            self.row("aws: round trips", "not measured", "", "", f"{type(exc).__name__}: {str(exc)[:120]}")
+        try:
+            sys.path.insert(0, str(REPO / "plugins" / "runpod" / "tests"))
             from roundtrips import measure
 
-            with tempfile.TemporaryDirectory() as tmp:
-                paths = measure(Path(tmp), RUNCTL, self.env)
-        except Exception as exc:  # the stand-in needs the RunPod test extras (asyncssh, openapi-core, graphql-core)
-            self.row("runpod: round trips", "not measured", "", "", f"{type(exc).__name__}: {exc}")
-            return True
-        before = {"accepted -> job started": 17, "2nd job on kept instance": 11}
-        for case, path in paths.items():
-            self.row(f"runpod: round trips, {case}", f"{len(path)}", f"before: {before[case]}", "", ", ".join(path))
-        return True
+            paths = measure(tmp / "runpod-rt", RUNCTL, dict(self.env))
+            for case, path in paths.items():
+                polls = path.count("api:getPod")
+                self.row(
+                    f"runpod: round trips, {case}",
+                    f"{len(path)} sequential",
+                    f"{polls} of them boot polls",
+                    "",
+                    " ".join(path)[:90],
+                )
+        except Exception as exc:
+            self.row("runpod: round trips", "not measured", "", "", f"{type(exc).__name__}: {str(exc)[:120]}")
+        self.row(
+            "slurm: round trips",
+            "not measured",
+            "",
+            "",
+            "no stand-in counter (a real slurmctld); by construction: train 2, sync 2, create 1 (its README)",
+        )
 
 
 # -------------------------------------------------------------------------------------------------- pieces
@@ -276,6 +287,25 @@ def cli_json(args: list[str], cwd: Path, env: dict[str, str]) -> dict[str, Any]:
         raise RuntimeError(f"runctl {' '.join(args)} failed: {out.stderr.strip()[-300:]}")
     data: dict[str, Any] = json.loads(out.stdout)
     return data
+
+
+def aws_round_trips(env: dict[str, str]) -> dict[str, Any]:
+    """Run the AWS plugin's round-trip test (it drives runctl against the AWS stand-in) and read what it prints."""
+    test = REPO / "plugins" / "aws" / "tests" / "test_aws_round_trips.py"
+    out = subprocess.run(
+        [PYTHON, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", str(test)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    marker = "AWS round trips:"
+    if marker not in out.stdout:
+        raise RuntimeError(f"the AWS round-trip test printed no figures (exit {out.returncode})")
+    text = out.stdout[out.stdout.index(marker) + len(marker) :].lstrip()
+    data, _end = json.JSONDecoder().raw_decode(text)
+    return dict(data)
 
 
 def lyceum_resources_list(tmp: Path, env: dict[str, str], count: int) -> tuple[int, float, int]:
@@ -346,7 +376,7 @@ def main() -> None:
             lambda: bench.first_line(project),
             lambda: bench.resync(tmp),
             lambda: bench.resources_200(tmp),
-            bench.round_trips,
+            lambda: bench.round_trips(tmp),
         ]
         for step in steps:
             step()
