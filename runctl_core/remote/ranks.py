@@ -22,6 +22,7 @@ Usage::
 
     ranks.py launch --job-dir D --nodes N [runner options] -- SCRIPT [ARGS...]    # all ranks on this machine
     ranks.py rank --job-dir D --nodes N [runner options] -- SCRIPT [ARGS...]      # one rank, under srun
+    ranks.py prepare --job-dir D --nodes N [runner options] -- SCRIPT [ARGS...]   # the environment, once
     ranks.py start --job-dir D --nodes N [--slurm-job-id ID]                       # record "running"
     ranks.py aggregate --job-dir D --nodes N                                       # write D/job.json
 """
@@ -108,7 +109,43 @@ def _runner_argv(opts, rank, env_file):
         argv += ["--timeout", str(opts.timeout)]
     if opts.resume_dir:  # every rank may need the state to resume from
         argv += ["--resume-dir", opts.resume_dir]
+    if envsetup_path():  # the ranks find the environment ``prepare`` built (cached), in the instance's dirs
+        envs, tools = env_dirs(opts)
+        argv += ["--envs-dir", envs, "--tools-dir", tools]
+        argv += ["--python", opts.python] if opts.python else []
+        argv += ["--setup-file", opts.setup_file] if opts.setup_file else []
     return argv + ["--"] + script_argv(opts, rank)
+
+
+def envsetup_path():
+    """The core's environment step, when it is shipped beside this file (else ranks run as before it)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "envsetup.py")
+    return path if os.path.isfile(path) else None
+
+
+def env_dirs(opts):
+    """Where environments and tools are cached: given, else beside the job directory's ``jobs/`` (the
+    instance's root, as the runner does for a one-node job) - never per rank, never per job."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(opts.job_dir)))
+    return opts.envs_dir or os.path.join(root, "envs"), opts.tools_dir or os.path.join(root, "tools")
+
+
+def prepare(opts):
+    """Prepare the job's environment once, before any rank starts (output to rank 0's log), so that N ranks
+    on a shared filesystem or one machine do not build the same environment N times at once."""
+    tool = envsetup_path()
+    if tool is None:
+        return 0
+    envs, tools = env_dirs(opts)
+    argv = [sys.executable, tool, "--project", opts.workdir, "--script", opts.script, "--envs-dir", envs,
+            "--tools-dir", tools, "--result", os.path.join(opts.job_dir, "setup.json")]
+    argv += ["--python", opts.python] if opts.python else []
+    argv += ["--setup-file", opts.setup_file] if opts.setup_file else []
+    argv += ["--no-uv"] if opts.no_uv else []
+    directory = rank_dir(opts.job_dir, 0)
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "log"), "ab") as log:
+        return subprocess.run(argv, cwd=opts.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log).returncode
 
 
 def aggregate(job_dir, nodes, stopped=()):
@@ -175,6 +212,7 @@ def launch(opts):
     runner._write_state(opts.job_dir, state="running", supervisor_pid=os.getpid(), started_at=runner._now(),
                         job_id=opts.job_id, nodes=opts.nodes)
     _link_log(opts.job_dir)
+    prepare(opts)  # a failure is the ranks' to report: each one's runner repeats the step and records it
     procs = []
     for rank in range(opts.nodes):
         directory = rank_dir(opts.job_dir, rank)
@@ -228,7 +266,7 @@ def main(argv=None):
         os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run"] + argv[1:])
     parser = argparse.ArgumentParser(prog="ranks.py")
     sub = parser.add_subparsers(dest="cmd")
-    for name in ("launch", "rank", "start", "aggregate"):
+    for name in ("launch", "rank", "prepare", "start", "aggregate"):
         p = sub.add_parser(name)
         p.add_argument("--job-dir", required=True)
         p.add_argument("--nodes", type=int, required=True)
@@ -248,6 +286,10 @@ def main(argv=None):
         p.add_argument("--master-addr", default="")
         p.add_argument("--master-port", type=int, default=0)
         p.add_argument("--rank-var", default="SLURM_NODEID")
+        p.add_argument("--python", default="")  # the environment step's options (see envsetup.py)
+        p.add_argument("--setup-file", default="")
+        p.add_argument("--envs-dir", default="")
+        p.add_argument("--tools-dir", default="")
         p.add_argument("script")
         p.add_argument("args", nargs=argparse.REMAINDER)
     opts = parser.parse_args(argv)
@@ -257,6 +299,9 @@ def main(argv=None):
         return launch(opts)
     if opts.cmd == "rank":
         return rank_main(opts)
+    if opts.cmd == "prepare":
+        prepare(opts)
+        return 0
     if opts.cmd == "start":  # an external launcher's job began (a Slurm batch script): no supervisor pid here
         os.makedirs(opts.job_dir, exist_ok=True)
         runner._write_state(opts.job_dir, state="running", started_at=runner._now(), nodes=opts.nodes,

@@ -33,6 +33,11 @@ class Paths:
     root: str  # WORKDIR/instances/<id>, absolute
 
     @property
+    def workdir(self) -> str:
+        """The setting ``workdir`` (absolute): environments and tools are shared by its instances."""
+        return self.root.rsplit("/instances/", 1)[0]
+
+    @property
     def project(self) -> str:
         return f"{self.root}/project"
 
@@ -96,7 +101,13 @@ def tools_tar(files: dict[str, bytes], modes: dict[str, int] | None = None) -> b
 
 
 def runctl_tools() -> dict[str, bytes]:
-    return {"bin/runner.py": RUNNER_PATH.read_bytes(), "bin/ranks.py": RANKS_PATH.read_bytes()}
+    """runctl's machine-side tools: the runner, the multi-node launcher and (when the core has it) the
+    environment step, all stdlib-only files run by the nodes' Python."""
+    tools = {"bin/runner.py": RUNNER_PATH.read_bytes(), "bin/ranks.py": RANKS_PATH.read_bytes()}
+    envsetup = RUNNER_PATH.with_name("envsetup.py")
+    if envsetup.is_file():
+        tools["bin/envsetup.py"] = envsetup.read_bytes()
+    return tools
 
 
 class Cluster:

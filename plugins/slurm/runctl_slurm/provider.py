@@ -256,6 +256,8 @@ class SlurmProvider:
             grace=settings.grace_period,
             timeout=job.timeout,
             resume_dir=f"{job_dir}/resume" if job.resume_dir else None,
+            envs_dir=f"{paths.workdir}/envs",
+            uv_dir=f"{paths.workdir}/tools",
         )
         files[f"{rel}/batch.sh"] = batch_script(batch).encode()
         files[f"{rel}/env.json"] = json.dumps(job.env).encode()

@@ -110,13 +110,17 @@ class BatchJob:
     grace: float = 10.0
     timeout: float | None = None
     resume_dir: str | None = None
+    envs_dir: str = ""  # the environment step's caches on the shared filesystem (one per workdir)
+    uv_dir: str = ""  # where the environment step installs uv when the nodes have none
 
 
 def batch_script(job: BatchJob) -> str:
     """The script given to ``sbatch --parsable``. It runs once, on the first node of the allocation: it records
     the job as running, finds rank 0's address and a free port (MASTER_ADDR/MASTER_PORT), starts one rank per
     node with ``srun --kill-on-bad-exit=1`` (the first rank to fail stops the others), and writes the job's
-    record from the ranks' records. The job's environment (``env.json``, mode 0600) is removed at the end."""
+    record from the ranks' records. The job's environment (``env.json``, mode 0600) is removed at the end.
+    The Python environment is prepared once (``ranks.py prepare``, the core's environment step when shipped)
+    on the shared filesystem before the ranks start; they find it cached."""
     q = shlex.quote
     ranks = f"{q(job.python)} {q(job.tools_dir + '/ranks.py')}"
     header = [
@@ -142,7 +146,10 @@ def batch_script(job: BatchJob) -> str:
         rank_args += ["--timeout", f"{job.timeout:g}"]
     if job.resume_dir:
         rank_args += ["--resume-dir", job.resume_dir]
+    if job.envs_dir:
+        rank_args += ["--envs-dir", job.envs_dir, "--tools-dir", job.uv_dir]
     rank_args += ["--", job.script, *job.args]
+    prepare_args = ["prepare", *rank_args[1:]]
     body = f"""
 set -u
 JOB_DIR={q(job.job_dir)}
@@ -152,6 +159,7 @@ MASTER_ADDR=$(scontrol show node "$first" | sed -n 's/.*NodeAddr=\\([^ ]*\\).*/\
 export MASTER_ADDR=${{MASTER_ADDR:-$first}}
 export MASTER_PORT=$({q(job.python)} -c 'import socket; s=socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])')
 echo "runctl: $SLURM_JOB_NUM_NODES node(s) $SLURM_JOB_NODELIST, rank 0 at $MASTER_ADDR:$MASTER_PORT"
+{ranks} {shlex.join(prepare_args)}
 srun --kill-on-bad-exit=1 --nodes={job.nodes} --ntasks-per-node=1 {ranks} {shlex.join(rank_args)}
 code=$?
 {ranks} aggregate --job-dir "$JOB_DIR" --nodes {job.nodes} >/dev/null
