@@ -85,7 +85,10 @@ def rank(session: Session, request: InstanceRequest, *, dry_run: bool = False) -
                 continue
             if not creds.found:
                 offer = offer.model_copy(
-                    update={"source": f"{offer.source or 'provider price data'}; no credentials here ({missing})"}
+                    update={
+                        "source": f"{offer.source or 'provider price data'}; no credentials here, a real run needs "
+                        f"them ({creds.message or 'none found'})"
+                    }
                 )
             candidates.append(Candidate(provider=info.name, offer=offer, hourly=hourly, credentials=creds.found))
     candidates.sort(key=lambda c: (not c.credentials, c.hourly, c.provider, c.offer.instance_type))
