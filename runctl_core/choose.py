@@ -35,7 +35,9 @@ class Skipped(BaseModel):
     kind: str = "other"  # "credentials" | "capability" | "other"
 
 
-def rank(session: Session, request: InstanceRequest, *, dry_run: bool = False) -> tuple[list[Candidate], list[Skipped]]:
+def rank(
+    session: Session, request: InstanceRequest, *, dry_run: bool = False, nodes: int = 1
+) -> tuple[list[Candidate], list[Skipped]]:
     """Offers from every installed provider that can serve ``request``, cheapest first.
 
     A provider without credentials is skipped, except in a dry run: there its ``price`` hook is still asked (it
@@ -64,6 +66,10 @@ def rank(session: Session, request: InstanceRequest, *, dry_run: bool = False) -
                 continue
             if request.gpu and not caps.gpu.supported:
                 skipped.append(Skipped(provider=info.name, reason=f"no GPU: {caps.gpu.reason}", kind="capability"))
+                continue
+            if nodes > 1 and not caps.multi_node.supported:
+                reason = f"no multi-node jobs: {caps.multi_node.reason}"
+                skipped.append(Skipped(provider=info.name, reason=reason, kind="capability"))
                 continue
             creds = provider.check_credentials(probe=False)
             missing = f"no credentials ({creds.hint or creds.message})"

@@ -148,3 +148,12 @@ def test_terminate_stops_every_rank_even_when_the_launcher_was_killed(cli, ddp_p
     while time.monotonic() < deadline and pids_alive(pids):
         time.sleep(0.1)
     assert pids_alive(pids) == []
+
+
+def test_provider_auto_skips_providers_without_multi_node(cli, ddp_project: Path) -> None:
+    plan = cli("-o", "json", "--provider", "auto", "run", "--nodes", "2", "ranks.py", "--dry-run")
+    assert plan.code == 0, plan.err
+    doc = plan.json()
+    assert doc["provider"] == "local"
+    reasons = {s["provider"]: s["reason"] for s in doc["skipped"]}
+    assert "no multi-node jobs" in reasons["aws"] and "no multi-node jobs" in reasons["runpod"]

@@ -188,7 +188,7 @@ def _run_auto(session: Session, request: Any, dry_run: bool) -> None:
     from runctl_core.workflow import describe_estimate, execute_run, plan_run, project_files, resolve_script
 
     root, rel = resolve_script(request.project_root, request.script)
-    candidates, skipped = rank(session, request.instance, dry_run=dry_run)
+    candidates, skipped = rank(session, request.instance, dry_run=dry_run, nodes=request.nodes)
     require_candidates(candidates, skipped, request.instance)
     choice = candidates[0]
     alternatives = [
