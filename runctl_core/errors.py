@@ -9,7 +9,7 @@ code  meaning
 0     success
 1     the user's training script failed (non-zero exit) or the job was lost
 2     bad usage or bad input
-3     configuration, credentials or a missing prerequisite
+3     configuration, credentials or a missing prerequisite; the job's environment could not be prepared
 4     provider/API error after retries (quota, capacity, auth refused, service down)
 5     timed out waiting
 130   interrupted (Ctrl-C), after cleaning up what the command had created
@@ -119,6 +119,31 @@ class CapacityError(ProviderError):
     code = "capacity"
 
 
+class SpotRefused(CapacityError):
+    """Spot capacity was refused for this request; the core decides what happens next.
+
+    A provider's ``create`` raises it (instead of falling back itself) when ``spec.spot`` is set and the market
+    says no, leaving no open spot request behind, with the hourly prices it knows for the same machine. The
+    core applies ``--on-demand-fallback`` (never: this error; ask: a question; always: a warning) showing
+    the spot and on-demand prices side by side for every provider, and calls ``create`` again with
+    ``spot=False``."""
+
+    code = "spot_refused"
+
+    def __init__(
+        self,
+        message: str,
+        hint: str = "",
+        *,
+        spot_price: float | None = None,
+        on_demand_price: float | None = None,
+        details: dict[str, object] | None = None,
+    ) -> None:
+        super().__init__(message, hint, details=details)
+        self.spot_price = spot_price
+        self.on_demand_price = on_demand_price
+
+
 class QuotaError(ProviderError):
     """An account limit or quota stops the request."""
 
@@ -159,6 +184,14 @@ class StateLocked(WaitTimeout):
     """Another runctl command held the state store's write lock for longer than ``RUNCTL_LOCK_TIMEOUT`` (exit 5)."""
 
     code = "state_locked"
+
+
+class SetupFailed(RunctlError):
+    """The job's environment could not be prepared (a dependency that does not install, a failing ``setup``
+    command, no uv/venv/pip on the machine): the script never started (exit 3)."""
+
+    code = "setup_failed"
+    exit_code = EXIT_CONFIG
 
 
 class JobFailed(RunctlError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import stat
 import tarfile
@@ -87,13 +88,21 @@ def default_project_root() -> Path:
     return cwd
 
 
-def scan_project(root: Path, exclude: Iterable[Path] = (), allow_credentials: Iterable[str] = ()) -> Project:
+def scan_project(
+    root: Path, exclude: Iterable[Path] = (), allow_credentials: Iterable[str] = (), hash_cache: Path | None = None
+) -> Project:
     """Walk ``root`` and return the files to sync, honouring every .gitignore and .runctlignore on the way
     down (a nested ignore file applies below its directory, as git does), with sizes, modes and sha256.
     Directories in ``exclude`` (runctl's own state and collected outputs, when they sit inside the project)
     are never sent, nor are credential files (:data:`CREDENTIAL_PATTERNS`, except those matching
-    ``allow_credentials``), special files (FIFOs, devices, sockets) or pseudo filesystems."""
+    ``allow_credentials``), special files (FIFOs, devices, sockets) or pseudo filesystems.
+
+    ``hash_cache`` (a JSON file runctl owns) remembers each file's size, mtime and inode with its sha256, so an
+    unchanged file is not read again on the next scan (a large project re-syncs in the time of a ``stat``)."""
     import pathspec
+
+    cache = _load_hash_cache(hash_cache)
+    fresh: dict[str, list[object]] = {}
 
     root = root.resolve()
     skipped = {p.resolve() for p in exclude}
@@ -139,15 +148,46 @@ def scan_project(root: Path, exclude: Iterable[Path] = (), allow_credentials: It
                 continue  # a dangling symlink
             if not stat.S_ISREG(st.st_mode):
                 continue  # FIFOs, devices, sockets: reading them may block forever
+            key = [st.st_size, st.st_mtime_ns, st.st_ino]
+            cached = cache.get(rel)
             try:
-                digest = sha256_file(path)
+                digest = str(cached[3]) if cached and cached[:3] == key else sha256_file(path)
             except OSError as exc:
                 raise UsageError(
                     f"cannot read {path}: {exc.strerror or exc}",
                     f"fix its permissions, or leave it out with a line '{rel}' in {root / '.runctlignore'}",
                 ) from None
+            fresh[rel] = [*key, digest]
             files.append(ProjectFile(path=rel, size=st.st_size, sha256=digest, mode=st.st_mode & 0o777))
+    if hash_cache is not None and fresh != cache:
+        _save_hash_cache(hash_cache, fresh)
     return Project(root=root, files=files)
+
+
+def _load_hash_cache(path: Path | None) -> dict[str, list[object]]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, list) and len(v) == 4} if isinstance(data, dict) else {}
+
+
+def _save_hash_cache(path: Path, entries: dict[str, list[object]]) -> None:
+    """Best effort: a cache that cannot be written only costs the next scan its speed."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(entries), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def hash_cache_path(home: Path, root: Path) -> Path:
+    """Where runctl keeps the hash cache of the project at ``root`` (under its state directory ``home``)."""
+    return home / "hash-cache" / (hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16] + ".json")
 
 
 def _denied(denied: object, allowed: object, rel: str) -> bool:

@@ -23,9 +23,11 @@ Rules for every hook:
 * Import heavy SDKs (boto3, httpx) inside the hook, not at module import: ``runctl --help`` and other
   providers must not pay for them.
 * The core retries ``status``, ``ready``, ``logs``, ``price``, ``list_instances``, ``list_checkpoints``,
-  ``collect`` and ``terminate`` on :class:`~runctl_core.errors.TransientError`. It does **not** retry
-  ``create`` or ``train``: retry inside them only where the provider's API makes the retry safe (an
-  idempotency token such as EC2's ``ClientToken``).
+  ``collect`` and ``terminate`` on :class:`~runctl_core.errors.TransientError`, never past the command's
+  deadline (``--wait-timeout``). One retry layer per call path: turn your SDK's own retries off and raise
+  ``TransientError`` at once, or declare ``Capabilities(retries="client")`` and the core will not retry.
+  It does **not** retry ``create`` or ``train``: retry inside them only where the provider's API makes the
+  retry safe (an idempotency token such as EC2's ``ClientToken``).
 
 Required hooks: ``create``, ``sync``, ``train``, ``status``, ``terminate``, ``price``. A plugin lacking one is
 refused at load time with a message naming it. The others are optional and documented with their fallback.
@@ -78,9 +80,11 @@ def create(ctx: ProviderContext, spec: InstanceSpec) -> Instance:  # type: ignor
       ``runctl:intent`` (``spec.intent_id``), ``runctl:created`` (ISO time) and ``spec.tags``, wherever the
       provider supports tags; otherwise encode the job id in the name so ``list_instances`` can find it.
     * Use ``spec.intent_id`` as the idempotency token where the API has one.
-    * Spot: when ``spec.spot`` and spot capacity is refused, follow ``spec.on_demand_fallback``: ``never`` ->
-      raise :class:`CapacityError`; ``ask`` -> ``ctx.confirm(...)``; ``always`` -> fall back. Before falling back,
-      ``ctx.warn`` the spot price, the on-demand price and the multiplier. Leave no open spot request behind.
+    * Spot: when ``spec.spot`` and spot capacity is refused, leave no open spot request behind and raise
+      :class:`~runctl_core.errors.SpotRefused` with ``spot_price`` and ``on_demand_price``: the core applies
+      ``spec.on_demand_fallback`` (never / ask / always), shows both prices the same way for every provider and
+      calls ``create`` again with ``spot=False`` under a new intent. (Deprecated but still accepted: following
+      ``spec.on_demand_fallback`` inside the provider, as before.)
     * When ``spec.max_runtime`` is set and the provider declares the ``max_runtime`` capability, the instance
       must end itself after that many seconds even if runctl is gone.
     * Return an :class:`Instance` whose ``state`` may still be ``pending``; ``ready`` waits for it.

@@ -89,6 +89,11 @@ class Capabilities(Record):
     multi_node: Capability = Field(
         default_factory=lambda: Capability(supported=False, reason="this provider runs a job on one machine")
     )
+    # Who retries transient failures of the read hooks (status, ready, logs, price, list_*, collect, terminate):
+    # "core" (default): the provider raises TransientError at once and the core retries with backoff, within the
+    # command's deadline (--wait-timeout); "client": the provider's own client retries and the core does not -
+    # never both, so tries are not multiplied (5 x 6 tries turned a 5 s --wait-timeout into 68 s).
+    retries: Literal["core", "client"] = "core"
 
 
 # --------------------------------------------------------------------------------------------- provider context
@@ -222,11 +227,29 @@ class JobSpec(Record):
     timeout: float | None = Field(default=None, gt=0)  # seconds; the job is killed after this
     resume_dir: Path | None = None
     terminate_on_exit: bool = False  # the instance should end itself when the job ends (remote providers)
+    # The environment step (runctl_core/remote/envsetup.py) runs these shell lines in the project directory,
+    # with the job's environment activated, once per environment (cached with it), before the script.
+    setup: list[str] = Field(default_factory=list)
+    python: str | None = Field(default=None, pattern=r"^3(\.\d{1,2}){0,2}$")  # e.g. "3.11"; default: the machine's
     # multi-node (providers declaring ``multi_node``): ``nodes`` process groups, one per node, each with RANK,
     # NODE_RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, RUNCTL_NUM_NODES (runctl_core/remote/ranks.py)
     nodes: int = Field(default=1, ge=1, le=1024)
     launcher: Literal["python", "torchrun"] = "python"  # torchrun: ``python -m torch.distributed.run`` per node
     procs_per_node: int = Field(default=1, ge=1, le=64)  # torchrun's --nproc-per-node
+
+
+class EnvironmentReport(Record):
+    """How the job's Python environment was prepared (the environment step, before the script started).
+
+    ``state``: ``none`` (nothing declared: the machine's Python), ``cached`` (an environment with the same inputs
+    already existed on the machine), ``installed`` (built now), ``failed`` (the job never started: a setup
+    failure, with ``message`` and ``hint``), ``skipped`` (a provider not using the environment step)."""
+
+    state: Literal["none", "cached", "installed", "failed", "skipped"]
+    seconds: float | None = None  # how long the step took, apart from the script's own run time
+    summary: str = ""
+    message: str = ""
+    hint: str = ""
 
 
 class JobStatus(Record):
@@ -236,6 +259,7 @@ class JobStatus(Record):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     message: str = ""  # e.g. "spot instance reclaimed", "killed after timeout"
+    setup: EnvironmentReport | None = None  # the environment step's outcome, when the provider ran it
     cost: float | None = None  # USD billed for this job, when the provider reports it (preferred over estimates)
     rank: int | None = None  # multi-node: the rank whose end decided the job's state (the first to fail)
 

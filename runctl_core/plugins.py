@@ -168,6 +168,7 @@ class Provider:
         self._manager = _make_manager(name, plugin)
         self._retry = retry or RetryPolicy()
         self._capabilities: Capabilities | None = None
+        self.deadline: float | None = None  # time.monotonic() value no core retry waits past (see wait_ready)
 
     # -------------------------------------------------------------------------------- plumbing
 
@@ -190,7 +191,12 @@ class Provider:
                     "this is a bug in the provider plugin; run with -v for the traceback and report it",
                 ) from exc
 
-        result = call_with_retries(once, self._retry, on_retry=self._note_retry) if retry else once()
+        # one retry layer per call path: a provider whose client retries itself declares retries="client"
+        if retry and hook != "capabilities" and self.capabilities().retries == "client":
+            retry = False
+        result = (
+            call_with_retries(once, self._retry, on_retry=self._note_retry, deadline=self.deadline) if retry else once()
+        )
         if not _matches(result, expected):
             raise PluginError(
                 f"provider {self.name!r} returned {type(result).__name__} from {hook}, expected {_name(expected)}",

@@ -33,10 +33,13 @@ def call_with_retries(
     policy: RetryPolicy,
     on_retry: Callable[[TransientError, int, float], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: float | None = None,
 ) -> T:
     """Call ``fn``; on :class:`TransientError` wait and try again, up to ``policy.attempts`` tries.
 
-    The last error is re-raised with a note of how many tries were made, so the user sees the real cause.
+    ``deadline`` (a ``time.monotonic()`` value) ends the retries early: no wait goes past it, so a caller's own
+    timeout (``--wait-timeout``) is honoured. The last error is re-raised with a note of how many tries were
+    made, so the user sees the real cause.
     """
     slept = 0.0
     attempt = 1
@@ -45,7 +48,8 @@ def call_with_retries(
             return fn()
         except TransientError as exc:
             delay = policy.delay(attempt, exc.retry_after)
-            if attempt >= policy.attempts or slept + delay > policy.budget:
+            past_deadline = deadline is not None and time.monotonic() + delay > deadline
+            if attempt >= policy.attempts or slept + delay > policy.budget or past_deadline:
                 exc.message = f"{exc.message} (gave up after {attempt} tries)"
                 exc.args = (exc.message,)
                 raise

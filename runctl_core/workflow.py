@@ -21,15 +21,18 @@ from runctl_core import signals
 from runctl_core.cost import describe_estimate, estimate, job_cost
 from runctl_core.errors import (
     CapabilityError,
+    CapacityError,
     CredentialsError,
     Interrupted,
     JobFailed,
     ProviderError,
     RunctlError,
+    SetupFailed,
+    SpotRefused,
     UsageError,
     WaitTimeout,
 )
-from runctl_core.files import scan_project, size_warning
+from runctl_core.files import hash_cache_path, scan_project, size_warning
 from runctl_core.models import (
     Collected,
     Instance,
@@ -85,6 +88,8 @@ class RunRequest(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     nodes: int = 1  # multi-node: one process group per node (providers with the multi_node capability)
     launcher: str = "python"  # "torchrun": torchrun per node instead of python
+    setup: list[str] = Field(default_factory=list)  # shell lines of the environment step (JobSpec.setup)
+    python: str | None = None  # Python version for the job's environment (JobSpec.python)
 
 
 class Attempt(BaseModel):
@@ -96,6 +101,7 @@ class Attempt(BaseModel):
     exit_code: int | None
     cost: float | None
     message: str = ""
+    environment: dict[str, Any] | None = None  # the environment step's report (EnvironmentReport)
 
 
 class RunResult(BaseModel):
@@ -110,6 +116,7 @@ class RunResult(BaseModel):
     attempts: list[Attempt] = Field(default_factory=list)
     log_tail: str = ""
     failed_rank: int | None = None  # multi-node: the rank (other than 0) whose failure ended the job
+    environment: dict[str, Any] | None = None  # how the job's environment was prepared (state, seconds)
 
 
 # ------------------------------------------------------------------------------------------------ checks
@@ -181,7 +188,14 @@ def create_instance(
     )
     session.progress.update(f"creating a {provider.name} instance")
     try:
-        instance = provider.create(spec)
+        try:
+            instance = provider.create(spec)
+        except SpotRefused as refused:
+            store.finish_intent(intent_id, error=refused.message)
+            spec = _on_demand_after_refusal(session, provider, spec, refused)
+            intent_id = store.begin_intent(provider.name, "create", job_id, {**spec_fields, "spot": False})
+            spec = spec.model_copy(update={"intent_id": intent_id})
+            instance = provider.create(spec)
     except KeyboardInterrupt:  # the call may have created something we never heard about: find it by its tag
         try:
             cleanup_intent(session, provider, intent_id)
@@ -196,6 +210,38 @@ def create_instance(
     return instance
 
 
+def spot_comparison(spot: float | None, on_demand: float | None) -> str:
+    """'spot $0.3100/h, on-demand $1.0200/h (3.3x)' - the same words for every provider."""
+
+    def money(value: float | None) -> str:
+        return f"${value:.4f}/h" if value is not None else "unknown"
+
+    ratio = f" ({on_demand / spot:.1f}x)" if spot and on_demand else ""
+    return f"spot {money(spot)}, on-demand {money(on_demand)}{ratio}"
+
+
+def _on_demand_after_refusal(
+    session: Session, provider: Provider, spec: InstanceSpec, refused: SpotRefused
+) -> InstanceSpec:
+    """Apply --on-demand-fallback to a provider's SpotRefused: the on-demand spec to create, or the error."""
+    prices = spot_comparison(refused.spot_price, refused.on_demand_price)
+    policy = spec.on_demand_fallback
+    question = f"{provider.name}: spot refused ({refused.message}); {prices}. Start on-demand instead?"
+    if policy == "never" or (policy == "ask" and not session.progress.confirm(question)):
+        raise CapacityError(
+            f"{provider.name}: spot refused: {refused.message}; {prices}",
+            refused.hint or "retry later, or allow on-demand: --on-demand-fallback always (or --on-demand)",
+            details={"spot_price": refused.spot_price, "on_demand_price": refused.on_demand_price},
+        )
+    if spec.max_price is not None and refused.on_demand_price is not None and refused.on_demand_price > spec.max_price:
+        raise CapacityError(
+            f"{provider.name}: spot refused and on-demand is above --max-price ${spec.max_price:.4f}/h; {prices}",
+            "raise --max-price, or retry spot later",
+        )
+    session.progress.warn(f"{provider.name}: spot refused ({refused.message}); falling back to on-demand: {prices}")
+    return spec.model_copy(update={"spot": False})
+
+
 def wait_ready(session: Session, provider: Provider, instance: Instance, timeout: float | None) -> Instance:
     caps = provider.capabilities()
     limit = timeout or caps.ready_timeout
@@ -203,7 +249,11 @@ def wait_ready(session: Session, provider: Provider, instance: Instance, timeout
     delay = caps.poll_interval
     current = instance
     while True:
-        current = provider.ready(current)
+        provider.deadline = deadline  # retries of a failing check never wait past --wait-timeout
+        try:
+            current = provider.ready(current)
+        finally:
+            provider.deadline = None
         session.store.save_instance(current)
         if current.state is InstanceState.RUNNING:
             return current
@@ -451,6 +501,7 @@ def project_files(session: Session, root: Path, outputs_dir: Path | None = None)
         root,
         exclude=[session.home, *([outputs_dir] if outputs_dir else [])],
         allow_credentials=session.loaded.config.run.send_credential_files,
+        hash_cache=hash_cache_path(session.home, root),
     )
     warning = size_warning(project)
     if warning:
@@ -556,6 +607,8 @@ def execute_run(session: Session, provider: Provider, request: RunRequest, *, si
     result.attempts = attempts
     result.cost = _sum_costs(attempts)
     state = result.job["state"]
+    result.environment = attempts[-1].environment if attempts else None
+    raise_if_setup_failed(result.job["job_id"], result.environment, result.log_tail if sink is None else "", result)
     if state in (JobState.FAILED.value, JobState.LOST.value, JobState.INTERRUPTED.value, JobState.CANCELLED.value):
         code = result.job.get("exit_code")
         what = f"exited with code {code}" if state == "failed" and code is not None else state
@@ -570,6 +623,26 @@ def execute_run(session: Session, provider: Provider, request: RunRequest, *, si
             f"job {result.job['job_id']} {what}{shown_tail}", hint, details={"result": result.model_dump(mode="json")}
         )
     return result
+
+
+def environment_report(status: JobStatus | None) -> dict[str, Any] | None:
+    """The environment step's report of a job, as shown in JSON output (``None`` when the provider has none)."""
+    return status.setup.model_dump(mode="json") if status is not None and status.setup is not None else None
+
+
+def raise_if_setup_failed(job_id: str, environment: dict[str, Any] | None, log_tail: str, result: Any = None) -> None:
+    """A job whose environment could not be prepared is a setup failure (exit 3), not a failed script."""
+    if not environment or environment.get("state") != "failed":
+        return
+    shown = f"\n{log_tail}" if log_tail else ""
+    hint = environment.get("hint") or "fix the job's dependencies or setup commands"
+    details: dict[str, object] = {"result": result.model_dump(mode="json")} if isinstance(result, BaseModel) else {}
+    raise SetupFailed(
+        f"job {job_id}: the environment could not be prepared, the script did not run: "
+        f"{environment.get('message') or 'setup failed'}{shown}",
+        f"{hint}; the whole setup log: runctl logs {job_id}",
+        details=details,
+    )
 
 
 def _sum_costs(attempts: list[Attempt]) -> float | None:
@@ -615,6 +688,8 @@ def _run_attempt(
         terminate_on_exit=request.detach and not request.keep,
         nodes=request.nodes,
         launcher=request.launcher,
+        setup=request.setup,
+        python=request.python,
     )
     store.create_job(spec, provider.name, parent_id=parent, attempt=number, keep=request.keep)
     run = RunState()
@@ -667,6 +742,7 @@ def _run_attempt(
                 exit_code=run.status.exit_code,
                 cost=cost,
                 message=run.status.message,
+                environment=environment_report(run.status),
             )
         )
         return RunResult(

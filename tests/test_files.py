@@ -67,3 +67,23 @@ def test_unpack_refuses_paths_outside(tmp_path: Path) -> None:
     dest.mkdir()
     assert unpack_tar(buffer.getvalue(), dest) == ["ok.py"]
     assert not (tmp_path / "evil.py").exists()
+
+
+def test_hash_cache_skips_rehashing_unchanged_files(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Issue 15.4: an unchanged file is not read again (size + mtime + inode match the cache)."""
+    import runctl_core.files as files
+
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "a.py").write_text("print(1)\n")
+    (root / "b.py").write_text("print(2)\n")
+    cache = tmp_path / "cache.json"
+    first = files.scan_project(root, hash_cache=cache)
+    hashed: list[str] = []
+    real = files.sha256_file
+    monkeypatch.setattr(files, "sha256_file", lambda p: hashed.append(p.name) or real(p))
+    (root / "b.py").write_text("print(22)\n")  # changes size: rehashed
+    second = files.scan_project(root, hash_cache=cache)
+    assert hashed == ["b.py"]
+    assert second.manifest()["a.py"] == first.manifest()["a.py"]
+    assert second.manifest()["b.py"] == real(root / "b.py")

@@ -234,8 +234,7 @@ def test_invalid_utf8_byte_in_log_does_not_hang_logs(cli, project: Path) -> None
     """Issue 14.2: one invalid UTF-8 byte made `logs` (and `run`'s follow loop) spin forever at 100% CPU."""
     (project / "bad_byte.py").write_text(
         # a log bigger than one read (1 MiB), the bad byte early in it
-        "import sys\nsys.stdout.buffer.write(b'before \\xff after\\n' + (b'x' * 99 + b'\\n') * 30000)\n"
-        "print('done')\n"
+        "import sys\nsys.stdout.buffer.write(b'before \\xff after\\n' + (b'x' * 99 + b'\\n') * 30000)\nprint('done')\n"
     )
     ran = cli("-o", "json", "run", "--keep", "bad_byte.py", timeout=90)
     assert ran.code == 0, ran.err

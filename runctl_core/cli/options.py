@@ -229,6 +229,33 @@ def absolute_path(path: Path | None) -> Path | None:
     return path.expanduser().resolve() if path is not None else None
 
 
+def _python_version(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    import re
+
+    if value is not None and not re.fullmatch(r"3(\.\d{1,2}){0,2}", value):
+        raise click.BadParameter(f"{value!r} is not a Python 3 version; e.g. 3.11 or 3.12.4")
+    return value
+
+
+def environment_options(f: F) -> F:
+    """--setup CMD (repeatable) and --python VERSION: the job's environment step (run and train)."""
+    f = click.option(
+        "--python",
+        "python_version",
+        metavar="VERSION",
+        callback=_python_version,
+        help="Python version for the job's environment, e.g. --python 3.11 (default: the machine's python3).",
+    )(f)
+    return click.option(
+        "--setup",
+        "setup_commands",
+        multiple=True,
+        metavar="CMD",
+        help="A shell line run in the project directory before the script, once per environment (cached with "
+        "it; repeatable), e.g. --setup 'apt-get install -y libsndfile1'.",
+    )(f)
+
+
 def parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
     env = {}
     for pair in pairs:

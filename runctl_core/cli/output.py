@@ -80,6 +80,14 @@ def money(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"${value:.{digits}f}"
 
 
+def environment_line(environment: dict[str, Any]) -> str:
+    """One line saying how the job's environment was prepared, with the setup time apart from the run's."""
+    seconds = environment.get("seconds")
+    took = f" in {seconds:.1f}s" if isinstance(seconds, (int, float)) and environment.get("state") != "none" else ""
+    what = environment.get("summary") or environment.get("state", "")
+    return f"environment: {what}{took}"
+
+
 def examples(*lines: str) -> str:
     """An epilog block that click prints as written."""
     return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)

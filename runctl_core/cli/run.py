@@ -13,13 +13,14 @@ from runctl_core.cli.options import (
     build_instance_request,
     common,
     duration_option,
+    environment_options,
     handle_sigterm,
     instance_options,
     multi_node_options,
     parse_env,
     session_of,
 )
-from runctl_core.cli.output import emit, examples, log_sink, money, print_plan
+from runctl_core.cli.output import emit, environment_line, examples, log_sink, money, print_plan
 from runctl_core.jobs import newest_resumable
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
 @click.option(
     "--env", "env_pairs", multiple=True, metavar="NAME=VALUE", help="Environment for the script (repeatable)."
 )
+@environment_options
 @click.option(
     "--dry-run", is_flag=True, help="Show the provider calls and the cost; create nothing, need no credentials."
 )
@@ -91,6 +93,8 @@ def run_cmd(
     resume_from: str | None,
     outputs_dir: Path | None,
     env_pairs: tuple[str, ...],
+    setup_commands: tuple[str, ...],
+    python_version: str | None,
     dry_run: bool,
     nodes: int,
     launcher: str,
@@ -132,6 +136,8 @@ def run_cmd(
         env=env,
         nodes=nodes,
         launcher=launcher,
+        setup=list(setup_commands),
+        python=python_version,
     )
     if session.provider_name() == "auto":
         _run_auto(session, request, dry_run)
@@ -170,6 +176,8 @@ def _show_run_result(session: Session, result: Any, request: Any) -> None:
             )
         else:
             lines.append(f"job {job['job_id']} {job['state']} (exit code {job['exit_code']})")
+            if result.environment:
+                lines.append(environment_line(result.environment))
             if result.outputs_dir:
                 lines.append(f"checkpoints: {result.outputs_dir} ({len(result.checkpoints)} files)")
             if result.cost is not None:

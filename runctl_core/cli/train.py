@@ -10,11 +10,12 @@ import click
 from runctl_core.cli.options import (
     common,
     duration_option,
+    environment_options,
     multi_node_options,
     parse_env,
     session_of,
 )
-from runctl_core.cli.output import emit, examples, log_sink
+from runctl_core.cli.output import emit, environment_line, examples, log_sink
 from runctl_core.jobs import resolve_instance
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 @click.option(
     "--env", "env_pairs", multiple=True, metavar="NAME=VALUE", help="Environment for the script (repeatable)."
 )
+@environment_options
 @common
 @click.pass_context
 def train_cmd(
@@ -64,6 +66,8 @@ def train_cmd(
     env_pairs: tuple[str, ...],
     nodes: int,
     launcher: str,
+    setup_commands: tuple[str, ...],
+    python_version: str | None,
 ) -> None:
     """Start SCRIPT on an existing INSTANCE (syncing the project first). Prints the job id.
 
@@ -75,9 +79,11 @@ def train_cmd(
     from runctl_core.models import JobSpec
     from runctl_core.workflow import (
         check_nodes,
+        environment_report,
         failing_rank_tail,
         job_document,
         project_files,
+        raise_if_setup_failed,
         resolve_script,
         start_job,
         sync_project,
@@ -100,6 +106,8 @@ def train_cmd(
         timeout=timeout,
         nodes=nodes,
         launcher=launcher,  # click.Choice: "python" or "torchrun"
+        setup=list(setup_commands),
+        python=python_version,
     )
     store.create_job(spec, provider.name, keep=True)
     status = start_job(session, provider, instance, spec)
@@ -114,6 +122,7 @@ def train_cmd(
                 f"stopped following job {job_id}; it keeps running on {instance.id}",
                 f"follow it again: runctl logs {job_id} --follow; stop it: runctl terminate {job_id} --yes",
             ) from None
+        raise_if_setup_failed(job_id, environment_report(status), "", None)
         if status.state.value != "succeeded":
             rank_tail = failing_rank_tail(provider, instance, status)
             raise JobFailed(
@@ -128,10 +137,15 @@ def train_cmd(
                 details={"result": job_document(store, job_id)},
             )
     session.progress.close()
+    document = job_document(store, job_id)
+    environment = environment_report(status)
+    if environment:
+        document["environment"] = environment
     emit(
         session,
-        job_document(store, job_id),
+        document,
         f"job {job_id} {status.state.value} on {instance.id}"
+        + (f"\n{environment_line(environment)}" if environment and wait else "")
         + ("" if wait else f"\nfollow it: runctl logs {job_id} --follow"),
         job_id,
     )

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from runctl_core.models import InstanceSpec, InstanceState, JobState, JobStatus
+from runctl_core.models import EnvironmentReport, InstanceSpec, InstanceState, JobState, JobStatus
 
 TAG_OWNER = "runctl:owner"
 TAG_INTENT = "runctl:intent"
@@ -69,6 +69,17 @@ def job_status_from_record(job_id: str, record: dict[str, Any]) -> JobStatus:
     """
     state = str(record.get("state") or "lost")
     exit_code = record.get("exit_code")
+    setup = record.get("setup")
+    report = None
+    if isinstance(setup, dict) and setup.get("state") in ("none", "cached", "installed", "failed", "skipped"):
+        seconds = setup.get("seconds")
+        report = EnvironmentReport(
+            state=setup["state"],
+            seconds=float(seconds) if isinstance(seconds, (int, float)) else None,
+            summary=str(setup.get("summary") or ""),
+            message=str(setup.get("message") or ""),
+            hint=str(setup.get("hint") or ""),
+        )
     return JobStatus(
         job_id=job_id,
         state=JobState(state) if state in JobState._value2member_map_ else JobState.LOST,
@@ -77,6 +88,7 @@ def job_status_from_record(job_id: str, record: dict[str, Any]) -> JobStatus:
         ended_at=_parse_time(record.get("ended_at")),
         message=str(record.get("message") or ""),
         rank=record.get("rank") if isinstance(record.get("rank"), int) else None,  # multi-node: the deciding rank
+        setup=report,
     )
 
 

@@ -16,24 +16,42 @@ to the machine), so "a job" means the same thing everywhere:
   ``RUNCTL_EXIT_CODE`` set; its output goes to the log;
 * ``--shutdown-after`` runs ``--shutdown-cmd`` once everything is recorded (a remote machine ending itself).
 
+* before the script, the environment step (``envsetup.py``, shipped beside this file) prepares the job's
+  Python environment from what it declares (PEP 723 header, requirements.txt, pyproject.toml, ``--setup-file``
+  commands, ``--python``); its output goes to the log and its outcome to ``job.json``'s ``setup`` field. A
+  setup failure is recorded ``failed`` with ``setup.state == "failed"`` and the script never starts.
+
 Usage::
 
-    runner.py supervise --job-dir D --workdir W --checkpoint-dir C [options] -- SCRIPT [ARGS...]
+    runner.py launch --job-dir D --workdir W --checkpoint-dir C [options] -- SCRIPT [ARGS...]
+                                      # writes the pending record, then starts the supervisor detached
+    runner.py supervise ...same options...   # the supervisor itself (launch starts it)
     runner.py status --job-dir D      # prints job.json, with a dead supervisor reported as "lost"
     runner.py stop --job-dir D [--grace S]
+    runner.py read-log --job-dir D --offset N --max M   # JSON: the record and base64 log bytes from N
+    runner.py apply-sync --dest DIR --tar T --meta M --manifest F  # unpack a sync, delete, save the manifest
 """
 
 import argparse
+import base64
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from datetime import datetime, timezone
 
 TERMINAL = ("succeeded", "failed", "cancelled", "interrupted", "lost")
+EXIT_JOB_EXISTS = 17
+EXIT_SCRIPT_MISSING = 18
+# a pending record whose supervisor has not announced itself after this long: the launch failed
+PENDING_START_GRACE = 120.0
+# ``status`` right after the older recipe (``supervise ... &``) may run before the supervisor wrote anything
+NO_RECORD_WAIT = 5.0
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _now():
@@ -220,8 +238,73 @@ class _Stop(Exception):
         self.message = message
 
 
+def _watch(proc, opts, stop_request, log, started, timeout):
+    """Wait for ``proc`` (the leader of its own group); stop it on request, after ``timeout`` seconds or on an
+    interruption notice. Returns (exit code, final state or None, message)."""
+    next_check = started + opts.interrupt_every
+    final_state, message = None, ""
+    while True:
+        try:
+            return proc.wait(timeout=0.1), final_state, message
+        except subprocess.TimeoutExpired:
+            pass
+        if stop_request:
+            final_state, message = stop_request[0]
+        elif timeout and time.monotonic() - started > timeout:
+            final_state, message = "failed", "killed after the %gs timeout" % timeout
+        elif opts.interrupt_check and time.monotonic() >= next_check:
+            next_check = time.monotonic() + opts.interrupt_every
+            check = subprocess.run(opts.interrupt_check, shell=True, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+            if check.returncode == 0:
+                final_state, message = "interrupted", "the machine is being reclaimed (interruption notice)"
+        if final_state:
+            log.write(("\nrunctl: %s\n" % message).encode())
+            _kill_group(proc.pid, opts.grace, proc)
+            return proc.wait(), final_state, message
+
+
+def _environment(opts, env, log, stop_request):
+    """Run the environment step (envsetup.py) in its own process group, output to the log.
+
+    Returns (result dict, stop state or None). Without envsetup.py beside this file, or with ``--no-env``,
+    returns state "skipped" (the older behaviour: ``uv run`` when uv exists, else the machine's Python)."""
+    tool = os.path.join(HERE, "envsetup.py")
+    if opts.no_env or not os.path.isfile(tool):
+        return {"state": "skipped"}, None
+    root = os.path.dirname(os.path.dirname(os.path.abspath(opts.job_dir)))
+    result_path = os.path.join(opts.job_dir, "setup.json")
+    argv = [sys.executable, tool, "--project", opts.workdir, "--script=" + opts.script,
+            "--envs-dir", opts.envs_dir or os.path.join(root, "envs"),
+            "--tools-dir", opts.tools_dir or os.path.join(root, "tools"), "--result", result_path]
+    if opts.python:
+        argv += ["--python", opts.python]
+    if opts.setup_file:
+        argv += ["--setup-file", opts.setup_file]
+    if opts.no_uv:
+        argv.append("--no-uv")
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(argv, cwd=opts.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
+    except OSError as exc:
+        return {"state": "failed", "message": "could not start the environment step: %s" % exc, "hint": ""}, None
+    code, stopped, _message = _watch(proc, opts, stop_request, log, started, opts.setup_timeout)
+    if stopped:
+        return {"state": "failed", "message": _message, "hint": "", "seconds": time.monotonic() - started}, stopped
+    try:
+        with open(result_path) as fh:
+            result = json.load(fh)
+    except (OSError, ValueError):
+        result = {"state": "failed", "message": "the environment step exited with code %d" % code, "hint": ""}
+    result.setdefault("seconds", time.monotonic() - started)
+    return result, None
+
+
 def supervise(opts):
     job_dir = opts.job_dir
+    if opts.launched:
+        _await_launch(job_dir)
     os.makedirs(job_dir, exist_ok=True)
     os.makedirs(opts.checkpoint_dir, exist_ok=True)
     if opts.resume_dir and os.path.isdir(opts.resume_dir):
@@ -234,13 +317,31 @@ def supervise(opts):
         with open(opts.env_file) as fh:
             env.update(json.load(fh))
         os.unlink(opts.env_file)
-    command = _command(opts.script, opts.args, not opts.no_uv)
     stop_request = []
     signal.signal(signal.SIGTERM, lambda *_: stop_request.append(("cancelled", "stopped on request")))
     signal.signal(signal.SIGINT, lambda *_: stop_request.append(("cancelled", "stopped on request")))
     log = open(os.path.join(job_dir, "log"), "ab", buffering=0)
-    _write_state(job_dir, state="running", supervisor_pid=os.getpid(), supervisor_start=start_time(os.getpid()),
-                 started_at=_now(), command=command[:2], job_id=opts.job_id)
+    _write_state(job_dir, state="pending", supervisor_pid=os.getpid(),
+                 supervisor_start=start_time(os.getpid()), job_id=opts.job_id, phase="setup")
+    setup, stopped = _environment(opts, env, log, stop_request)
+    record_setup = {k: setup.get(k) for k in ("state", "seconds", "summary", "message", "hint") if k in setup}
+    if stopped or setup.get("state") == "failed":
+        final = stopped or "failed"
+        message = setup.get("message") or "stopped on request"
+        if not stopped:
+            message = "environment setup failed: %s" % message
+        sweep_job(opts.job_id, opts.grace)  # nothing the setup started outlives it
+        _write_state(job_dir, state=final, ended_at=_now(), message=message, setup=record_setup)
+        log.close()
+        if opts.shutdown_after:
+            subprocess.run(opts.shutdown_cmd, shell=True)
+        return 0
+    if setup.get("python"):
+        script = "./" + opts.script if opts.script.startswith("-") else opts.script
+        command = [setup["python"], script] + opts.args
+    else:
+        command = _command(opts.script, opts.args, not opts.no_uv and setup.get("state") == "skipped")
+    _write_state(job_dir, state="running", started_at=_now(), command=command[:2], setup=record_setup, phase="script")
     try:
         proc = subprocess.Popen(
             command, cwd=opts.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -251,30 +352,7 @@ def supervise(opts):
         _write_state(job_dir, state="failed", exit_code=127, ended_at=_now(), message=str(exc))
         return 127
     _write_state(job_dir, pid=proc.pid, pgid=proc.pid)
-    started = time.monotonic()
-    next_check = started + opts.interrupt_every
-    final_state, message = None, ""
-    while True:
-        try:
-            code = proc.wait(timeout=0.1)
-            break
-        except subprocess.TimeoutExpired:
-            pass
-        if stop_request:
-            final_state, message = stop_request[0]
-        elif opts.timeout and time.monotonic() - started > opts.timeout:
-            final_state, message = "failed", "killed after the %gs timeout" % opts.timeout
-        elif opts.interrupt_check and time.monotonic() >= next_check:
-            next_check = time.monotonic() + opts.interrupt_every
-            check = subprocess.run(opts.interrupt_check, shell=True, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-            if check.returncode == 0:
-                final_state, message = "interrupted", "the machine is being reclaimed (interruption notice)"
-        if final_state:
-            log.write(("\nrunctl: %s\n" % message).encode())
-            _kill_group(proc.pid, opts.grace, proc)
-            code = proc.wait()
-            break
+    code, final_state, message = _watch(proc, opts, stop_request, log, time.monotonic(), opts.timeout)
     if final_state is None:
         final_state = "succeeded" if code == 0 else "failed"
         message = "" if code == 0 else "the script exited with code %d" % code
@@ -289,21 +367,171 @@ def supervise(opts):
     return 0
 
 
+def launch(opts):
+    """Write the pending record, then start the supervisor detached; print the record.
+
+    The record exists before the supervisor does, so a ``status`` right after ``launch`` says ``pending``
+    (never ``lost``). Exit 17 when the job already exists, 18 when the script is not in the project."""
+    job_dir = opts.job_dir
+    if os.path.exists(os.path.join(job_dir, "job.json")):
+        sys.stderr.write("runctl: job %s already exists on this machine\n" % (opts.job_id or job_dir))
+        return EXIT_JOB_EXISTS
+    if not os.path.isfile(os.path.join(opts.workdir, opts.script)):
+        sys.stderr.write("runctl: %s is not in the synced project\n" % opts.script)
+        return EXIT_SCRIPT_MISSING
+    os.makedirs(job_dir, exist_ok=True)
+    _write_state(job_dir, state="pending", job_id=opts.job_id, submitted_at=_now())
+    flags = ["-S"] if sys.flags.no_site else []  # started stdlib-only: so is the supervisor
+    if opts.nodes > 1 or opts.launcher != "python":
+        argv = [sys.executable] + flags + _ranks_argv(opts)
+    else:
+        argv = [sys.executable] + flags + [os.path.abspath(__file__), "supervise", "--launched"] + _strip_ranks(
+            opts.raw[1:])
+    proc = subprocess.Popen(argv, cwd=opts.workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    # the supervisor waits for its pid in the record before writing anything (see _await_launch), so this
+    # read-modify-write cannot overwrite its state, and ``stop`` can signal it from now on
+    _write_state(job_dir, supervisor_pid=proc.pid, supervisor_start=start_time(proc.pid))
+    print(json.dumps(job_record(job_dir)))
+    return 0
+
+
+def _strip_ranks(raw):
+    """The launch arguments without the multi-node ones (``supervise`` does not take them)."""
+    out, skip = [], False
+    for i, arg in enumerate(raw):
+        if skip:
+            skip = False
+            continue
+        if arg == "--":
+            return out + raw[i:]
+        if arg in ("--nodes", "--launcher", "--nproc-per-node"):
+            skip = True
+            continue
+        if arg.split("=", 1)[0] in ("--nodes", "--launcher", "--nproc-per-node"):
+            continue
+        out.append(arg)
+    return out
+
+
+def _ranks_argv(opts):
+    """``ranks.py launch`` (shipped beside this file) for a multi-node job: N ranks, each under a runner."""
+    argv = [os.path.join(HERE, "ranks.py"), "launch", "--job-dir", opts.job_dir, "--nodes", str(opts.nodes),
+            "--launcher", opts.launcher, "--nproc-per-node", str(opts.nproc_per_node), "--workdir", opts.workdir,
+            "--checkpoint-dir", opts.checkpoint_dir, "--job-id", opts.job_id, "--grace", "%g" % opts.grace]
+    for flag, value in (("--resume-dir", opts.resume_dir), ("--env-file", opts.env_file)):
+        if value:
+            argv += [flag, value]
+    if opts.timeout:
+        argv += ["--timeout", "%g" % opts.timeout]
+    if opts.no_uv:
+        argv.append("--no-uv")
+    return argv + ["--", opts.script] + opts.args
+
+
+def _await_launch(job_dir, wait=30.0):
+    """Started by ``launch``: wait until the launcher has recorded our pid (the record is the launcher's
+    until then). SIGTERM in the meantime ends us before anything started."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if (_read_state(job_dir) or {}).get("supervisor_pid") == os.getpid():
+            return
+        time.sleep(0.01)
+
+
+def _supervising(state, job_dir):
+    """Is the recorded supervisor alive and this job's (by pid + start time when recorded, else by its command
+    line)? A pending job's just-started supervisor that cannot be told apart yet counts as alive: a terminal
+    state is never recorded from an inconclusive check."""
+    pid = state.get("supervisor_pid")
+    return _is_supervisor(pid, job_dir, state.get("supervisor_start")) or _inconclusive(state)
+
+
+def _age(stamp):
+    try:
+        then = datetime.fromisoformat(stamp)
+    except (TypeError, ValueError):
+        return float("inf")
+    return (datetime.now(timezone.utc) - then).total_seconds()
+
+
 def job_record(job_dir):
-    """The job's state as a dict; a job whose supervisor died without recording an end is ``lost``."""
+    """The job's state as a dict; a job whose supervisor died without recording an end is ``lost``, and so is
+    a pending job whose supervisor never announced itself within ``PENDING_START_GRACE`` seconds."""
     state = _read_state(job_dir)
     if state is None:
         state = {"state": "lost", "message": "no job record in %s" % job_dir}
-    elif state.get("state") not in TERMINAL and state.get("supervisor_pid") and not _is_supervisor(
-            state["supervisor_pid"], job_dir, state.get("supervisor_start")) and not _inconclusive(state):
+    elif state.get("state") not in TERMINAL and state.get("supervisor_pid") and not _supervising(state, job_dir):
         state["state"] = "lost"
         state["message"] = "the job's supervisor is gone and left no exit code"
+    elif state.get("state") == "pending" and not state.get("supervisor_pid") and _age(
+            state.get("submitted_at")) > PENDING_START_GRACE:
+        state["state"] = "lost"
+        state["message"] = "the job's supervisor never started"
     state["log_size"] = _size(os.path.join(job_dir, "log"))
     return state
 
 
 def status(opts):
+    # the older documented recipe starts ``supervise ... &`` and asks for the status at once: give the
+    # supervisor a moment to write its first record instead of answering "lost"
+    deadline = time.monotonic() + NO_RECORD_WAIT
+    while _read_state(opts.job_dir) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
     print(json.dumps(job_record(opts.job_dir)))
+    return 0
+
+
+def read_log(opts):
+    """One round trip for a log reader: the job record (read first, so ``complete`` is never claimed early),
+    then up to ``--max`` bytes of the log from ``--offset`` (base64), and whether the file ends there."""
+    record = job_record(opts.job_dir)
+    data = b""
+    at_end = True
+    try:
+        log = os.path.join(opts.job_dir, "ranks", str(opts.rank), "log") if opts.rank else os.path.join(
+            opts.job_dir, "log")
+        with open(log, "rb") as fh:
+            fh.seek(opts.offset)
+            data = fh.read(opts.max)
+            at_end = fh.read(1) == b""
+    except OSError:
+        pass
+    print(json.dumps({"record": record, "data": base64.b64encode(data).decode(), "at_end": at_end}))
+    return 0
+
+
+def apply_sync(opts):
+    """Unpack a sync tar into ``--dest`` (refusing absolute paths and ``..``), delete what ``--meta`` lists
+    under "delete", then save its "manifest" to ``--manifest`` (atomically) and remove the tar and meta."""
+    dest = os.path.realpath(opts.dest)
+    os.makedirs(dest, exist_ok=True)
+    with open(opts.meta) as fh:
+        meta = json.load(fh)
+    if opts.tar:
+        with tarfile.open(opts.tar, "r:*") as tar:
+            for member in tar.getmembers():
+                target = os.path.realpath(os.path.join(dest, member.name))
+                if not member.isfile() or not target.startswith(dest + os.sep):
+                    continue
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                source = tar.extractfile(member)
+                tmp = target + ".runctl-tmp"
+                with open(tmp, "wb") as out:
+                    shutil.copyfileobj(source, out)
+                os.chmod(tmp, member.mode & 0o777)
+                os.replace(tmp, target)
+        os.unlink(opts.tar)
+    for rel in meta.get("delete", []):
+        target = os.path.realpath(os.path.join(dest, rel))
+        if target.startswith(dest + os.sep) and os.path.isfile(target):
+            os.unlink(target)
+    tmp = opts.manifest + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(meta.get("manifest", {}), fh)
+    os.replace(tmp, opts.manifest)
+    os.unlink(opts.meta)
+    print(json.dumps({"sent": len(meta.get("manifest", {})), "deleted": len(meta.get("delete", []))}))
     return 0
 
 
@@ -322,7 +550,7 @@ def stop_job(job_dir, grace):
     pid = state.get("supervisor_pid")
     start = state.get("supervisor_start")
     job_id = state.get("job_id")
-    if state.get("state") in TERMINAL or not _is_supervisor(pid, job_dir, start):
+    if state.get("state") in TERMINAL or not _supervising(state, job_dir):
         if _group_is_job(state.get("pgid"), job_id):  # leftovers of this job only, never a recycled group
             _kill_group(state["pgid"], 0)
         sweep_job(job_id, 0)
@@ -331,9 +559,12 @@ def stop_job(job_dir, grace):
         return job_record(job_dir)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace + 5
-    while time.monotonic() < deadline and _is_supervisor(pid, job_dir, start):
+    def ours():  # verified above; by start time when recorded, else it is ours until it exits
+        return _is_supervisor(pid, job_dir, start) if start else _alive(pid)
+
+    while time.monotonic() < deadline and ours():
         time.sleep(0.02)
-    if _is_supervisor(pid, job_dir, start):
+    if ours():
         os.kill(pid, signal.SIGKILL)
         if _group_is_job(state.get("pgid"), job_id):
             _kill_group(state["pgid"], 0)
@@ -345,43 +576,73 @@ def stop_job(job_dir, grace):
 
 
 def stop(opts):
-    print(json.dumps(stop_job(opts.job_dir, opts.grace)))
+    record = stop_job(opts.job_dir, opts.grace)
+    ranks = os.path.join(opts.job_dir, "ranks")
+    if os.path.isdir(ranks):  # multi-node: a launcher killed with SIGKILL leaves its ranks' runners behind
+        for name in sorted(os.listdir(ranks)):
+            stop_job(os.path.join(ranks, name), opts.grace)
+    print(json.dumps(record))
     return 0
 
 
+def _job_options(parser):
+    parser.add_argument("--job-dir", required=True)
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--checkpoint-dir", required=True)
+    parser.add_argument("--job-id", default="")
+    parser.add_argument("--resume-dir", default="")
+    parser.add_argument("--env-file", default="")
+    parser.add_argument("--timeout", type=float, default=0)
+    parser.add_argument("--grace", type=float, default=10)
+    parser.add_argument("--no-uv", action="store_true")
+    parser.add_argument("--no-env", action="store_true", help="skip the environment step")
+    parser.add_argument("--launched", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--nodes", type=int, default=1, help="launch only: N ranks through ranks.py")
+    parser.add_argument("--launcher", choices=("python", "torchrun"), default="python")
+    parser.add_argument("--nproc-per-node", type=int, default=1)
+    parser.add_argument("--python", default="", help="Python version for the environment, e.g. 3.11")
+    parser.add_argument("--setup-file", default="", help="JSON list of setup shell commands")
+    parser.add_argument("--envs-dir", default="", help="where environments are cached (default: ROOT/envs)")
+    parser.add_argument("--tools-dir", default="", help="where runctl installs uv (default: ROOT/tools)")
+    parser.add_argument("--setup-timeout", type=float, default=3600)
+    parser.add_argument("--interrupt-check", default="")
+    parser.add_argument("--interrupt-every", type=float, default=5)
+    parser.add_argument("--after", default="")
+    parser.add_argument("--shutdown-after", action="store_true")
+    parser.add_argument("--shutdown-cmd", default="shutdown -h now")
+    parser.add_argument("script")
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+
+
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="runner.py")
     sub = parser.add_subparsers(dest="cmd")
-    sup = sub.add_parser("supervise")
-    sup.add_argument("--job-dir", required=True)
-    sup.add_argument("--workdir", required=True)
-    sup.add_argument("--checkpoint-dir", required=True)
-    sup.add_argument("--job-id", default="")
-    sup.add_argument("--resume-dir", default="")
-    sup.add_argument("--env-file", default="")
-    sup.add_argument("--timeout", type=float, default=0)
-    sup.add_argument("--grace", type=float, default=10)
-    sup.add_argument("--no-uv", action="store_true")
-    sup.add_argument("--interrupt-check", default="")
-    sup.add_argument("--interrupt-every", type=float, default=5)
-    sup.add_argument("--after", default="")
-    sup.add_argument("--shutdown-after", action="store_true")
-    sup.add_argument("--shutdown-cmd", default="shutdown -h now")
-    sup.add_argument("script")
-    sup.add_argument("args", nargs=argparse.REMAINDER)
+    for name in ("supervise", "launch"):
+        _job_options(sub.add_parser(name))
     for name in ("status", "stop"):
         p = sub.add_parser(name)
         p.add_argument("--job-dir", required=True)
         p.add_argument("--grace", type=float, default=10)
+    p = sub.add_parser("read-log")
+    p.add_argument("--job-dir", required=True)
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--max", type=int, default=1 << 20)
+    p.add_argument("--rank", type=int, default=0)
+    p = sub.add_parser("apply-sync")
+    p.add_argument("--dest", required=True)
+    p.add_argument("--tar", default="")
+    p.add_argument("--meta", required=True)
+    p.add_argument("--manifest", required=True)
     opts = parser.parse_args(argv)
-    if opts.cmd == "supervise":
+    opts.raw = argv
+    if opts.cmd in ("supervise", "launch"):
         if opts.args and opts.args[0] == "--":
             opts.args = opts.args[1:]
-        return supervise(opts)
-    if opts.cmd == "status":
-        return status(opts)
-    if opts.cmd == "stop":
-        return stop(opts)
+        return supervise(opts) if opts.cmd == "supervise" else launch(opts)
+    handlers = {"status": status, "stop": stop, "read-log": read_log, "apply-sync": apply_sync}
+    if opts.cmd in handlers:
+        return handlers[opts.cmd](opts)
     parser.print_help()
     return 2
 

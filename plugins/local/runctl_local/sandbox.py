@@ -3,18 +3,20 @@
 <state_dir>/instances/<id>/instance.json   the Instance record
 <state_dir>/instances/<id>/project/        the synced project (removed on terminate)
 <state_dir>/instances/<id>/manifest.json   path -> sha256 of what was synced
+<state_dir>/instances/<id>/envs/           cached job environments (removed on terminate)
 <state_dir>/instances/<id>/jobs/<job>/     job.json, log, checkpoints/ (kept after terminate)
+
+Everything but instance.json is the remote-job layer's machine layout (runctl_core.remote.jobs.JobHost).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 from pathlib import Path
 
 from runctl_core.errors import NotFoundError
 from runctl_core.models import Instance
+from runctl_core.remote.records import write_json_atomic
 
 
 class Sandbox:
@@ -39,10 +41,6 @@ class Sandbox:
     def project(self) -> Path:
         return self.root / "project"
 
-    @property
-    def manifest_path(self) -> Path:
-        return self.root / "manifest.json"
-
     def job_dir(self, job_id: str) -> Path:
         if "/" in job_id or ".." in job_id:
             raise NotFoundError(f"{job_id!r} is not a job id", "job ids look like job-1a2b3c")
@@ -64,19 +62,4 @@ class Sandbox:
             ) from None
 
     def write(self, instance: Instance) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / "instance.json.tmp"
-        tmp.write_text(instance.model_dump_json(indent=1))
-        os.replace(tmp, self.root / "instance.json")
-
-    def read_manifest(self) -> dict[str, str]:
-        try:
-            data: dict[str, str] = json.loads(self.manifest_path.read_text())
-            return data
-        except (FileNotFoundError, ValueError):
-            return {}
-
-    def write_manifest(self, manifest: dict[str, str]) -> None:
-        tmp = self.manifest_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(manifest))
-        os.replace(tmp, self.manifest_path)
+        write_json_atomic(self.root / "instance.json", instance.model_dump(mode="json"))

@@ -1,0 +1,86 @@
+"""The remote-job layer over a LocalTransport used as a remote provider would use it (every runner command a
+subprocess through Transport.run): incremental sync, launch (never lost), logs by offset, stop, checkpoints."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from runctl_core.files import scan_project
+from runctl_core.models import JobSpec, JobState
+from runctl_core.remote.jobs import JobHost
+from runctl_core.remote.transport import LocalTransport
+
+JOB = """\
+import os, sys, time
+print("start", flush=True)
+sys.stdout.buffer.write(b"bad \\xff byte\\n"); sys.stdout.flush()
+open(os.path.join(os.environ["RUNCTL_CHECKPOINT_DIR"], "ck.txt"), "w").write("1")
+time.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 0)
+print("end", flush=True)
+"""
+
+
+def _host(tmp_path: Path) -> JobHost:
+    return JobHost(LocalTransport(), str(tmp_path / "machine"), python=sys.executable)
+
+
+def _wait_terminal(host: JobHost, job_id: str) -> JobState:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        state = host.status(job_id).state
+        if state.terminal:
+            return state
+        time.sleep(0.1)
+    raise AssertionError("the job did not end")
+
+
+def test_sync_launch_logs_checkpoints(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "job.py").write_text(JOB)
+    (project / "old.txt").write_text("x")
+    host = _host(tmp_path)
+    first = host.sync(scan_project(project))
+    assert first.files_sent == 2
+    (project / "old.txt").unlink()
+    (project / "new.txt").write_text("y")
+    second = host.sync(scan_project(project))
+    assert (second.files_sent, second.files_deleted) == (1, 1)
+    assert sorted(p.name for p in Path(host.project_dir).iterdir()) == ["job.py", "new.txt"]
+    assert host.sync(scan_project(project)).files_sent == 0
+
+    started = host.launch(JobSpec(job_id="job-aaa111", script="job.py", env={"X": "1"}))
+    assert started.state is JobState.PENDING  # recorded before the supervisor started
+    assert host.status("job-aaa111").state is not JobState.LOST
+    assert _wait_terminal(host, "job-aaa111") is JobState.SUCCEEDED
+    text, offset = "", 0
+    for _ in range(100):
+        chunk = host.logs("job-aaa111", offset, limit=5)  # tiny reads: characters and the bad byte cut anywhere
+        text += chunk.data
+        offset = chunk.next_offset
+        if chunk.complete:
+            break
+    assert "start\nbad \ufffd byte\n" in text and text.endswith("end\n")
+    assert [c.name for c in host.checkpoints("job-aaa111")] == ["ck.txt"]
+    collected = host.collect("job-aaa111", tmp_path / "out")
+    assert [p.name for p in collected.files] == ["ck.txt"]
+
+
+def test_stop_right_after_launch_leaves_nothing(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "job.py").write_text(JOB)
+    host = _host(tmp_path)
+    host.sync(scan_project(project))
+    host.launch(JobSpec(job_id="job-bbb222", script="job.py", args=["600"]))
+    stopped = host.stop("job-bbb222", grace=1)
+    assert stopped.state is JobState.CANCELLED, stopped
+    from runctl_core.remote import runner
+
+    assert runner._job_processes("job-bbb222", set()) == []  # no process of the job is left
+    assert host.job_ids() == ["job-bbb222"]
+    host.stop_all(grace=1)
+    host.remove_project()
+    assert not Path(host.project_dir).exists()
