@@ -197,6 +197,7 @@ class SlurmProvider:
             message="no allocation: jobs are submitted with sbatch by train",
         )
         _save_instance(ctx, instance)
+        _metric(ctx, step="create", instance_id=instance_id, round_trips=cluster.transport.count)
         return instance
 
     @hookimpl
@@ -216,6 +217,7 @@ class SlurmProvider:
         if result.exit_code != 0:
             raise ProviderError(f"syncing to {instance.id} failed: {result.error_text[-300:]}", "check the workdir")
         write_json_atomic(manifest_path, project.manifest())
+        _metric(ctx, step="sync", instance_id=instance.id, round_trips=cluster.transport.count)
         return SyncResult(
             remote_path=paths.project,
             files_total=len(project.files),

@@ -102,6 +102,8 @@ def test_two_node_run_matches_single_process_and_shows_all_ranks(
     assert "[rank 0] rank 0/2: 128 of 256 samples" in every.out
     assert "[rank 1] rank 1/2: 128 of 256 samples" in every.out
     assert _active(slurm_cluster) == []
+    metrics = [json.loads(line) for line in (project.parent / "home/providers/slurm/metrics.jsonl").open()]
+    assert [(m["step"], m["round_trips"]) for m in metrics] == [("create", 1), ("sync", 2), ("train", 2)]
 
 
 def test_one_failing_rank_fails_the_job_with_its_exit_code(
