@@ -13,10 +13,12 @@ Errors are mapped onto runctl's types. Messages are scrubbed of credentials and 
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from runctl_aws.models import CommandResult, Ec2Instance
@@ -123,7 +125,13 @@ def _shared_loader() -> Any:
 class AwsClient:
     """boto3 clients for one region, with runctl's retries and error mapping."""
 
-    def __init__(self, settings: AwsSettings, region: str | None = None, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        settings: AwsSettings,
+        region: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        region_cache: Path | None = None,
+    ):
         import boto3
         import botocore.session
 
@@ -136,6 +144,12 @@ class AwsClient:
         self._clients: dict[tuple[str, str], Any] = {}
         self._secrets: list[str] | None = None
         self.bucket_regions: dict[str, str] = {}
+        self._region_cache = region_cache  # bucket -> region, kept on the laptop (a bucket never moves)
+        if region_cache is not None:
+            try:
+                self.bucket_regions.update(json.loads(region_cache.read_text()))
+            except (OSError, ValueError):
+                pass
 
     # ------------------------------------------------------------------------------------------ plumbing
 
@@ -461,15 +475,15 @@ class AwsClient:
     def bucket_error(self, bucket: str) -> RunctlError | None:
         """None when the bucket is usable, else the error (NotFoundError, AuthError, ...). Learns its region."""
         try:
-            self.bucket_region(bucket)
+            self.bucket_region(bucket, fresh=True)
         except RunctlError as exc:
             return exc
         return None
 
-    def bucket_region(self, bucket: str) -> str:
+    def bucket_region(self, bucket: str, fresh: bool = False) -> str:
         """The bucket's region, from HeadBucket's ``x-amz-bucket-region`` header (sent by S3 also when the
         request went to another region and was answered 301/400, as the HeadBucket API reference documents)."""
-        if bucket in self.bucket_regions:
+        if bucket in self.bucket_regions and not fresh:
             return self.bucket_regions[bucket]
         from botocore.exceptions import ClientError
 
@@ -494,6 +508,12 @@ class AwsClient:
                     raise error from None
             self._sleep(self.settings.retry_base_delay * (2 ** (attempt - 1)))
         self.bucket_regions[bucket] = found or str(self.region)
+        if self._region_cache is not None and found:
+            try:
+                self._region_cache.parent.mkdir(parents=True, exist_ok=True)
+                self._region_cache.write_text(json.dumps(self.bucket_regions))
+            except OSError:
+                pass
         return self.bucket_regions[bucket]
 
     def _s3(self, operation: str, bucket: str, **kwargs: Any) -> Any:
@@ -567,6 +587,37 @@ class AwsClient:
             bucket, prefix + "${filename}", Conditions=[["starts-with", "$key", prefix]], ExpiresIn=expires
         )
         return {"url": reply["url"], "fields": reply["fields"], "prefix": prefix}
+
+    # ------------------------------------------------------------------------------------------ Price List
+
+    def list_price(self, instance_type: str, region: str) -> float | None:
+        """The Linux on-demand list price of ``instance_type`` in ``region`` (USD/h) from the Price List Query
+        API (its endpoint is in us-east-1), None when it lists no such product."""
+        filters = {
+            "instanceType": instance_type,
+            "regionCode": region,
+            "operatingSystem": "Linux",
+            "tenancy": "Shared",
+            "preInstalledSw": "NA",
+            "capacitystatus": "Used",
+        }
+        reply = self._call(
+            "pricing",
+            "get_products",
+            region="us-east-1",
+            ServiceCode="AmazonEC2",
+            FormatVersion="aws_v1",
+            Filters=[{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in filters.items()],
+            MaxResults=10,
+        )
+        for raw in reply.get("PriceList", []):
+            product = json.loads(raw) if isinstance(raw, str) else raw
+            for term in (product.get("terms", {}).get("OnDemand") or {}).values():
+                for dimension in (term.get("priceDimensions") or {}).values():
+                    usd = (dimension.get("pricePerUnit") or {}).get("USD")
+                    if usd is not None and dimension.get("unit", "Hrs") == "Hrs" and float(usd) > 0:
+                        return float(usd)
+        return None
 
     # ------------------------------------------------------------------------------------------ IAM
 

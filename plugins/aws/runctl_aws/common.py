@@ -115,7 +115,7 @@ def client_for(ctx: ProviderContext, region: str | None = None) -> AwsClient:
     settings = settings_of(ctx)
     key = (settings.model_dump_json(), region)
     if key not in _CLIENTS:
-        _CLIENTS[key] = AwsClient(settings, region)
+        _CLIENTS[key] = AwsClient(settings, region, region_cache=ctx.state_dir / "bucket-regions.json")
     return _CLIENTS[key]
 
 
@@ -258,18 +258,44 @@ def command_failed(client: AwsClient, instance_id: str, what: str, result: Comma
     )
 
 
-def ensure_tools(ctx: ProviderContext, client: AwsClient, instance_id: str) -> None:
-    """Install runner.py and agent.py on the instance unless this runctl already did."""
+def tools_prefix(ctx: ProviderContext, client: AwsClient, instance_id: str) -> str:
+    """The shell lines that install runner.py and agent.py, to run in front of the first useful command on an
+    instance (no round trip of their own); "" when this runctl already installed this version there."""
     from runctl_aws.remote import tools_tarball
 
-    settings = settings_of(ctx)
-    _data, digest = tools_tarball()
-    if read_state(ctx, instance_id).get("tools") == digest:
-        return
-    result = run_command(client, instance_id, bootstrap_script(ctx, client), "bootstrap", timeout=300)
-    if not result.ok or "runctl-ready" not in result.stdout:
-        raise command_failed(client, instance_id, "installing runctl's runner", result)
-    write_state(ctx, instance_id, tools=digest, ready=True, remote_dir=settings.remote_dir)
+    if read_state(ctx, instance_id).get("tools") == tools_tarball()[1]:
+        return ""
+    return bootstrap_script(ctx, client)
+
+
+def tools_installed(ctx: ProviderContext, instance_id: str) -> None:
+    from runctl_aws.remote import tools_tarball
+
+    write_state(ctx, instance_id, tools=tools_tarball()[1], ready=True, remote_dir=settings_of(ctx).remote_dir)
+
+
+def run_first(
+    ctx: ProviderContext,
+    client: AwsClient,
+    instance: Instance,
+    script: str,
+    what: str,
+    timeout: float | None = None,
+    *,
+    explain: bool = True,
+) -> CommandResult:
+    """Run ``script`` (with the tools installed first when needed) on an instance assumed running: no
+    DescribeInstances first. When SSM cannot reach it, EC2 is asked why (``explain``), for a precise error."""
+    prefix = tools_prefix(ctx, client, instance.id)
+    try:
+        result = run_command(client, instance.id, prefix + script, what, timeout)
+    except NotFoundError:
+        if explain:
+            require_running(ctx, instance)  # raises "terminated" / "not running"
+        raise
+    if prefix and result.ok:
+        tools_installed(ctx, instance.id)
+    return result
 
 
 def bootstrap_script(ctx: ProviderContext, client: AwsClient) -> str:
@@ -279,6 +305,13 @@ def bootstrap_script(ctx: ProviderContext, client: AwsClient) -> str:
     bucket = bucket_of(settings)
     data, digest = tools_tarball()
     key = f"{settings.prefix}/_tools/tools-{digest}.tar.gz"
-    if client.object_size(bucket, key) is None:
+    marker = ctx.state_dir / "tools-uploaded.json"  # which bucket/key this laptop uploaded: no HeadObject each time
+    try:
+        uploaded = set(json.loads(marker.read_text()))
+    except (OSError, ValueError):
+        uploaded = set()
+    if f"{bucket}/{key}" not in uploaded:
         client.put_bytes(bucket, key, data)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(sorted(uploaded | {f"{bucket}/{key}"})))
     return scripts.bootstrap(settings.remote_dir, client.presign_get(bucket, key, 3600), digest)

@@ -17,15 +17,14 @@ from runctl_aws.common import (
     SPOT_QUOTA,
     SPOT_RECLAIMED,
     SPOT_REFUSED,
-    bootstrap_script,
     client_for,
-    command_failed,
     describe,
     job_prefix,
     job_status,
     not_visible_yet,
     read_state,
     run_command,
+    run_first,
     settings_of,
     staging_prefix,
     state_file,
@@ -224,25 +223,9 @@ def ready(ctx: ProviderContext, instance: Instance) -> Instance:
     if ping != "Online":
         what = "not registered yet" if ping is None else ping
         return waiting.model_copy(update={"message": f"waiting for the SSM agent ({what})"})
-    from runctl_aws.remote import tools_tarball
-
-    state = read_state(ctx, instance.id)
-    digest = tools_tarball()[1]
-    if state.get("ready") and state.get("tools") == digest:
-        return current
-    probe = state.get("probe")
-    if probe:
-        result = client.command_result(probe, instance.id)
-        if result is None:
-            return waiting.model_copy(update={"message": "waiting for the first SSM command to answer"})
-        if result.ok and "runctl-ready" in result.stdout:
-            write_state(ctx, instance.id, ready=True, tools=digest, probe=None)
-            return current.model_copy(update={"message": "running; SSM answers"})
-        write_state(ctx, instance.id, probe=None)
-        raise command_failed(client, instance.id, "the first SSM command", result)
-    command_id = client.send_command(instance.id, bootstrap_script(ctx, client), 300, "runctl bootstrap")
-    write_state(ctx, instance.id, probe=command_id)
-    return waiting.model_copy(update={"message": "SSM agent online; sent the first command"})
+    # ready for sync/train once the SSM agent is online: the first useful command (sync's or train's) installs
+    # runctl's tools in the same round trip and is the real check (a failure there names the instance and step)
+    return current.model_copy(update={"message": "running; SSM agent online"})
 
 
 def job_from_s3(ctx: ProviderContext, client: AwsClient, job_id: str) -> JobStatus | None:
@@ -295,8 +278,8 @@ def status(ctx: ProviderContext, instance: Instance, job: JobStatus | None) -> S
         return StatusReport(instance=current, job=job_on_dead_instance(ctx, client, ec2, job))
     settings = settings_of(ctx)
     try:
-        result = run_command(
-            client, instance.id, scripts.job_status(settings.remote_dir, job.job_id), "status", timeout=60
+        result = run_first(
+            ctx, client, instance, scripts.job_status(settings.remote_dir, job.job_id), "status", 60, explain=False
         )
     except NotFoundError:  # SSM does not reach it (any more)
         return StatusReport(instance=current, job=job.model_copy(update={"message": "SSM cannot reach the instance"}))
@@ -369,6 +352,7 @@ def cleanup(ctx: ProviderContext, client: AwsClient, instance_id: str, ec2: Ec2I
             if isinstance(exc, TransientError):
                 raise
     state_file(ctx, instance_id).unlink(missing_ok=True)
+    state_file(ctx, instance_id).with_suffix(".manifest.json").unlink(missing_ok=True)
 
 
 def list_instances(ctx: ProviderContext) -> list[Instance]:

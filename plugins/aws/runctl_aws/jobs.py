@@ -20,17 +20,19 @@ from runctl_aws.common import (
     LOG_SSM_CHUNK,
     S3_PUT_LIMIT,
     bucket_of,
+    client_for,
     command_failed,
     describe,
-    ensure_tools,
     job_prefix,
     job_status,
     parse_time,
     read_state,
-    require_running,
+    region_of,
     run_command,
+    run_first,
     settings_of,
     staging_prefix,
+    state_file,
     utf8_cut,
 )
 from runctl_aws.compute import status
@@ -63,11 +65,9 @@ def sync(ctx: ProviderContext, instance: Instance, project: Project) -> SyncResu
             f"the project is {project.total_bytes / 1024**3:.1f} GiB; runctl syncs at most 5 GiB",
             "add large data to .runctlignore and read it from S3 in the script",
         )
-    client, _ec2 = require_running(ctx, instance)
-    ensure_tools(ctx, client, instance.id)
+    client = client_for(ctx, region_of(instance, ctx))
     staging = staging_prefix(settings, instance.id)
-    previous_raw = client.get_bytes(bucket, staging + "manifest.json")
-    previous: dict[str, str] = json.loads(previous_raw) if previous_raw else {}
+    previous = remote_manifest(ctx, client, instance)
     send, delete = changed_files(project, previous)
     remote_path = settings.remote_dir + "/project"
     if not send and not delete:
@@ -81,17 +81,11 @@ def sync(ctx: ProviderContext, instance: Instance, project: Project) -> SyncResu
         tar_url = client.presign_get(bucket, tar_key)
     client.put_bytes(bucket, meta_key, json.dumps({"delete": delete, "manifest": project.manifest()}).encode())
     meta_url = client.presign_get(bucket, meta_key)
-    try:
-        result = run_command(client, instance.id, scripts.sync(settings.remote_dir, tar_url, meta_url), "sync")
-        if not result.ok:
-            raise command_failed(client, instance.id, "sync", result)
-        client.put_bytes(bucket, staging + "manifest.json", json.dumps(project.manifest()).encode())
-    finally:
-        for key in (tar_key, meta_key):
-            try:
-                client.delete_object(bucket, key)
-            except RunctlError:
-                pass
+    # the staging objects stay until terminate deletes the instance's staging prefix (no round trips here)
+    result = run_first(ctx, client, instance, scripts.sync(settings.remote_dir, tar_url, meta_url), "sync")
+    if not result.ok:
+        raise command_failed(client, instance.id, "sync", result)
+    write_manifest(ctx, instance.id, project.manifest())
     return SyncResult(
         remote_path=remote_path,
         files_total=len(project.files),
@@ -101,13 +95,42 @@ def sync(ctx: ProviderContext, instance: Instance, project: Project) -> SyncResu
     )
 
 
+def manifest_file(ctx: ProviderContext, instance_id: str) -> Path:
+    return state_file(ctx, instance_id).with_suffix(".manifest.json")
+
+
+def write_manifest(ctx: ProviderContext, instance_id: str, manifest: dict[str, str]) -> None:
+    path = manifest_file(ctx, instance_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(manifest))
+    os.replace(tmp, path)
+
+
+def remote_manifest(ctx: ProviderContext, client: AwsClient, instance: Instance) -> dict[str, str]:
+    """What the instance's project holds (path -> hash): this laptop's record of its last sync there; for an
+    instance it created and never synced, nothing; otherwise (another laptop synced it) read from the instance."""
+    try:
+        data: dict[str, str] = json.loads(manifest_file(ctx, instance.id).read_text())
+        return data
+    except (OSError, ValueError):
+        pass
+    if "created" in read_state(ctx, instance.id) and "tools" not in read_state(ctx, instance.id):
+        return {}
+    result = run_first(ctx, client, instance, scripts.read_manifest(settings_of(ctx).remote_dir), "manifest")
+    try:
+        found: dict[str, str] = json.loads(result.stdout.strip().splitlines()[-1]) if result.ok else {}
+    except (ValueError, IndexError):
+        found = {}
+    return found
+
+
 def train(ctx: ProviderContext, instance: Instance, job: JobSpec) -> JobStatus:
     settings = settings_of(ctx)
     if not JOB_ID_RE.match(job.job_id):
         raise UsageError(f"job id {job.job_id!r} has characters runctl cannot use on AWS", "use letters, digits, -_.")
     bucket = bucket_of(settings)
-    client, ec2 = require_running(ctx, instance)
-    ensure_tools(ctx, client, instance.id)
+    client = client_for(ctx, region_of(instance, ctx))
     staging = staging_prefix(settings, instance.id)
     expiry = settings.upload_url_expiry
     bundle: dict[str, Any] = {
@@ -120,19 +143,24 @@ def train(ctx: ProviderContext, instance: Instance, job: JobSpec) -> JobStatus:
         keys.append(staging + f"{job.job_id}-resume.tar.gz")
         client.put_bytes(bucket, keys[1], tar_directory(job.resume_dir))
         bundle["resume_url"] = client.presign_get(bucket, keys[1])
-    client.put_bytes(bucket, keys[0], json.dumps(bundle).encode())
+    if job.env or has_resume:  # env values may be secrets: through S3, never in the SSM command's text
+        client.put_bytes(bucket, keys[0], json.dumps(bundle).encode())
+        bundle_url = client.presign_get(bucket, keys[0])
+    else:  # only the upload policy (a presigned POST, in the command like every presigned URL): inline
+        keys = []
+        bundle_url = "data:application/json;base64," + base64.b64encode(json.dumps(bundle).encode()).decode()
     script = scripts.train(
         settings.remote_dir,
         job,
-        client.presign_get(bucket, keys[0]),
+        bundle_url,
         grace=settings.grace_period,
         use_uv=settings.use_uv,
-        spot=ec2.lifecycle == "spot",
+        spot=instance.spot,
         interrupt_every=settings.interrupt_check_every,
         has_resume=has_resume,
     )
     try:
-        result = run_command(client, instance.id, script, f"train {job.job_id}")
+        result = run_first(ctx, client, instance, script, f"train {job.job_id}")
     finally:
         for key in keys:
             try:
@@ -161,12 +189,14 @@ def cancel(ctx: ProviderContext, instance: Instance, job: JobStatus) -> JobStatu
     if ec2 is None or ec2.state != "running":
         return job if job.state.terminal else status(ctx, instance, job).job or job
     try:
-        result = run_command(
+        result = run_first(
+            ctx,
             client,
-            instance.id,
+            instance,
             scripts.stop_job(settings.remote_dir, job.job_id, settings.grace_period),
             "stop",
-            timeout=settings.grace_period + 60,
+            settings.grace_period + 60,
+            explain=False,
         )
     except NotFoundError:
         return job
@@ -183,12 +213,14 @@ def logs(ctx: ProviderContext, instance: Instance, job: JobStatus, offset: int) 
     client, ec2 = describe(ctx, instance)
     if ec2 is not None and ec2.state == "running":
         try:
-            result = run_command(
+            result = run_first(
+                ctx,
                 client,
-                instance.id,
+                instance,
                 scripts.read_log(settings.remote_dir, job.job_id, offset, LOG_SSM_CHUNK),
                 "logs",
-                timeout=60,
+                60,
+                explain=False,
             )
         except NotFoundError:
             result = None

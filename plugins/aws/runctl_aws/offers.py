@@ -160,7 +160,14 @@ def price(ctx: ProviderContext, query: PriceQuery) -> list[Offer]:
         if note:
             raise UsageError(note, "pass a --gpu-count AWS has, or another --gpu")
         return []
-    od_source = f"bundled table {prices.table_date()} ({prices.table_age_days()} days old)"
+    table = f"bundled table {prices.table_date()} ({prices.table_age_days()} days old)"
+    listed: dict[str, float] = {}
+    api_source = ""
+    if quick_credentials(settings.profile).found:
+        from runctl_aws.pricing import on_demand_prices
+
+        listed, api_source = on_demand_prices(lambda: client_for(ctx, region), ctx.state_dir, names, region)
+    od_source = api_source + (f"; {table} for the rest" if listed and len(listed) < len(names) else "") or table
     spot: dict[str, float] = {}
     spot_source = "spot: not asked"
     if query.spot is not False:
@@ -182,7 +189,7 @@ def price(ctx: ProviderContext, query: PriceQuery) -> list[Offer]:
                 gpu_count=info.gpu_count if info else 0,
                 vcpus=info.vcpus if info else None,
                 memory_gb=info.memory_gb if info else None,
-                on_demand_hourly=prices.on_demand(name, region),
+                on_demand_hourly=listed.get(name, prices.on_demand(name, region)),
                 spot_hourly=spot.get(name),
                 availability="unknown",
                 region=region,

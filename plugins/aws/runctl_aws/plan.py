@@ -76,6 +76,14 @@ def plan(ctx: ProviderContext, request: PlanRequest) -> list[PlannedCall]:
                 "spot_hourly_usd": "from DescribeSpotPriceHistory" if spec.spot else None,
                 "price_source": f"bundled table {prices.table_date()}",
             }
+            add(
+                step,
+                "pricing",
+                "GetProducts (with credentials, unless cached)",
+                region="us-east-1",
+                ServiceCode="AmazonEC2",
+                Filters={"instanceType": instance_type, "regionCode": region, "operatingSystem": "Linux"},
+            )
             if spec.spot:
                 add(
                     step,
@@ -123,20 +131,19 @@ def plan(ctx: ProviderContext, request: PlanRequest) -> list[PlannedCall]:
         elif step == "wait":
             add(step, "ec2", "DescribeInstances", InstanceIds=[target])
             add(step, "ssm", "DescribeInstanceInformation", Filters=[{"Key": "InstanceIds", "Values": [target]}])
+            # ready = the SSM agent online; runctl's tools go with the first useful command (sync or train)
+        elif step == "sync":
+            staging = staging_prefix(settings, target)
             tools_key = f"{settings.prefix}/_tools/tools-<hash>.tar.gz"
-            add(step, "s3", "HeadObject", Bucket=bucket, Key=tools_key)
-            add(step, "s3", "PutObject", Bucket=bucket, Key=tools_key, note="only if HeadObject found nothing")
+            add(step, "s3", "PutObject", Bucket=bucket, Key=tools_key, note="once per bucket and runctl version")
             add(
                 step,
                 "ssm",
-                "SendCommand",
+                "SendCommand (only for an instance another laptop synced)",
                 InstanceIds=[target],
                 DocumentName="AWS-RunShellScript",
-                Parameters={"commands": ["<check python3; install runner.py and agent.py from a presigned URL>"]},
+                Parameters={"commands": [f"cat {settings.remote_dir}/project/.runctl-manifest.json"]},
             )
-        elif step == "sync":
-            staging = staging_prefix(settings, target)
-            add(step, "s3", "GetObject", Bucket=bucket, Key=staging + "manifest.json")
             add(
                 step,
                 "s3",
@@ -155,12 +162,12 @@ def plan(ctx: ProviderContext, request: PlanRequest) -> list[PlannedCall]:
                 DocumentName="AWS-RunShellScript",
                 Parameters={
                     "commands": [
+                        "<first command on the instance: check python3, install runner.py and agent.py>; "
                         f"python3 {settings.remote_dir}/bin/agent.py sync --url <presigned> "
                         f"--dest {settings.remote_dir}/project"
                     ]
                 },
             )
-            add(step, "s3", "DeleteObject", Bucket=bucket, Key=staging + "sync-<n>.*", note="staging, after")
         elif step == "train" and request.job is not None:
             job = request.job
             add(

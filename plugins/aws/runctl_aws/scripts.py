@@ -63,6 +63,11 @@ echo "runctl-ready python=$V uv=$(command -v uv || echo none)"
     )
 
 
+def read_manifest(remote_dir: str) -> str:
+    """Print the project's manifest the agent wrote after the last sync ({} when there is none)."""
+    return _prelude(remote_dir) + 'cat "$R/project/.runctl-manifest.json" 2>/dev/null || echo "{}"\n'
+
+
 def sync(remote_dir: str, tar_url: str, meta_url: str) -> str:
     return _prelude(remote_dir) + (
         f'python3 "$R/bin/agent.py" sync --url {q(tar_url)} --meta-url {q(meta_url)} --dest "$R/project"\n'

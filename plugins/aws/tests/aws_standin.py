@@ -141,6 +141,7 @@ class AwsStandIn:
         self._defaults = {"minute_seconds": minute_seconds, "consistency_window": consistency_window}
         self.faults = Faults()
         self.spot_prices: dict[str, float] = {}
+        self.list_prices: dict[tuple[str, str], float] = {}  # (region, type) -> on-demand USD/h (Price List API)
         self.calls: list[tuple[str, str]] = []
         self.journal: list[tuple[float, str, str, str]] = []  # (when, service, operation, comment/path)
         self.machines: dict[str, Machine] = {}
@@ -199,6 +200,7 @@ class AwsStandIn:
             self.journal.clear()
             self.faults = Faults()
             self.spot_prices = {}
+            self.list_prices = {}
             self.minute_seconds = self._defaults["minute_seconds"]
             self.consistency_window = self._defaults["consistency_window"]
         urllib.request.urlopen(urllib.request.Request(self.url + "/moto-api/reset", data=b"", method="POST")).read()
@@ -241,6 +243,9 @@ class AwsStandIn:
         if wrong is not None:
             return wrong(start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target == "AWSPriceListService.GetProducts":
+            self._record("pricing", "GetProducts")
+            return self._get_products(start_response, json.loads(body or b"{}"))
         if target.startswith("AmazonSSM."):
             operation = target.split(".", 1)[1]
             self._record("ssm", operation, json.loads(body or b"{}").get("Comment", ""))
@@ -462,6 +467,38 @@ class AwsStandIn:
         ).encode()
         start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
         return [body]
+
+    # ------------------------------------------------------------------------------------------ Price List
+
+    def _get_products(self, start_response: Any, request: dict[str, Any]) -> Any:
+        """The Price List Query API's GetProducts (moto has none): products as JSON strings in the aws_v1 format
+        (https://docs.aws.amazon.com/aws-cost-management/latest/APIReference/API_pricing_GetProducts.html), built
+        from ``list_prices`` ((region, type) -> USD/h) for TERM_MATCH filters on instanceType and regionCode."""
+        wanted = {f["Field"]: f["Value"] for f in request.get("Filters", []) if f.get("Type") == "TERM_MATCH"}
+        items = []
+        for (region, kind), price in self.list_prices.items():
+            if wanted.get("instanceType", kind) != kind or wanted.get("regionCode", region) != region:
+                continue
+            sku = uuid.uuid5(uuid.NAMESPACE_DNS, f"{region}/{kind}").hex[:16].upper()
+            attributes = {
+                "instanceType": kind,
+                "regionCode": region,
+                "operatingSystem": "Linux",
+                "tenancy": "Shared",
+                "preInstalledSw": "NA",
+                "capacitystatus": "Used",
+            }
+            dimension = {"unit": "Hrs", "pricePerUnit": {"USD": f"{price:.10f}"}, "description": f"{kind} Linux"}
+            term = {"sku": sku, "priceDimensions": {f"{sku}.JRTCKXETXF.6YS6EN2CT7": dimension}}
+            product = {
+                "product": {"productFamily": "Compute Instance", "attributes": attributes, "sku": sku},
+                "serviceCode": "AmazonEC2",
+                "terms": {"OnDemand": {f"{sku}.JRTCKXETXF": term}},
+                "version": "20261101000000",
+                "publicationDate": "2026-11-01T00:00:00Z",
+            }
+            items.append(json.dumps(product))
+        return _json(start_response, 200, {"FormatVersion": "aws_v1", "PriceList": items})
 
     # ------------------------------------------------------------------------------------------ SSM
 

@@ -312,3 +312,24 @@ def test_graviton_gpu_gets_the_arm64_image_and_neuron_types_are_refused(project:
         refused = cli("-o", "json", "create", "--instance-type", kind)
         assert refused.code == 2 and "Neuron" in refused.error()["message"], refused.err
         assert "--image" in refused.error()["hint"]
+
+
+def test_prices_come_from_the_price_list_api_when_credentials_allow_and_are_cached(
+    project: Path, standin: AwsStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    standin.list_prices = {("us-east-1", "g5.xlarge"): 0.9876}
+    priced = cli("-o", "json", "price", "--instance-type", "g5.xlarge")
+    assert priced.code == 0, priced.err
+    (offer,) = priced.json()["offers"]
+    assert offer["on_demand_hourly"] == 0.9876 and "AWS Price List API" in offer["source"]
+    assert standin.calls.count(("pricing", "GetProducts")) == 1
+    text = cli("price", "--instance-type", "g5.xlarge")  # cached on the laptop: no second call
+    assert "0.9876" in text.out and "AWS Price List API (fetched" in text.out
+    assert standin.calls.count(("pricing", "GetProducts")) == 1
+    plan = cli("create", "--dry-run", "--instance-type", "g5.xlarge")
+    assert "g5.xlarge (1x A10G) on-demand $0.9876/h in us-east-1" in plan.out
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    bare = cli("-o", "json", "price", "--instance-type", "g5.xlarge")
+    assert bare.json()["offers"][0]["on_demand_hourly"] == 1.006  # no credentials: the bundled table, said so
+    assert "bundled table 2025-05-01" in bare.json()["offers"][0]["source"]

@@ -94,7 +94,11 @@ def cmd_sync(opts: Any) -> int:
 
 
 def cmd_prepare(opts: Any) -> int:
-    bundle = json.loads(_get(opts.bundle_url).decode("utf-8"))
+    if opts.bundle_url.startswith("data:"):  # given inline (no secrets in it): no download
+        raw = base64.b64decode(opts.bundle_url.split(",", 1)[1])
+    else:
+        raw = _get(opts.bundle_url)
+    bundle = json.loads(raw.decode("utf-8"))
     os.makedirs(opts.job_dir, exist_ok=True)
     _write_private(os.path.join(opts.job_dir, "env.json"), json.dumps(bundle.get("env", {})).encode())
     _write_private(os.path.join(opts.job_dir, "upload.json"), json.dumps(bundle.get("upload", {})).encode())
