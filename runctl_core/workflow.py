@@ -29,6 +29,7 @@ from runctl_core.errors import (
     RunctlError,
     SetupFailed,
     SpotRefused,
+    StateError,
     UsageError,
     WaitTimeout,
 )
@@ -205,8 +206,18 @@ def create_instance(
     except RunctlError as exc:  # the provider answered: nothing was created
         store.finish_intent(intent_id, error=exc.message)
         raise
-    store.save_instance(instance, job_id=job_id, intent_id=intent_id, keep=keep, billing=caps.billing)
-    store.finish_intent(intent_id, resource_id=instance.id)
+    try:
+        store.save_instance(instance, job_id=job_id, intent_id=intent_id, keep=keep, billing=caps.billing)
+        store.finish_intent(intent_id, resource_id=instance.id)
+    except StateError as exc:  # created but not recorded: nothing could find it again, so it must not live
+        try:
+            stop_instance(session, provider, instance)
+            what = f"{provider.name} instance {instance.id} was terminated: it could not be recorded"
+        except (KeyboardInterrupt, RunctlError):
+            what = (
+                f"{provider.name} instance {instance.id} could not be recorded; end it: runctl terminate {instance.id}"
+            )
+        raise StateError(exc.message, f"{what}. {exc.hint}") from None
     return instance
 
 

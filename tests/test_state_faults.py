@@ -45,10 +45,11 @@ def test_state_directory_and_database_are_private(cli, home: Path, project: Path
 class _Faulty:
     """Storage faults injected under the store (the one place it opens the database), as sqlite reports them."""
 
-    def __init__(self, message: str, arm_on: str | None) -> None:
+    def __init__(self, message: str, arm_on: str | None, fail_on: str | None = None) -> None:
         self.message = message
         self.arm_on = arm_on  # the SQL after which every write fails (None: fail writes from the start)
-        self.armed = arm_on is None
+        self.armed = arm_on is None and fail_on is None
+        self.fail_on = fail_on  # or: only this SQL fails
 
     def connect(self, path: Path) -> sqlite3.Connection:
         faults = self
@@ -56,7 +57,7 @@ class _Faulty:
         class Cursor(sqlite3.Cursor):
             def execute(self, sql: str, params: Any = ()) -> Any:  # type: ignore[override]
                 write = sql.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE", "CREATE", "ALTER"))
-                if write and faults.armed:
+                if (write and faults.armed) or (faults.fail_on and faults.fail_on in sql):
                     raise sqlite3.OperationalError(faults.message)
                 result = super().execute(sql, params)
                 if faults.arm_on and faults.arm_on in sql:
@@ -98,3 +99,17 @@ def test_disk_full_during_a_run_still_terminates_its_job(
     while pids_alive([r.get("pid") for r in records]) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert pids_alive([r.get("pid") for r in records]) == [], "cleanup did not run: the job is still running"
+
+
+def test_instance_created_but_not_recorded_is_terminated(
+    invoke, home: Path, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        state_module, "_connect", _Faulty("database or disk is full", None, "INSERT INTO instances").connect
+    )
+    result = invoke("-o", "json", "create")
+    assert result.code == 3, result.err
+    error = result.error()
+    assert "could not be recorded" in error["hint"] and "terminated" in error["hint"]
+    sandboxes = [json.loads(p.read_text()) for p in home.glob("providers/local/instances/*/instance.json")]
+    assert sandboxes and all(s["state"] == "terminated" for s in sandboxes), sandboxes
