@@ -257,10 +257,10 @@ class Store:
             self._conn.row_factory = sqlite3.Row
             _private(self.path, 0o600)
             self._conn.execute(f"PRAGMA busy_timeout = {BUSY_SLICE_MS}")
-            if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            if self._locked_retry(lambda: self._conn.execute("PRAGMA journal_mode").fetchone()[0]) != "wal":
                 self._locked_retry(lambda: self._conn.execute("PRAGMA journal_mode=WAL"))
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            if self._conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            self._locked_retry(lambda: self._conn.execute("PRAGMA synchronous = NORMAL"))
+            if self._locked_retry(lambda: self._conn.execute("PRAGMA user_version").fetchone()[0]) != SCHEMA_VERSION:
                 self._upgrade()
         except sqlite3.Error as exc:
             raise self._error(exc) from None
@@ -381,7 +381,8 @@ class Store:
 
     def _read(self, query: str, params: tuple[Any, ...] | list[Any] = ()) -> list[sqlite3.Row]:
         try:
-            return self._conn.execute(query, params).fetchall()
+            rows: list[sqlite3.Row] = self._locked_retry(lambda: self._conn.execute(query, params).fetchall())
+            return rows
         except sqlite3.Error as exc:
             raise self._error(exc) from None
 
