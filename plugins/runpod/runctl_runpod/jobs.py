@@ -1,5 +1,8 @@
-"""Jobs on a pod over SSH: readiness, sync, the job runner, status, logs, stopping, checkpoints, and the pod
-ending itself (after a detached job, or at ``max_runtime``).
+"""Jobs on a pod: readiness, the pod ending itself (after a detached job, or at ``max_runtime``), and sync /
+train / status run through the core's remote-job layer (:class:`runctl_core.remote.jobs.JobHost`) over
+:class:`runctl_runpod.transport.SshTransport`: the same supervisor launch (pending record first), environment
+step (uv, PEP 723 / requirements.txt / pyproject.toml, cached per pod), incremental sync and job records as
+every other provider with a shell.
 
 What runctl brings back is kept under ``ctx.state_dir/jobs/<job>/`` (the log and the checkpoints), saved
 before any termination runctl does, so ``logs``/``checkpoint list`` still answer once the pod is gone.
@@ -13,24 +16,27 @@ import posixpath
 import shlex
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from runctl_core.errors import ProviderError, UsageError
+from runctl_core.errors import ProviderError
 from runctl_core.models import (
     Instance,
     InstanceState,
     JobSpec,
     JobState,
     JobStatus,
+    Project,
     ProviderContext,
     StatusReport,
     SyncResult,
 )
+from runctl_core.remote.jobs import TOOLS, JobHost, tools_hash
+from runctl_core.remote.records import job_status_from_record
 from runctl_runpod.compute import PodRecord, client, instance_from_pod, now, parse_time
-from runctl_runpod.transport import PodAccess, SshUnavailable, cached, connect
+from runctl_runpod.transport import PodAccess, SshTransport, SshUnavailable, cached, connect
 
 LOG_CHUNK = 1 << 20
-MANIFEST = ".runctl-manifest.json"
+MANIFEST = "manifest.json"  # where the core's remote-job layer keeps the sync manifest
 END_POD = Path(__file__).with_name("scripts") / "end_pod.py"
 T = TypeVar("T")
 TERMINAL = ("succeeded", "failed", "cancelled", "interrupted", "lost")
@@ -40,35 +46,18 @@ def local_dir(ctx: ProviderContext, job_id: str) -> Path:
     return ctx.state_dir / "jobs" / job_id
 
 
-def job_status(job_id: str, record: dict[str, Any], previous: JobStatus | None = None) -> JobStatus:
-    state = record.get("state", "lost")  # no record: the job never ran there (train writes it before returning)
-    return JobStatus(
-        job_id=job_id,
-        state=JobState(state) if state in JobState._value2member_map_ else JobState.LOST,
-        exit_code=record.get("exit_code"),
-        started_at=parse_time(record.get("started_at")),
-        ended_at=parse_time(record.get("ended_at")),
-        message=str(record.get("message", "")),
-    )
+def host(access: PodAccess) -> JobHost:
+    """runctl's jobs on this pod, under runctl's directory on it."""
+    return JobHost(SshTransport(access.ssh), access.base(), python=access.s.python)
 
 
-def job_record(access: PodAccess, job_id: str) -> dict[str, Any]:
-    job_dir = posixpath.join(access.base(), "jobs", job_id)
-    missing = json.dumps({"state": "lost", "message": f"no job record in {job_dir}: the job never ran on this pod"})
-    result = access.ssh.run(  # a job the pod never ran has no directory (and maybe no runner): lost, not an error
-        f"test -d {shlex.quote(job_dir)} || {{ echo {shlex.quote(missing)}; exit 0; }}; "
-        + access.runner("status", "--job-dir", job_dir),
-        timeout=60,
-    )
-    if result.exit_status != 0:  # e.g. the container was stopped under the command: worth another look
-        raise SshUnavailable(
-            f"the job runner on the pod failed (exit {result.exit_status}): {result.stderr.strip()[-300:]}"
-        )
+def job_status(access: PodAccess, job_id: str) -> JobStatus:
     try:
-        record: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise ProviderError(f"the job runner on the pod printed no status: {result.stdout[-200:]!r}") from None
-    return record
+        return host(access).status(job_id)
+    except ProviderError:  # no runner on the pod yet: a job it never ran (else the error stands)
+        if not host(access).transport.walk(posixpath.join(access.base(), "jobs", job_id)):
+            return JobStatus(job_id=job_id, state=JobState.LOST, message="the job never ran on this pod")
+        raise
 
 
 # ------------------------------------------------------------------------------------------- ending itself
@@ -102,15 +91,18 @@ def end_pod_file(access: PodAccess) -> tuple[str, bytes, int]:
 
 def first_contact(access: PodAccess, pod_id: str) -> None:
     """The first useful command on a new pod, in one round trip: make runctl's directory (and learn its absolute
-    path) and, for ``max_runtime``, install end_pod.py and start the timer that ends the pod when the time runs
-    out, counted from its creation."""
+    path), install the core's job tools there, and, for ``max_runtime``, install end_pod.py and start the timer
+    that ends the pod when the time runs out, counted from its creation."""
     record = access.record
     ends_at = parse_time(record.ends_at)
     timer = ends_at is not None and not record.watchdog
     if record.base and not timer:
         return
     remote = shlex.quote(access.s.remote_dir)
-    script = f"mkdir -p {remote} && cd {remote} && pwd"
+    script = f"mkdir -p {remote}/bin && cd {remote} && pwd"
+    for tool in TOOLS:  # the core's runner and environment step, installed as JobHost.install_tools would
+        script += f" && echo {base64.b64encode(tool.read_bytes()).decode()} | base64 -d > bin/{tool.name}"
+    script += f" && chmod 755 bin/*.py && : > bin/.tools-{tools_hash()}"
     if timer and ends_at is not None:
         left = max(0.0, (ends_at - now()).total_seconds())
         encoded = base64.b64encode(END_POD.read_bytes()).decode()
@@ -165,13 +157,13 @@ def status(ctx: ProviderContext, instance: Instance, job: JobStatus | None) -> S
         try:
             access = connect(ctx, instance, pod)
             first_contact(access, instance.id)
-            return StatusReport(instance=current, job=job_status(job.job_id, job_record(access, job.job_id), job))
+            return StatusReport(instance=current, job=job_status(access, job.job_id))
         except SshUnavailable as exc:
             return StatusReport(instance=current, job=job.model_copy(update={"message": exc.message}))
     if job.state.terminal:
         return StatusReport(instance=current, job=job)
     saved = local_dir(ctx, job.job_id) / "job.json"
-    final = job_status(job.job_id, json.loads(saved.read_text()), job) if saved.is_file() else None
+    final = job_status_from_record(job.job_id, json.loads(saved.read_text())) if saved.is_file() else None
     if final is not None and final.state.terminal:  # runctl saved the job's final record before the pod went
         return StatusReport(instance=current, job=final)
     if spot and current.state is InstanceState.STOPPED:
@@ -202,122 +194,21 @@ def reach(ctx: ProviderContext, instance: Instance, work: Callable[[PodAccess], 
     return work(live(ctx, instance))
 
 
-def sync(ctx: ProviderContext, instance: Instance, project: Any) -> SyncResult:
-    from runctl_core.files import changed_files
-
-    def work(access: PodAccess) -> SyncResult:
-        ssh, base = access.ssh, access.base()
-        target = posixpath.join(base, "project")
-        manifest_path = posixpath.join(base, MANIFEST)
-        try:
-            previous = json.loads(ssh.read(manifest_path, 0, 64 << 20) or b"{}")
-        except ValueError:
-            previous = {}
-        previous = previous if isinstance(previous, dict) else {}
-        send, delete = changed_files(project, previous)
-        ctx.report(f"sync: {len(send)} of {len(project.files)} files to send, {len(delete)} to delete")
-        manifest = project.manifest()
-        if send or delete or manifest != previous:  # one SFTP session for everything
-            ssh.batch(
-                directories=[target],
-                puts=[(project.root / f.path, posixpath.join(target, f.path), f.mode) for f in send],
-                removes=[posixpath.join(target, rel) for rel in delete],
-                writes=[(manifest_path, json.dumps(manifest).encode(), 0o644)],
-            )
-        return SyncResult(
-            remote_path=target,
-            files_total=len(project.files),
-            files_sent=len(send),
-            bytes_sent=sum(f.size for f in send),
-            files_deleted=len(delete),
-        )
-
-    return reach(ctx, instance, work)
+def sync(ctx: ProviderContext, instance: Instance, project: Project) -> SyncResult:
+    return reach(ctx, instance, lambda access: host(access).sync(project))
 
 
 def train(ctx: ProviderContext, instance: Instance, job: JobSpec) -> JobStatus:
-    return reach(ctx, instance, lambda access: _train(access, instance, job))
+    def work(access: PodAccess) -> JobStatus:
+        extra: list[str] = []
+        if job.terminate_on_exit:  # a detached run: the pod ends itself, after a window for runctl to collect
+            path, data, mode = end_pod_file(access)
+            host(access).transport.put(data, path, mode=mode)
+            extra = [
+                "--shutdown-after",
+                "--shutdown-cmd",
+                end_pod_command(access, instance.id, access.s.detached_grace),
+            ]
+        return host(access).launch(job, grace=access.s.grace_period, use_uv=access.s.use_uv, extra=extra)
 
-
-def _train(access: PodAccess, instance: Instance, job: JobSpec) -> JobStatus:
-    """Write the runner, the job's env and its launcher in one SFTP session, then check and launch in one SSH
-    command: two round trips from "train" to "job started"."""
-    from runctl_core.remote import runner_source
-
-    s, ssh, base = access.s, access.ssh, access.base()
-    project = posixpath.join(base, "project")
-    job_dir = posixpath.join(base, "jobs", job.job_id)
-    env_file = posixpath.join(job_dir, "env.json")
-    writes = [
-        (posixpath.join(base, "runner.py"), runner_source().encode(), 0o755),
-        (env_file, json.dumps(job.env).encode(), 0o600),
-    ]
-    puts: list[tuple[Path, str, int]] = []
-    args = [
-        "supervise",
-        "--job-dir",
-        job_dir,
-        "--workdir",
-        project,
-        "--checkpoint-dir",
-        posixpath.join(job_dir, "checkpoints"),
-        "--job-id",
-        job.job_id,
-        "--env-file",
-        env_file,
-        "--grace",
-        str(s.grace_period),
-    ]
-    if not s.use_uv:
-        args.append("--no-uv")
-    if job.timeout:
-        args += ["--timeout", str(job.timeout)]
-    if job.resume_dir and Path(job.resume_dir).is_dir():
-        resume = posixpath.join(job_dir, "resume")
-        files = [p for p in sorted(Path(job.resume_dir).rglob("*")) if p.is_file()]
-        puts += [(p, posixpath.join(resume, p.relative_to(job.resume_dir).as_posix()), 0o644) for p in files]
-        args += ["--resume-dir", resume]
-    if job.terminate_on_exit:  # a detached run: the pod ends itself, after a window for runctl to collect
-        writes.append(end_pod_file(access))
-        args += ["--shutdown-after", "--shutdown-cmd", end_pod_command(access, instance.id, s.detached_grace)]
-    args += ["--", job.script, *job.args]
-    launcher = posixpath.join(job_dir, "launch.sh")
-    launch = "\n".join(
-        [
-            "#!/bin/sh",
-            "# written by runctl: become the job's supervisor in its own session (the launch command wrote the",
-            "# pending record with this process's pid before returning)",
-            f"cd {shlex.quote(project)} || exit 1",
-            f"exec setsid {access.runner(*args)}",
-            "",
-        ]
-    )
-    writes.append((launcher, launch.encode(), 0o700))
-    ssh.batch(writes=writes, puts=puts)
-    script, done = shlex.quote(posixpath.join(project, job.script)), shlex.quote(posixpath.join(job_dir, "job.json"))
-    out = shlex.quote(posixpath.join(job_dir, "runner.out"))
-    pending_path = shlex.quote(posixpath.join(job_dir, "job.json.pending"))
-    record = '{"state": "pending", "supervisor_pid": %d, "submitted_at": "%s"}'
-    # the pending record exists before this command returns, so status right after train is never "no record";
-    # ln never overwrites a record the supervisor may already have written
-    started = ssh.run(
-        f"test -f {script} || exit 3; test -e {done} && exit 4; "
-        f"nohup sh {shlex.quote(launcher)} > {out} 2>&1 < /dev/null & "
-        f'printf {shlex.quote(record)} "$!" {shlex.quote(now().isoformat())} > {pending_path} && '
-        f"ln {pending_path} {done} 2>/dev/null; rm -f {pending_path}; exit 0",
-        timeout=60,
-    )
-    if started.exit_status == 3:
-        raise UsageError(
-            f"{job.script} is not in the synced project on pod {instance.id}",
-            f"sync first (runctl sync {instance.id}) or check the script path",
-        )
-    if started.exit_status == 4:
-        raise UsageError(f"job {job.job_id} already ran on pod {instance.id}", "use a new job id")
-    if started.exit_status != 0:
-        raise ProviderError(f"could not start the job on pod {instance.id}: {started.stderr.strip()[-300:]}")
-    pending = JobStatus(job_id=job.job_id, state=JobState.PENDING, message="starting")
-    try:
-        return job_status(job.job_id, job_record(access, job.job_id), pending)
-    except SshUnavailable:  # started; the pod stopped answering right after (e.g. preempted): status will tell
-        return pending
+    return reach(ctx, instance, work)

@@ -4,41 +4,20 @@ whenever runctl ends a pod (run, terminate, ``resources cleanup``), so nothing i
 
 from __future__ import annotations
 
-import json
 import posixpath
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
 from runctl_core.errors import NotFoundError, ProviderError, RunctlError
 from runctl_core.models import Checkpoint, Collected, Instance, InstanceState, JobStatus, LogChunk, ProviderContext
+from runctl_core.remote.records import decode_log_chunk
 from runctl_runpod.compute import client, pod_state
-from runctl_runpod.jobs import LOG_CHUNK, TERMINAL, job_record, live, local_dir
-from runctl_runpod.transport import PodAccess, SshUnavailable, cached
+from runctl_runpod.jobs import LOG_CHUNK, host, live, local_dir, reach
+from runctl_runpod.transport import SshUnavailable, cached
 
-
-def _chunk(data: bytes, offset: int, size: int, terminal: bool) -> LogChunk:
-    at_end = offset + len(data) >= size
-    text = data
-    for _ in range(4):  # never split a UTF-8 character between chunks (a character has at most 4 bytes)
-        if not text or at_end:
-            break
-        try:
-            text.decode("utf-8")
-            break
-        except UnicodeDecodeError:
-            text = text[:-1]
-    else:
-        text = data  # not UTF-8 at all: pass the bytes on (replaced) rather than never moving
-    if not text and data:
-        text = data
-    next_offset = offset + len(text)
-    return LogChunk(
-        data=text.decode("utf-8", errors="replace"),
-        offset=offset,
-        next_offset=next_offset,
-        complete=terminal and next_offset >= size,
-    )
+T = TypeVar("T")
 
 
 def _local_log(ctx: ProviderContext, job_id: str, offset: int) -> LogChunk | None:
@@ -49,13 +28,13 @@ def _local_log(ctx: ProviderContext, job_id: str, offset: int) -> LogChunk | Non
     with path.open("rb") as fh:
         fh.seek(offset)
         data = fh.read(min(LOG_CHUNK, max(0, size - offset)))
-    return _chunk(data, offset, size, True)
+    text, used = decode_log_chunk(data, final=offset + len(data) >= size)
+    return LogChunk(data=text, offset=offset, next_offset=offset + used, complete=offset + used >= size)
 
 
 def logs(ctx: ProviderContext, instance: Instance, job: JobStatus, offset: int) -> LogChunk:
     try:
-        access = cached(ctx, instance) or live(ctx, instance)
-        info = job_record(access, job.job_id)
+        return reach(ctx, instance, lambda access: host(access).logs(job.job_id, offset))
     except (SshUnavailable, NotFoundError, ProviderError) as exc:
         saved = _local_log(ctx, job.job_id, offset)
         if saved is not None:
@@ -70,6 +49,8 @@ def logs(ctx: ProviderContext, instance: Instance, job: JobStatus, offset: int) 
                 "itself after a detached job nobody looked at within detached_grace)"
             )
             return LogChunk(data="", offset=offset, next_offset=offset, complete=True)
+        if state is InstanceState.RUNNING and not isinstance(exc, SshUnavailable):
+            raise
         tail = api.pod_logs(instance.id, 20) if pod is not None else []
         if tail:  # not reachable over SSH yet: show what the pod itself says (REST v2 log stream)
             ctx.warn(
@@ -77,32 +58,13 @@ def logs(ctx: ProviderContext, instance: Instance, job: JobStatus, offset: int) 
                 "its own log says:\n" + "\n".join(tail)
             )
         return LogChunk(data="", offset=offset, next_offset=offset, complete=False)
-    size = int(info.get("log_size") or 0)
-    data = b""
-    if size > offset:
-        path = posixpath.join(access.base(), "jobs", job.job_id, "log")
-        data = access.ssh.read(path, offset, min(LOG_CHUNK, size - offset))
-    return _chunk(data, offset, size, info.get("state") in TERMINAL)
 
 
 def cancel(ctx: ProviderContext, instance: Instance, job: JobStatus) -> JobStatus:
-    from runctl_runpod.jobs import job_status
-
     try:
-        access = live(ctx, instance)
+        return reach(ctx, instance, lambda access: host(access).stop(job.job_id, access.s.grace_period))
     except NotFoundError:
         return job
-    job_dir = posixpath.join(access.base(), "jobs", job.job_id)
-    grace = access.s.grace_period
-    result = access.ssh.run(access.runner("stop", "--job-dir", job_dir, "--grace", str(grace)), timeout=grace + 60)
-    try:
-        return job_status(job.job_id, json.loads(result.stdout.strip().splitlines()[-1]), job)
-    except (ValueError, IndexError):
-        raise ProviderError(f"could not stop job {job.job_id}: {result.stderr.strip()[-300:]}") from None
-
-
-def _checkpoint_dir(access: PodAccess, job_id: str) -> str:
-    return posixpath.join(access.base(), "jobs", job_id, "checkpoints")
 
 
 def list_checkpoints(ctx: ProviderContext, instance: Instance, job: JobStatus) -> list[Checkpoint]:
@@ -120,15 +82,9 @@ def list_checkpoints(ctx: ProviderContext, instance: Instance, job: JobStatus) -
             for p in sorted(saved.rglob("*"))
             if p.is_file()
         ]
-    directory = _checkpoint_dir(access, job.job_id)
     return [
-        Checkpoint(
-            name=f.path,
-            size=f.size,
-            modified_at=datetime.fromtimestamp(f.mtime, timezone.utc),
-            location=f"pod:{instance.id}:{posixpath.join(directory, f.path)}",
-        )
-        for f in access.ssh.walk(directory)
+        c.model_copy(update={"location": f"pod:{instance.id}:{c.location}"})
+        for c in host(access).checkpoints(job.job_id)
     ]
 
 
@@ -145,10 +101,7 @@ def collect(ctx: ProviderContext, instance: Instance, job: JobStatus, dest: Path
             return Collected(directory=dest, files=[dest / p.relative_to(saved) for p in files])
         ctx.warn(f"checkpoints of {job.job_id} could not be collected: {exc.message}")
         return Collected(directory=dest, files=[])
-    directory = _checkpoint_dir(access, job.job_id)
-    targets = [(posixpath.join(directory, f.path), dest / f.path) for f in access.ssh.walk(directory)]
-    access.ssh.get_files(targets)
-    return Collected(directory=dest, files=[local for _, local in targets])
+    return host(access).collect(job.job_id, dest)
 
 
 def save_before_terminate(ctx: ProviderContext, instance: Instance) -> list[str]:

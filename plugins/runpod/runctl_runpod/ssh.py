@@ -13,7 +13,7 @@ import concurrent.futures
 import posixpath
 import stat
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -256,102 +256,6 @@ class PodSsh:
                             return b""
                         raise FileNotFoundError(path) from None
                     raise
-
-        return self._run(op, timeout)
-
-    def write_bytes(self, path: str, data: bytes, mode: int = 0o644, timeout: float = 60.0) -> None:
-        async def op(conn: Any) -> None:
-            import asyncssh
-
-            async with conn.start_sftp_client() as sftp:
-                await sftp.makedirs(posixpath.dirname(path), exist_ok=True)
-                attrs = asyncssh.SFTPAttrs(permissions=mode)
-                async with sftp.open(path, "wb", attrs) as fh:
-                    await fh.write(data)
-                await sftp.chmod(path, mode)
-
-        self._run(op, timeout)
-
-    def put_files(self, items: list[tuple[Path, str, int]], timeout: float = 3600.0, concurrency: int = 8) -> None:
-        """Upload (local path, remote path, mode) triples, creating directories, ``concurrency`` at a time."""
-
-        async def op(conn: Any) -> None:
-            async with conn.start_sftp_client() as sftp:
-                for directory in sorted({posixpath.dirname(remote) for _, remote, _ in items}):
-                    await sftp.makedirs(directory, exist_ok=True)
-                gate = asyncio.Semaphore(concurrency)
-
-                async def one(local: Path, remote: str, mode: int) -> None:
-                    async with gate:
-                        await sftp.put(str(local), remote)
-                        await sftp.chmod(remote, mode)
-
-                await asyncio.gather(*(one(local, remote, mode) for local, remote, mode in items))
-
-        if items:
-            self._run(op, timeout)
-
-    def batch(
-        self,
-        *,
-        writes: Sequence[tuple[str, bytes, int]] = (),
-        puts: Sequence[tuple[Path, str, int]] = (),
-        removes: Sequence[str] = (),
-        directories: Sequence[str] = (),
-        timeout: float = 3600.0,
-        concurrency: int = 8,
-    ) -> None:
-        """Several file operations in one SFTP session (one round trip to open it, not one per file):
-        create ``directories``, write ``writes`` (remote path, bytes, mode), upload ``puts`` (local path, remote
-        path, mode), remove ``removes``."""
-        import asyncssh
-
-        async def op(conn: Any) -> None:
-            async with conn.start_sftp_client() as sftp:
-                parents = {posixpath.dirname(r) for r, _, _ in writes} | {posixpath.dirname(r) for _, r, _ in puts}
-                for directory in sorted(parents | set(directories)):
-                    await sftp.makedirs(directory, exist_ok=True)
-                gate = asyncio.Semaphore(concurrency)
-
-                async def write(path: str, data: bytes, mode: int) -> None:
-                    async with gate:
-                        async with sftp.open(path, "wb", asyncssh.SFTPAttrs(permissions=mode)) as fh:
-                            await fh.write(data)
-                        await sftp.chmod(path, mode)
-
-                async def put(local: Path, remote: str, mode: int) -> None:
-                    async with gate:
-                        await sftp.put(str(local), remote)
-                        await sftp.chmod(remote, mode)
-
-                await asyncio.gather(*(write(*w) for w in writes), *(put(*p) for p in puts))
-                for path in removes:
-                    try:
-                        await sftp.remove(path)
-                    except Exception as exc:
-                        if not _is_no_such_file(exc):
-                            raise
-
-        if writes or puts or removes or directories:
-            self._run(op, timeout)
-
-    def remove(self, paths: list[str], timeout: float = 300.0) -> None:
-        async def op(conn: Any) -> None:
-            async with conn.start_sftp_client() as sftp:
-                for path in paths:
-                    try:
-                        await sftp.remove(path)
-                    except Exception as exc:
-                        if not _is_no_such_file(exc):
-                            raise
-
-        if paths:
-            self._run(op, timeout)
-
-    def exists(self, path: str, timeout: float = 60.0) -> bool:
-        async def op(conn: Any) -> bool:
-            async with conn.start_sftp_client() as sftp:
-                return bool(await sftp.exists(path))
 
         return self._run(op, timeout)
 

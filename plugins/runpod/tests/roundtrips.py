@@ -28,7 +28,7 @@ def label(kind: str, what: str) -> str:
 def path_between(events: list[tuple[float, str, str]], start_op: str | None) -> list[str]:
     """The events after ``start_op`` (an API operation; None: from the first) up to the job's launch."""
     start = 0 if start_op is None else next(i for i, e in enumerate(events) if e[1:] == ("api", start_op)) + 1
-    end = next(i for i, e in enumerate(events) if e[1] == "ssh" and "launch.sh" in e[2])
+    end = next(i for i, e in enumerate(events) if e[1] == "ssh" and "runner.py launch" in e[2])
     return [label(kind, what) for _t, kind, what in events[start : end + 1]]
 
 
