@@ -40,6 +40,15 @@ CAPACITY_MESSAGE = (
 )
 SPOT_GONE_MESSAGE = "Interruptible (spot) pods are not available for this account."
 BARE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# how this test machine reaches the package index (mirror, proxy, CA bundle): a real pod reaches PyPI directly;
+# here its sessions get the same network settings as the machine running the tests, and nothing else
+NETWORK = {
+    k: v
+    for k, v in os.environ.items()
+    if k.startswith(("PIP_", "UV_", "SSL_CERT_"))
+    or k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+    or k.lower() in ("http_proxy", "https_proxy", "no_proxy")
+}
 
 # id, displayName, memory, max count, secure, community, secure spot, community spot, stock, data centres
 CATALOGUE = [
@@ -372,7 +381,7 @@ class StandIn:
                 return
             standin.record("ssh", command[:2000])
             # a non-interactive session: sshd's own environment, not the container's (see the module docstring)
-            env = {"PATH": BARE_PATH, "HOME": str(pod.sandbox), "LANG": "C.UTF-8", "USER": "root"}
+            env = {"PATH": BARE_PATH, "HOME": str(pod.sandbox), "LANG": "C.UTF-8", "USER": "root", **NETWORK}
             proc = await asyncio.create_subprocess_shell(
                 command,
                 cwd=pod.sandbox,
