@@ -72,7 +72,12 @@ if TYPE_CHECKING:
     help="Collect checkpoints into DIR/JOB_ID (default: runctl's state dir).",
 )
 @click.option(
-    "--env", "env_pairs", multiple=True, metavar="NAME=VALUE", help="Environment for the script (repeatable)."
+    "--env",
+    "env_pairs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Environment for the script (repeatable), e.g. --env WANDB_API_KEY=$WANDB_API_KEY. Values are never"
+    " stored; secret-looking ones (*_KEY, *TOKEN*, *SECRET*) are masked in output; RUNCTL_* names are reserved.",
 )
 @environment_options
 @click.option(
