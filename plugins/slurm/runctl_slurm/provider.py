@@ -13,7 +13,6 @@ import secrets
 import shlex
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from runctl_core.errors import ProviderError, UsageError
 from runctl_core.files import changed_files, pack_tar
@@ -41,7 +40,8 @@ from runctl_core.models import (
     SyncResult,
 )
 from runctl_core.remote.records import decode_log_chunk, read_json, runctl_tags, write_json_atomic
-from runctl_slurm.cluster import Cluster, Paths, runctl_tools, tools_tar
+from runctl_slurm.cluster import runctl_tools, tools_tar
+from runctl_slurm.plan import planned_calls
 from runctl_slurm.settings import SlurmSettings
 from runctl_slurm.slurm import (
     BatchJob,
@@ -52,53 +52,18 @@ from runctl_slurm.slurm import (
     tags_from_comment,
     time_limit,
 )
-from runctl_slurm.transport import transport_for
+from runctl_slurm.state import (
+    cluster_of,
+    local_slurm_configured,
+    metric,
+    paths_of,
+    record_path,
+    save_instance,
+    settings_of,
+)
 
 LOG_CHUNK = 1 << 20
 TAG_INSTANCE = "runctl:instance"
-
-
-def local_slurm_configured() -> bool:
-    """Slurm's client commands and a configuration on this machine (slurm.conf(5): SLURM_CONF, else the default
-    path; configless clusters are found through DNS SRV records, which runctl does not probe)."""
-    import os
-    import shutil
-
-    if shutil.which("sbatch") is None:
-        return False
-    conf = os.environ.get("SLURM_CONF")
-    return bool(conf and Path(conf).is_file()) or Path("/etc/slurm/slurm.conf").is_file()
-
-
-def _settings(ctx: ProviderContext) -> SlurmSettings:
-    return SlurmSettings.model_validate(ctx.settings)
-
-
-def _cluster(ctx: ProviderContext) -> Cluster:
-    settings = _settings(ctx)
-    return Cluster(transport_for(settings.host), settings.host, settings.command_timeout)
-
-
-def _paths(instance: Instance) -> Paths:
-    root = instance.details.get("root")
-    if not isinstance(root, str) or not root.startswith("/"):
-        raise UsageError(f"{instance.id} is not a Slurm instance of runctl", "list them with: runctl resources list")
-    return Paths(root)
-
-
-def _record_path(ctx: ProviderContext, kind: str, name: str) -> Path:
-    return ctx.state_dir / kind / f"{name}.json"
-
-
-def _save_instance(ctx: ProviderContext, instance: Instance) -> None:
-    write_json_atomic(_record_path(ctx, "instances", instance.id), instance.model_dump(mode="json"))
-
-
-def _metric(ctx: ProviderContext, **fields: Any) -> None:
-    """Append one line to ``metrics.jsonl`` (round trips to the login node per step; read by benchmarks/)."""
-    ctx.state_dir.mkdir(parents=True, exist_ok=True)
-    with (ctx.state_dir / "metrics.jsonl").open("a") as fh:
-        fh.write(json.dumps(fields) + "\n")
 
 
 class SlurmProvider:
@@ -122,7 +87,7 @@ class SlurmProvider:
 
     @hookimpl
     def check_credentials(self, ctx: ProviderContext, probe: bool) -> CredentialStatus:
-        settings = _settings(ctx)
+        settings = settings_of(ctx)
         source = f"SSH to {settings.host} (~/.ssh/config, agent, keys)" if settings.host else "Slurm on this machine"
         if not settings.host and not local_slurm_configured():
             return CredentialStatus(
@@ -135,7 +100,7 @@ class SlurmProvider:
             )
         if not probe:
             return CredentialStatus(found=True, source=source)
-        result = _cluster(ctx).sh("sinfo -h -o %P | head -n 1")
+        result = cluster_of(ctx).sh("sinfo -h -o %P | head -n 1")
         if result.exit_code != 0:
             return CredentialStatus(found=False, source=source, message=result.error_text, hint="check `sinfo`")
         return CredentialStatus(found=True, source=source, identity=result.text.strip())
@@ -144,11 +109,11 @@ class SlurmProvider:
     def price(self, ctx: ProviderContext, query: PriceQuery) -> list[Offer]:
         """One offer at ``price_per_gpu_hour``, only for a GPU the cluster has: named in ``gres_map`` or a GPU
         GRES type in ``sinfo`` (one read-only call); nothing when the cluster cannot be asked."""
-        settings = _settings(ctx)
+        settings = settings_of(ctx)
         if query.spot or (not settings.host and not local_slurm_configured()):
             return []
         if query.gpu and query.gpu.lower() not in {k.lower() for k in settings.gres_map}:
-            result = _cluster(ctx).sh("sinfo -h -o %G")
+            result = cluster_of(ctx).sh("sinfo -h -o %G")
             wanted = gres_options(query.gpu, 1, {}, None)[-1].split(":")[1]  # the GRES type runctl would ask for
             if result.exit_code != 0 or f"gpu:{wanted}:" not in result.text:
                 return []
@@ -167,10 +132,10 @@ class SlurmProvider:
 
     @hookimpl
     def create(self, ctx: ProviderContext, spec: InstanceSpec) -> Instance:
-        settings = _settings(ctx)
+        settings = settings_of(ctx)
         if spec.spot:
             raise UsageError("Slurm has no spot instances", "drop --spot")
-        cluster = _cluster(ctx)
+        cluster = cluster_of(ctx)
         options = gres_options(spec.gpu, spec.gpu_count, settings.gres_map, settings.partition)
         partition = next((o.split("=", 1)[1] for o in options if o.startswith("--partition=")), None)
         workdir = cluster.resolve_workdir(settings.workdir, partition)
@@ -196,8 +161,8 @@ class SlurmProvider:
             },
             message="no allocation: jobs are submitted with sbatch by train",
         )
-        _save_instance(ctx, instance)
-        _metric(ctx, step="create", instance_id=instance_id, round_trips=cluster.transport.count)
+        save_instance(ctx, instance)
+        metric(ctx, step="create", instance_id=instance_id, round_trips=cluster.transport.count)
         return instance
 
     @hookimpl
@@ -206,18 +171,18 @@ class SlurmProvider:
 
     @hookimpl
     def sync(self, ctx: ProviderContext, instance: Instance, project: Project) -> SyncResult:
-        paths = _paths(instance)
-        manifest_path = _record_path(ctx, "manifests", instance.id)
+        paths = paths_of(instance)
+        manifest_path = record_path(ctx, "manifests", instance.id)
         send, delete = changed_files(project, read_json(manifest_path, {}))
         removal = " ".join(shlex.quote(f"{paths.project}/{rel}") for rel in delete)
-        cluster = _cluster(ctx)
+        cluster = cluster_of(ctx)
         result = cluster.upload_and_run(
             pack_tar(project, send), paths.project, f"rm -f -- {removal}" if delete else "true"
         )
         if result.exit_code != 0:
             raise ProviderError(f"syncing to {instance.id} failed: {result.error_text[-300:]}", "check the workdir")
         write_json_atomic(manifest_path, project.manifest())
-        _metric(ctx, step="sync", instance_id=instance.id, round_trips=cluster.transport.count)
+        metric(ctx, step="sync", instance_id=instance.id, round_trips=cluster.transport.count)
         return SyncResult(
             remote_path=paths.project,
             files_total=len(project.files),
@@ -228,8 +193,8 @@ class SlurmProvider:
 
     @hookimpl
     def train(self, ctx: ProviderContext, instance: Instance, job: JobSpec) -> JobStatus:
-        settings = _settings(ctx)
-        paths = _paths(instance)
+        settings = settings_of(ctx)
+        paths = paths_of(instance)
         job_dir = paths.job(job.job_id)
         options = list(instance.details.get("options") or [])
         max_runtime = instance.details.get("max_runtime")
@@ -267,7 +232,7 @@ class SlurmProvider:
             for path in sorted(Path(job.resume_dir).rglob("*")):
                 if path.is_file():
                     files[f"{rel}/resume/{path.relative_to(job.resume_dir).as_posix()}"] = path.read_bytes()
-        cluster = _cluster(ctx)
+        cluster = cluster_of(ctx)
         q = shlex.quote
         submit = (
             f"test -f {q(paths.project + '/' + job.script)} || {{ echo missing >&2; exit 18; }}\n"
@@ -286,26 +251,26 @@ class SlurmProvider:
                 "check the partition, account, qos and GPU request against `sinfo` and your limits",
             )
         write_json_atomic(
-            _record_path(ctx, "jobs", job.job_id),
+            record_path(ctx, "jobs", job.job_id),
             {"slurm_job_id": slurm_id, "instance_id": instance.id, "job_dir": job_dir, "nodes": job.nodes},
         )
-        _metric(ctx, step="train", job_id=job.job_id, slurm_job_id=slurm_id, round_trips=cluster.transport.count)
+        metric(ctx, step="train", job_id=job.job_id, slurm_job_id=slurm_id, round_trips=cluster.transport.count)
         return JobStatus(job_id=job.job_id, state=JobState.PENDING, message=f"submitted to Slurm as job {slurm_id}")
 
     def _job_ref(self, ctx: ProviderContext, instance: Instance, job_id: str) -> tuple[str | None, str]:
-        record = read_json(_record_path(ctx, "jobs", job_id), {}) or {}
-        return record.get("slurm_job_id"), record.get("job_dir") or _paths(instance).job(job_id)
+        record = read_json(record_path(ctx, "jobs", job_id), {}) or {}
+        return record.get("slurm_job_id"), record.get("job_dir") or paths_of(instance).job(job_id)
 
     @hookimpl
     def status(self, ctx: ProviderContext, instance: Instance, job: JobStatus | None) -> StatusReport:
-        current = read_json(_record_path(ctx, "instances", instance.id))
+        current = read_json(record_path(ctx, "instances", instance.id))
         report_instance = Instance.model_validate(current) if current else instance
         if job is None:
             return StatusReport(instance=report_instance)
         slurm_id, job_dir = self._job_ref(ctx, instance, job.job_id)
         if slurm_id is None:
             return StatusReport(instance=report_instance, job=job)
-        slurm, record, batch_log = _cluster(ctx).job_state(slurm_id, job_dir)
+        slurm, record, batch_log = cluster_of(ctx).job_state(slurm_id, job_dir)
         state, code, message = map_state(slurm, record)
         if state is JobState.LOST and batch_log.strip():
             message += "\n" + batch_log.strip()[-800:]
@@ -330,7 +295,7 @@ class SlurmProvider:
         _slurm_id, job_dir = self._job_ref(ctx, instance, job.job_id)
         path = f"{job_dir}/ranks/{rank}/log" if rank else f"{job_dir}/log"
         try:
-            data = _cluster(ctx).transport.read_range(path, offset, LOG_CHUNK)
+            data = cluster_of(ctx).transport.read_range(path, offset, LOG_CHUNK)
         except FileNotFoundError:
             data = b""
         at_end = len(data) < LOG_CHUNK
@@ -341,7 +306,7 @@ class SlurmProvider:
     def cancel(self, ctx: ProviderContext, instance: Instance, job: JobStatus) -> JobStatus:
         slurm_id, _job_dir = self._job_ref(ctx, instance, job.job_id)
         if slurm_id and not job.state.terminal:
-            _cluster(ctx).cancel([slurm_id])
+            cluster_of(ctx).cancel([slurm_id])
             return job.model_copy(update={"state": JobState.CANCELLED, "message": "cancelled in Slurm (scancel)"})
         return job
 
@@ -350,8 +315,8 @@ class SlurmProvider:
         """scancel every job of the instance (Slurm: SIGTERM, KillWait, SIGKILL) and wait until none is active."""
         import time
 
-        cluster = _cluster(ctx)
-        deadline = time.monotonic() + _settings(ctx).grace_period + 60
+        cluster = cluster_of(ctx)
+        deadline = time.monotonic() + settings_of(ctx).grace_period + 60
         while True:
             mine = [j for j in cluster.queue() if tags_from_comment(j.comment).get(TAG_INSTANCE) == instance.id]
             active = [j.job_id for j in mine if j.state not in ("COMPLETED", "CANCELLED", "FAILED", "TIMEOUT")]
@@ -365,8 +330,8 @@ class SlurmProvider:
                 f"check with: squeue -j {','.join(active)}; then: runctl terminate {instance.id} --yes",
             )
         ended = instance.model_copy(update={"state": InstanceState.TERMINATED, "message": "jobs cancelled"})
-        if _record_path(ctx, "instances", instance.id).exists():
-            _save_instance(ctx, ended)
+        if record_path(ctx, "instances", instance.id).exists():
+            save_instance(ctx, ended)
         return ended
 
     @hookimpl
@@ -376,7 +341,7 @@ class SlurmProvider:
             instance = Instance.model_validate(read_json(path))
             if instance.state.alive:
                 found[instance.id] = instance
-        for job in _cluster(ctx).queue():
+        for job in cluster_of(ctx).queue():
             tags = tags_from_comment(job.comment)
             instance_id = tags.get(TAG_INSTANCE)
             if not instance_id or instance_id in found or job.state in ("COMPLETED", "CANCELLED", "FAILED"):
@@ -402,13 +367,13 @@ class SlurmProvider:
                 modified_at=datetime.fromtimestamp(f.mtime, timezone.utc),
                 location=f"{where}/{f.path}",
             )
-            for f in _cluster(ctx).transport.walk(f"{job_dir}/checkpoints")
+            for f in cluster_of(ctx).transport.walk(f"{job_dir}/checkpoints")
         ]
 
     @hookimpl
     def collect(self, ctx: ProviderContext, instance: Instance, job: JobStatus, dest: Path) -> Collected:
         _slurm_id, job_dir = self._job_ref(ctx, instance, job.job_id)
-        cluster = _cluster(ctx)
+        cluster = cluster_of(ctx)
         written = []
         for f in cluster.transport.walk(f"{job_dir}/checkpoints"):
             target = dest / f.path
@@ -419,49 +384,4 @@ class SlurmProvider:
 
     @hookimpl
     def plan(self, ctx: ProviderContext, request: PlanRequest) -> list[PlannedCall]:
-        settings = _settings(ctx)
-        where = f"ssh {settings.host}" if settings.host else "local"
-        calls = []
-        spec = request.instance
-        options = gres_options(spec.gpu, spec.gpu_count, settings.gres_map, settings.partition) if spec else []
-        if spec and spec.max_runtime:
-            options.append(f"--time={time_limit(spec.max_runtime)}")
-        for step in request.steps:
-            if step == "create":
-                calls.append(
-                    PlannedCall(
-                        step=step,
-                        api=where,
-                        operation="check sbatch/partition/workdir (no allocation)",
-                        params={"workdir": settings.workdir},
-                    )
-                )
-            elif step == "sync":
-                calls.append(
-                    PlannedCall(
-                        step=step,
-                        api=where,
-                        operation="tar upload",
-                        params={"files": request.project_files, "bytes": request.project_bytes},
-                    )
-                )
-            elif step == "train" and request.job is not None:
-                calls.append(
-                    PlannedCall(
-                        step=step,
-                        api=where,
-                        operation="sbatch --parsable",
-                        paid=True,
-                        params={
-                            "nodes": request.job.nodes,
-                            "options": options,
-                            "script": request.job.script,
-                            "args": request.job.args,
-                        },
-                    )
-                )
-            elif step == "terminate":
-                calls.append(PlannedCall(step=step, api=where, operation="scancel (the instance's jobs)"))
-            else:
-                calls.append(PlannedCall(step=step, api=where, operation=step))
-        return calls
+        return planned_calls(ctx, request)

@@ -318,3 +318,15 @@ def test_time_limit_reached_is_reported_as_timeout(cli: Callable[..., CliResult]
     assert result.code == 1, result.err
     doc = result.json()
     assert doc["job"]["state"] == "failed" and "TIMEOUT" in doc["job"]["message"]
+
+
+def test_dry_run_plans_sbatch_and_submits_nothing(
+    cli: Callable[..., CliResult], project: Path, slurm_cluster: SlurmCluster
+) -> None:
+    result = cli("-o", "json", "run", "--nodes", "2", "--gpu", "A100", "--max-runtime", "2h", "ranks.py", "--dry-run")
+    assert result.code == 0, result.err
+    calls = {c["step"]: c for c in result.json()["calls"]}
+    assert calls["train"]["operation"] == "sbatch --parsable" and calls["train"]["params"]["nodes"] == 2
+    assert calls["train"]["params"]["options"] == ["--partition=debug", "--gres=gpu:a100:1", "--time=0-02:00:00"]
+    assert "scancel" in calls["terminate"]["operation"]
+    assert _active(slurm_cluster) == [] and not _workdir(project).exists()
