@@ -157,3 +157,14 @@ def test_provider_auto_skips_providers_without_multi_node(cli, ddp_project: Path
     assert doc["provider"] == "local"
     reasons = {s["provider"]: s["reason"] for s in doc["skipped"]}
     assert "no multi-node jobs" in reasons["aws"] and "no multi-node jobs" in reasons["runpod"]
+
+
+def test_train_on_an_existing_instance_with_nodes(cli, ddp_project: Path) -> None:
+    instance = cli("--output", "id", "create").out.strip()
+    try:
+        trained = cli("-o", "json", "train", instance, "ranks.py", "--nodes", "2", "--wait")
+        assert trained.code == 0, trained.err
+        logs = cli("logs", trained.json()["job_id"], "--all-ranks")
+        assert "[rank 0] rank done" in logs.out and "[rank 1] rank done" in logs.out
+    finally:
+        cli("terminate", instance, "--yes")
