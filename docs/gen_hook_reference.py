@@ -20,7 +20,7 @@ END = "<!-- end of hook reference -->"
 def reference() -> str:
     parts = [BEGIN, ""]
     for name in ("create", "sync", "train", "status", "terminate", "price", "capabilities", "check_credentials",
-                 "ready", "logs", "list_instances", "list_checkpoints", "collect", "cancel", "plan",
+                 "ready", "logs", "list_instances", "list_checkpoints", "collect", "cancel", "shell", "plan",
                  "settings_schema"):
         fn = getattr(hookspecs, name)
         signature = str(inspect.signature(fn)).replace("'", "")

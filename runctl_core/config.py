@@ -134,7 +134,7 @@ def describe_validation_error(exc: ValidationError, source: str, prefix: str = "
         key = prefix + ".".join(str(part) for part in err["loc"])
         kind = err["type"]
         if kind == "extra_forbidden":
-            problems.append(f"unknown key {key!r}")
+            problems.append(f"unknown key {key!r}" + ("" if prefix else _suggest_key(tuple(err["loc"]))))
         elif kind == "literal_error":
             expected = (err.get("ctx") or {}).get("expected", "")
             problems.append(f"{key} = {err.get('input')!r} is not allowed; accepted: {expected}")
@@ -190,26 +190,54 @@ def parse_value(text: str) -> Any:
 
 
 def set_key(path: Path, dotted: str, value: Any) -> None:
-    """Set ``dotted`` (e.g. ``run.spot`` or ``providers.aws.region``) in ``path``, validating first."""
-    import tomli_w
+    """Set ``dotted`` (e.g. ``run.spot`` or ``providers.aws.region``) in ``path``, validating first. The file is
+    edited in place (tomlkit): its comments, order and layout stay as they were."""
+    import tomlkit
 
-    data = read_toml(path) if path.is_file() else {}
-    node = data
+    try:
+        doc = tomlkit.parse(path.read_text()) if path.is_file() else tomlkit.document()
+    except (OSError, UnicodeDecodeError, tomlkit.exceptions.ParseError) as exc:
+        raise ConfigError(f"cannot edit {path}: {exc}", "fix the file, then: runctl config validate") from None
+    node: Any = doc
     parts = dotted.split(".")
     for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
+        if part not in node:
+            node[part] = tomlkit.table()
+        node = node[part]
+        if not isinstance(node, dict):
             raise ConfigError(f"{'.'.join(parts[:-1])} in {path} is not a table", "choose another key")
-        node = child
     node[parts[-1]] = value
     try:
-        Config.model_validate(data)
+        Config.model_validate(doc.unwrap())
     except ValidationError as exc:
         raise describe_validation_error(exc, str(path)) from None
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(tomli_w.dumps(data).encode())
+    tmp.write_text(tomlkit.dumps(doc))
     os.replace(tmp, path)
+
+
+DURATION_KEYS = ("timeout", "max_runtime", "wait_timeout")
+
+
+def raw_run_values(paths: list[Path]) -> dict[str, Any]:
+    """The ``[run]`` values as written in the files (later files win): durations are shown as the user wrote
+    them (``"6h"``), not as seconds."""
+    raw: dict[str, Any] = {}
+    for path in paths:
+        raw.update(read_toml(path).get("run") or {})
+    return raw
+
+
+def _suggest_key(loc: tuple[Any, ...]) -> str:
+    import difflib
+
+    parent = loc[:-1]
+    model: Any = RunSettings if parent == ("run",) else Config if not parent else None
+    if model is None:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f" (did you mean {'.'.join([*map(str, parent), close[0]])!r}?)" if close else ""
 
 
 TEMPLATE = """\

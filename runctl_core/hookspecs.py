@@ -53,9 +53,11 @@ from runctl_core.models import (
     Offer,
     PlannedCall,
     PlanRequest,
+    PortForward,
     PriceQuery,
     Project,
     ProviderContext,
+    ShellCommand,
     StatusReport,
     SyncResult,
 )
@@ -217,6 +219,18 @@ def collect(ctx: ProviderContext, instance: Instance, job: JobStatus, dest: Path
 def cancel(ctx: ProviderContext, instance: Instance, job: JobStatus) -> JobStatus:  # type: ignore[empty-body]
     """Stop one job (SIGTERM, grace, force) and keep the instance. Must not raise if the job already ended.
     Fallback: ``terminate`` the instance.
+    """
+
+
+@hookspec(firstresult=True)
+def shell(  # type: ignore[empty-body]
+    ctx: ProviderContext, instance: Instance, job: JobStatus | None, command: list[str], ports: list[PortForward]
+) -> ShellCommand:
+    """The command that opens a shell on the instance (in the job's directory when ``job`` is given; running
+    ``command`` instead of an interactive shell when it is not empty) and forwards ``ports``, for ``runctl ssh``.
+    Raise ``PrerequisiteError`` with the exact install hint when a local tool it needs is missing. Declare
+    ``capabilities().shell`` / ``port_forward`` (with a reason when unsupported). Fallback: ``runctl ssh`` says
+    the provider offers no shell.
     """
 
 

@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict
+
 if TYPE_CHECKING:
     from runctl_core.session import Session
     from runctl_core.state import JobRow
@@ -39,22 +41,29 @@ def job_context(session: Session, row: JobRow) -> tuple[Any, Any, Any]:
 
 
 def refresh_job(session: Session, row: JobRow) -> dict[str, Any]:
-    """Ask the provider for the job's state now; finish a detached run whose job has ended."""
-    from runctl_core.cost import job_cost
-    from runctl_core.workflow import collect_outputs, job_document, outputs_dir_for, terminate_instance
-
+    """Ask the provider for the job's state now; finish a job seen ended (see :func:`apply_report`)."""
     provider, instance, status = job_context(session, row)
-    report = provider.status(instance, status)
+    return apply_report(session, row, provider.status(instance, status))
+
+
+def apply_report(session: Session, row: JobRow, report: Any) -> dict[str, Any]:
+    """Record what the provider reported. A job seen ended has its checkpoints collected (into the ``--outputs``
+    directory it was started with) once; then the instance is terminated unless it was created to be kept."""
+    from runctl_core.cost import job_cost
+    from runctl_core.workflow import collect_outputs, job_document, terminate_instance
+
+    provider = session.provider(row.provider)
     session.store.save_instance(report.instance)
     if report.job is not None:
         session.store.update_job(row.id, status=report.job)
-        if report.job.state.terminal and not row.keep and row.outputs_dir is None:
-            dest = outputs_dir_for(session, row.id, None)
-            if report.instance.state.alive:  # claimed: a concurrent `resources cleanup` leaves it to us
-                with session.store.claim(row.provider, report.instance.id, row.id, "collecting its job's outputs"):
-                    collect_outputs(session, provider, report.instance, report.job, dest)
+        if report.job.state.terminal and not _collected(session, row.id) and report.instance.state.alive:
+            dest = outputs_destination(session, row.id)
+            with session.store.claim(row.provider, report.instance.id, row.id, "collecting its job's outputs"):
+                collect_outputs(session, provider, report.instance, report.job, dest)
+                session.store.event("collected", provider=row.provider, job_id=row.id)
+                if not row.keep:
                     terminate_instance(session, provider, report.instance)
-    inst = session.store.instance(instance.id, row.provider)
+    inst = session.store.instance(report.instance.id, row.provider)
     cost = job_cost(inst, report.job)
     if cost is not None:
         session.store.update_job(row.id, cost=cost)
@@ -62,6 +71,61 @@ def refresh_job(session: Session, row: JobRow) -> dict[str, Any]:
     doc["instance"] = inst.instance.model_dump(mode="json") if inst else None
     doc["cost"] = cost
     return doc
+
+
+def outputs_destination(session: Session, job_id: str) -> Path:
+    """Where a job's checkpoints are collected: the --outputs directory a detached run was started with, else
+    where they were collected, else runctl's state directory."""
+    from runctl_core.workflow import outputs_dir_for
+
+    for event in reversed(session.store.events(job_id)):
+        if event.get("kind") == "outputs" and event["data"].get("dest"):
+            return Path(event["data"]["dest"])
+    row = session.store.job(job_id)
+    return Path(row.outputs_dir) if row and row.outputs_dir else outputs_dir_for(session, job_id, None)
+
+
+def _collected(session: Session, job_id: str) -> bool:
+    return any(event.get("kind") in ("collected", "collect") for event in session.store.events(job_id))
+
+
+def refresh_active(
+    session: Session, timeout: float = 20.0, *, only: str | None = None, instance_id: str | None = None
+) -> list[str]:
+    """Ask the providers about every active job at once (bounded in threads and time) and record the answers,
+    so that a summary shows jobs that ended since runctl last looked. Returns notes on jobs it could not ask."""
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    from runctl_core.errors import RunctlError
+
+    rows = [
+        row
+        for row in session.store.jobs(active_only=True, instance_id=instance_id)
+        if row.instance_id and (only is None or row.provider == only)
+    ]
+    if not rows:
+        return []
+    notes: list[str] = []
+    asks = []
+    for row in rows:
+        try:
+            provider, instance, status = job_context(session, row)
+        except RunctlError as exc:
+            notes.append(f"{row.id}: {exc.message}")
+            continue
+        asks.append((row, provider, instance, status))
+    pool = ThreadPoolExecutor(max_workers=min(8, len(asks) or 1), thread_name_prefix="runctl-status")
+    futures = {pool.submit(provider.status, instance, status): row for row, provider, instance, status in asks}
+    done, pending = wait(futures, timeout=timeout)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for future in done:  # recorded here, in this thread: the state store is not shared across threads
+        row = futures[future]
+        try:
+            apply_report(session, row, future.result())
+        except RunctlError as exc:
+            notes.append(f"{row.id}: {exc.message}")
+    notes.extend(f"{futures[f].id}: its provider did not answer within {timeout:.0f}s" for f in pending)
+    return notes
 
 
 def resolve_instance(session: Session, instance_id: str, *, or_job: bool = False) -> tuple[Any, Any]:
@@ -124,3 +188,140 @@ def newest_resumable(session: Session, since: Any) -> str | None:
             if directory.is_dir() and any(directory.iterdir()):
                 return job.id
     return None
+
+
+def stop_target(session: Session, job_id: str) -> tuple[JobRow, Any, Any, bool]:
+    """(job, provider, instance, kept): what stopping ``job_id`` acts on; ``kept`` means its instance stays."""
+    row = load_job(session, job_id)
+    provider, instance, _status = job_context(session, row)
+    inst_row = session.store.instance(instance.id, row.provider)
+    return row, provider, instance, bool(inst_row and inst_row.keep and row.keep)
+
+
+def stop_job(session: Session, job_id: str) -> dict[str, Any]:
+    """Stop a job and terminate the instance it ran on unless that instance was created to be kept. Harmless when
+    the job has already ended (only its instance may still need ending)."""
+    from runctl_core.models import JobState
+    from runctl_core.workflow import terminate_instance
+
+    store = session.store
+    row, provider, instance, kept = stop_target(session, job_id)
+    _provider, _instance, status = job_context(session, row)
+    ended = row.state.terminal
+    stopped = None if ended else provider.cancel(instance, status)
+    if stopped is not None:
+        store.update_job(job_id, status=stopped)
+    if instance.state.alive and not _collected(session, job_id):  # never lose work: collect, then terminate
+        from runctl_core.salvage import salvage
+
+        salvage(session, provider, instance, stopped or status, outputs_destination(session, job_id), stop=False)
+    if not kept or (stopped is None and not ended):
+        instance = terminate_instance(session, provider, instance)
+    if not ended:
+        store.update_job(job_id, state=JobState.CANCELLED, message="terminated on request")
+    job_now = store.job(job_id)
+    return {
+        "job_id": job_id,
+        "state": job_now.state.value if job_now else None,
+        "already_ended": ended,
+        "previous_state": row.state.value,
+        "instance": instance.model_dump(mode="json"),
+    }
+
+
+def terminate_by_id(session: Session, ident: str) -> Any:
+    """Terminate the instance ``ident`` (an Instance comes back), after collecting the jobs still running on it."""
+    from runctl_core.salvage import salvage
+    from runctl_core.workflow import terminate_instance
+
+    provider, instance = resolve_instance(session, ident, or_job=True)
+    if instance.state.alive:  # never lose work: the jobs still on it are stopped and collected first
+        for row in session.store.jobs(active_only=True, instance_id=instance.id):
+            if row.provider == provider.name:
+                _p, _i, status = job_context(session, row)
+                salvage(session, provider, instance, status, outputs_destination(session, row.id))
+    return terminate_instance(session, provider, instance)
+
+
+def instance_status(session: Session, instance_id: str) -> dict[str, Any]:
+    """An instance as its provider reports it now, with what it has cost so far."""
+    provider, instance = resolve_instance(session, instance_id, or_job=True)
+    report = provider.status(instance, None)
+    session.store.save_instance(report.instance)
+    row = session.store.instance(instance.id, provider.name)
+    return {**report.instance.model_dump(mode="json"), "cost": row.cost() if row else None}
+
+
+def summary(session: Session, show_all: bool, *, only: str | None = None) -> dict[str, Any]:
+    """Everything runctl is running (or, with ``show_all``, has run), from its records (``only``: one provider)."""
+    store = session.store
+    instances = [r for r in store.instances(alive_only=not show_all) if only is None or r.instance.provider == only]
+    jobs = [j for j in store.jobs(active_only=not show_all) if only is None or j.provider == only]
+    alive = [r for r in instances if r.ended_at is None]
+    rate = sum(r.instance.hourly_price or 0.0 for r in alive)
+    active = [j for j in jobs if not j.state.terminal]
+    return {
+        "summary": {"instances_running": len(alive), "hourly_cost": rate, "jobs_active": len(active)},
+        "instances": [{**r.instance.model_dump(mode="json"), "cost": r.cost(), "job_id": r.job_id} for r in instances],
+        "jobs": [
+            {
+                "job_id": j.id,
+                "provider": j.provider,
+                "instance_id": j.instance_id,
+                "state": j.state.value,
+                "exit_code": j.exit_code,
+                "script": j.spec.script,
+                "created_at": j.created_at.isoformat(),
+            }
+            for j in jobs
+        ],
+    }
+
+
+class CheckpointEntry(BaseModel):
+    """One checkpoint file of a job: collected (``where == "local"``) or still with the provider."""
+
+    model_config = ConfigDict(defer_build=True, extra="allow")
+
+    name: str
+    size: int
+    modified_at: str | None = None
+    location: str
+    where: str
+
+
+def pull_checkpoints(session: Session, job_id: str, dest: Path | None) -> list[Path]:
+    """Fetch a job's checkpoints into ``dest`` (default: runctl's directory for the job) from wherever they are:
+    from its instance while that is alive, else from where runctl collected them."""
+    import shutil
+
+    from runctl_core.errors import UsageError
+    from runctl_core.models import JobStatus
+    from runctl_core.workflow import collect_outputs
+
+    row = load_job(session, job_id)
+    collected_dir = outputs_destination(session, job_id)
+    target = (dest or collected_dir).expanduser().resolve()
+    inst = session.store.instance(row.instance_id, row.provider) if row.instance_id else None
+    if inst is not None and inst.instance.state.alive:
+        provider = session.provider(row.provider)
+        status = row.status or JobStatus(job_id=row.id, state=row.state, exit_code=row.exit_code)
+        got = collect_outputs(session, provider, inst.instance, status, target)
+        if got is not None and got.files:
+            return [Path(f) for f in got.files]
+    source = Path(row.outputs_dir) if row.outputs_dir else collected_dir
+    if not source.is_dir() or not any(source.rglob("*")):
+        raise UsageError(
+            f"job {job_id} has no checkpoints to pull (its instance is gone and none were collected)",
+            f"see what it has: runctl checkpoint list {job_id}",
+        )
+    files = [p for p in sorted(source.rglob("*")) if p.is_file()]
+    if source.resolve() == target:
+        return files
+    copied = []
+    for path in files:
+        out = target / path.relative_to(source)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, out)
+        copied.append(out)
+    return copied

@@ -79,6 +79,12 @@ class Capabilities(Record):
         default_factory=lambda: Capability(supported=False, reason="no self-termination timer")
     )
     gpu: Capability = Field(default_factory=Capability)
+    shell: Capability = Field(
+        default_factory=lambda: Capability(supported=False, reason="this provider offers no shell (no `shell` hook)")
+    )
+    port_forward: Capability = Field(
+        default_factory=lambda: Capability(supported=False, reason="this provider cannot forward ports")
+    )
     paid: bool = True  # False for providers that never cost money (local)
     poll_interval: float = 5.0  # seconds between status polls while waiting (the core backs off from here)
     ready_timeout: float = 900.0  # default seconds to wait for an instance to become ready
@@ -346,6 +352,21 @@ class PlannedCall(Record):
     operation: str  # e.g. "RunInstances", "podFindAndDeployOnDemand", "POST /execution/streaming/start"
     params: dict[str, Any] = Field(default_factory=dict)
     paid: bool = False  # True when this call starts billing
+
+
+class PortForward(Record):
+    """``--port LOCAL[:REMOTE]``: LOCAL on this machine reaches REMOTE on the instance."""
+
+    local: int = Field(ge=1, le=65535)
+    remote: int = Field(ge=1, le=65535)
+
+
+class ShellCommand(Record):
+    """What ``runctl ssh`` runs on this machine, attached to the terminal (ssh, an SSM session, a local shell)."""
+
+    argv: list[str]
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)  # added to runctl's environment (no secrets in output)
 
 
 class PlanRequest(Record):

@@ -34,9 +34,11 @@ from runctl_core.models import (
     Offer,
     PlannedCall,
     PlanRequest,
+    PortForward,
     PriceQuery,
     Project,
     ProviderContext,
+    ShellCommand,
     StatusReport,
     SyncResult,
 )
@@ -292,6 +294,16 @@ class Provider:
         if not self.has("cancel"):
             return None
         result: JobStatus = self._call("cancel", JobStatus, retry=True, instance=instance, job=job)
+        return result
+
+    def shell(
+        self, instance: Instance, job: JobStatus | None, command: list[str], ports: list[PortForward]
+    ) -> ShellCommand | None:
+        if not self.has("shell"):
+            return None
+        result: ShellCommand = self._call(
+            "shell", ShellCommand, retry=False, instance=instance, job=job, command=command, ports=ports
+        )
         return result
 
     def plan(self, request: PlanRequest) -> list[PlannedCall]:

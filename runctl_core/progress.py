@@ -18,9 +18,10 @@ def close_all() -> None:
 
 
 class Progress:
-    def __init__(self, enabled: bool, quiet: bool = False) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self.quiet = quiet
+    def __init__(self, enabled: bool, quiet: bool = False, silent: bool = False) -> None:
+        self.enabled = enabled and sys.stderr.isatty() and not silent
+        self.quiet = quiet or silent
+        self.silent = silent  # the Python API: nothing on the terminal; warnings go to logging ("runctl")
         self._status: Any = None
         self._console: Any = None
         _OPEN.append(self)
@@ -53,6 +54,11 @@ class Progress:
             print(redact(message), file=sys.stderr, flush=True)
 
     def warn(self, message: str) -> None:
+        if self.silent:
+            import logging
+
+            logging.getLogger("runctl").warning(redact(message))
+            return
         self.pause()
         if sys.stderr.isatty():
             self._get_console().print(f"[bold yellow]warning:[/bold yellow] {redact(message)}")
@@ -60,7 +66,7 @@ class Progress:
             print(f"warning: {redact(message)}", file=sys.stderr, flush=True)
 
     def confirm(self, question: str) -> bool:
-        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        if self.silent or not (sys.stdin.isatty() and sys.stderr.isatty()):
             return False
         self.pause()
         import click

@@ -63,7 +63,9 @@ class Session:
         from runctl_core.progress import Progress
 
         show = not (self.options.quiet or self.options.no_progress or self.options.output != "text")
-        return Progress(enabled=show, quiet=self.options.quiet or self.options.output != "text")
+        return Progress(
+            enabled=show, quiet=self.options.quiet or self.options.output != "text", silent=self.options.output == "api"
+        )
 
     @property
     def home(self) -> Path:

@@ -105,10 +105,29 @@ class Attempt(BaseModel):
     environment: dict[str, Any] | None = None  # the environment step's report (EnvironmentReport)
 
 
+class JobInfo(BaseModel):
+    """A job as ``run``, ``train`` and ``status`` report it."""
+
+    model_config = ConfigDict(defer_build=True, extra="allow")
+
+    job_id: str
+    provider: str | None = None
+    instance_id: str | None = None
+    state: str = "pending"
+    exit_code: int | None = None
+    script: str | None = None
+    args: list[str] = Field(default_factory=list)
+    attempt: int = 1
+    parent_id: str | None = None
+    created_at: str | None = None
+    ended_at: str | None = None
+    message: str = ""
+
+
 class RunResult(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
-    job: dict[str, Any]
+    job: JobInfo
     instance: dict[str, Any] | None
     checkpoints: list[str] = Field(default_factory=list)
     outputs_dir: str | None = None
@@ -617,21 +636,21 @@ def execute_run(session: Session, provider: Provider, request: RunRequest, *, si
     assert result is not None
     result.attempts = attempts
     result.cost = _sum_costs(attempts)
-    state = result.job["state"]
+    state = result.job.state
     result.environment = attempts[-1].environment if attempts else None
-    raise_if_setup_failed(result.job["job_id"], result.environment, result.log_tail if sink is None else "", result)
+    raise_if_setup_failed(result.job.job_id, result.environment, result.log_tail if sink is None else "", result)
     if state in (JobState.FAILED.value, JobState.LOST.value, JobState.INTERRUPTED.value, JobState.CANCELLED.value):
-        code = result.job.get("exit_code")
+        code = result.job.exit_code
         what = f"exited with code {code}" if state == "failed" and code is not None else state
-        hint = f"see the whole log: runctl logs {result.job['job_id']}"
+        hint = f"see the whole log: runctl logs {result.job.job_id}"
         if state == JobState.INTERRUPTED.value:
-            hint = f"rerun with --recover, or: runctl run ... --resume-from {result.job['job_id']}"
+            hint = f"rerun with --recover, or: runctl run ... --resume-from {result.job.job_id}"
         if result.failed_rank:  # not rank 0, whose log was streamed: show the failing rank's
             what = f"{what} (rank {result.failed_rank} failed first; the other ranks were stopped)"
-            hint = f"see that rank's whole log: runctl logs {result.job['job_id']} --rank {result.failed_rank}"
+            hint = f"see that rank's whole log: runctl logs {result.job.job_id} --rank {result.failed_rank}"
         shown_tail = f"\n{result.log_tail}" if result.log_tail and (sink is None or result.failed_rank) else ""
         raise JobFailed(
-            f"job {result.job['job_id']} {what}{shown_tail}", hint, details={"result": result.model_dump(mode="json")}
+            f"job {result.job.job_id} {what}{shown_tail}", hint, details={"result": result.model_dump(mode="json")}
         )
     return result
 
@@ -713,6 +732,7 @@ def _run_attempt(
 
     finished = False
     signals_before = signals.received()
+    dest = outputs_dir_for(session, job_id, request.outputs_dir)
     try:
         run.instance = create_instance(
             session, provider, request.instance, job_id=job_id, keep=request.keep or request.detach
@@ -725,19 +745,20 @@ def _run_attempt(
         session.progress.step(f"started job {job_id}: {script} {' '.join(request.args)}".rstrip())
         if request.detach:
             finished = True
+            if request.outputs_dir is not None:  # where its checkpoints go when runctl sees it ended (jobs.py)
+                store.event("outputs", provider=provider.name, job_id=job_id, dest=str(dest))
             attempts.append(
                 Attempt(
                     job_id=job_id, instance_id=run.instance.id, state=run.status.state.value, exit_code=None, cost=None
                 )
             )
             return RunResult(
-                job=job_document(store, job_id),
+                job=JobInfo(**job_document(store, job_id)),
                 instance=run.instance.model_dump(mode="json"),
                 hourly_price=run.instance.hourly_price,
             )
         session.progress.pause()
         run.status, _ = wait_job(session, provider, run.instance, run.status, sink=capture, timeout=None)
-        dest = outputs_dir_for(session, job_id, request.outputs_dir)
         collected = collect_outputs(session, provider, run.instance, run.status, dest)
         checkpoints = [str(p) for p in collected.files] if collected else []
         if not request.keep:
@@ -757,7 +778,7 @@ def _run_attempt(
             )
         )
         return RunResult(
-            job=job_document(store, job_id),
+            job=JobInfo(**job_document(store, job_id)),
             instance=run.instance.model_dump(mode="json"),
             checkpoints=checkpoints,
             outputs_dir=str(dest) if collected else None,
@@ -773,9 +794,11 @@ def _run_attempt(
         interrupted = isinstance(exc, KeyboardInterrupt) or signals.received() > signals_before
         if not interrupted:
             reason = exc.message if isinstance(exc, RunctlError) else type(exc).__name__
-            _cleanup(session, provider, run, job_id, keep=request.keep, reason=reason)
+            _cleanup(session, provider, run, job_id, keep=request.keep, reason=reason, dest=dest)
             raise
-        clean = _cleanup(session, provider, run, job_id, keep=request.keep, reason="interrupted (Ctrl-C/SIGTERM)")
+        clean = _cleanup(
+            session, provider, run, job_id, keep=request.keep, reason="interrupted (Ctrl-C/SIGTERM)", dest=dest
+        )
         if request.keep:
             hint = f"the instance was kept: runctl terminate {run.instance.id if run.instance else ''}"
         elif clean:
@@ -789,12 +812,29 @@ def _run_attempt(
         ) from None
 
 
-def _cleanup(session: Session, provider: Provider, run: RunState, job_id: str, *, keep: bool, reason: str) -> bool:
-    """Best effort, and itself protected from a second Ctrl-C: terminate first (never behind a journal write,
-    which may be what failed), then journal. Says what could not be cleaned and how; True when all was."""
+def _cleanup(
+    session: Session,
+    provider: Provider,
+    run: RunState,
+    job_id: str,
+    *,
+    keep: bool,
+    reason: str,
+    dest: Path | None = None,
+) -> bool:
+    """Best effort, and itself protected from a second Ctrl-C: a started job's checkpoints are collected into
+    ``dest`` first (bounded in time: salvage.py), then terminate (never behind a journal write, which may be what
+    failed), then journal. Says what could not be cleaned and how; True when all was."""
     store = session.store
     ended: list[Instance] = []
     clean = True
+    if not keep and dest is not None and run.instance is not None and run.status is not None:
+        from runctl_core.salvage import salvage
+
+        try:
+            salvage(session, provider, run.instance, run.status, dest)
+        except (KeyboardInterrupt, Exception) as exc:
+            session.progress.warn(f"checkpoints of {job_id} not collected: {_describe(exc)}")
     if not keep:
         try:
             if run.instance is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -17,7 +18,14 @@ if TYPE_CHECKING:
     pass
 
 
-@click.group("checkpoint", epilog=examples("runctl checkpoint list job-7f3a9c", "runctl checkpoint info job-7f3a9c"))
+@click.group(
+    "checkpoint",
+    epilog=examples(
+        "runctl checkpoint list job-7f3a9c",
+        "runctl checkpoint info job-7f3a9c",
+        "runctl checkpoint pull job-7f3a9c ./ckpt",
+    ),
+)
 def checkpoint_group() -> None:
     """Checkpoints of a job: on the instance or in provider storage, and those runctl collected locally."""
 
@@ -66,3 +74,27 @@ def checkpoint_info(ctx: click.Context, job_id: str) -> None:
         + (f"\ncollected in: {local_dir}" if local_dir else "")
     )
     emit(session, doc, text)
+
+
+@checkpoint_group.command(
+    "pull",
+    epilog=examples("runctl checkpoint pull job-7f3a9c", "runctl checkpoint pull job-7f3a9c ./ckpt --output json"),
+)
+@click.argument("job_id", metavar="JOB")
+@click.argument("dest", metavar="[DEST]", required=False, type=click.Path(file_okay=False, path_type=Path))
+@common
+@click.pass_context
+def checkpoint_pull(ctx: click.Context, job_id: str, dest: Path | None) -> None:
+    """Fetch the checkpoints of JOB into DEST (default: where runctl keeps them) from wherever they are: its
+    instance while it is alive, else the copy runctl collected."""
+    from runctl_core.jobs import outputs_destination, pull_checkpoints
+
+    session = session_of(ctx)
+    files = pull_checkpoints(session, job_id, dest)
+    session.progress.close()
+    where = str(dest.expanduser().resolve() if dest else outputs_destination(session, job_id))
+    emit(
+        session,
+        {"job_id": job_id, "dest": where, "files": [str(f) for f in files]},
+        f"{len(files)} files of {job_id} in {where}",
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -56,24 +56,46 @@ def config_init(ctx: click.Context, user: bool, force: bool) -> None:
 @output_option
 @click.pass_context
 def config_show(ctx: click.Context, defaults: bool) -> None:
-    """The effective configuration and the files it came from."""
-    import tomli_w
+    """The effective configuration and the files it came from; durations as written (e.g. "6h"). With
+    --defaults: every key with its default, unset ones commented."""
+    import tomlkit
 
-    from runctl_core.config import Config
+    from runctl_core.config import DURATION_KEYS, Config, raw_run_values
+    from runctl_core.durations import format_duration
 
     session = session_of(ctx)
     if defaults:
         config = Config()
         sources: list[str] = []
+        raw: dict[str, Any] = {}
     else:
         config = session.loaded.config
         sources = [str(p) for p in session.loaded.sources]
-    data = config.model_dump(mode="json", exclude_none=False)
-    doc = {"sources": sources, "config": data}
-    printable = {k: v for k, v in data.items() if v is not None}
-    printable["run"] = {k: v for k, v in data["run"].items() if v is not None}
-    header = "# from: " + (", ".join(sources) if sources else "defaults only") + "\n"
-    emit(session, doc, header + tomli_w.dumps(printable))
+        raw = raw_run_values(session.loaded.sources)
+    numbers = config.model_dump(mode="json", exclude_none=False)
+    doc = {"sources": sources, "config": numbers}  # JSON: durations in seconds, for scripts
+    data = {**numbers, "run": dict(numbers["run"])}
+    for key in DURATION_KEYS:  # text: as written in the file, else the default in the same form
+        if key in raw:
+            data["run"][key] = raw[key]
+        elif data["run"].get(key) is not None:
+            data["run"][key] = format_duration(data["run"][key])
+    out = tomlkit.document()
+    out.add(tomlkit.comment("from: " + (", ".join(sources) if sources else "defaults only")))
+    for key, value in data.items():
+        if key not in ("run", "providers") and value is not None:
+            out[key] = value
+    run = tomlkit.table()
+    for key, value in data["run"].items():
+        if value is None:
+            if defaults:
+                run.add(tomlkit.comment(f"{key} = (not set)"))
+        else:
+            run[key] = value
+    out["run"] = run
+    if data["providers"]:
+        out["providers"] = data["providers"]
+    emit(session, doc, tomlkit.dumps(out))
 
 
 @config_group.command(

@@ -37,12 +37,17 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("runctl_core.cli.train", "train_cmd", "Start a script on an existing instance."),
     "status": ("runctl_core.cli.status", "status_cmd", "State of a job or instance, or a one-line summary."),
     "logs": ("runctl_core.cli.logs", "logs_cmd", "Print or follow a job's log."),
-    "checkpoint": ("runctl_core.cli.checkpoint", "checkpoint_group", "List a job's checkpoints, local and remote."),
+    "checkpoint": ("runctl_core.cli.checkpoint", "checkpoint_group", "List, inspect and pull a job's checkpoints."),
     "terminate": ("runctl_core.cli.terminate", "terminate_cmd", "Terminate an instance, or stop a job."),
     "price": ("runctl_core.cli.price", "price_cmd", "Compare prices across providers, cheapest first."),
     "providers": ("runctl_core.cli.providers", "providers_cmd", "Installed providers and their credentials."),
     "resources": ("runctl_core.cli.resources", "resources_group", "Everything runctl created: list, clean up, cost."),
     "config": ("runctl_core.cli.config", "config_group", "Show, set and validate the configuration."),
+    "jobs": ("runctl_core.cli.jobs", "jobs_cmd", "List jobs, refreshed from their providers."),
+    "init": ("runctl_core.cli.jobfile", "init_cmd", "Write a commented starter job file runctl.yaml."),
+    "schema": ("runctl_core.cli.jobfile", "schema_cmd", "Print the JSON Schema of runctl.yaml."),
+    "ssh": ("runctl_core.cli.ssh", "ssh_cmd", "Open a shell on an instance, or forward its ports."),
+    "completion": ("runctl_core.cli.completion", "completion_cmd", "Print the shell completion script."),
 }
 
 
@@ -60,6 +65,18 @@ class LazyGroup(click.Group):
         assert isinstance(command, click.Command)
         return command
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = click.utils.make_str(args[0]) if args else ""
+        if args and name not in COMMANDS and not name.startswith("-"):
+            import difflib
+
+            close = difflib.get_close_matches(name, list(COMMANDS), n=2, cutoff=0.6)
+            if close:
+                ctx.fail(f"no such command {name!r}. Did you mean: {' or '.join(close)}?")
+        return super().resolve_command(ctx, args)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, entry[2]) for name, entry in COMMANDS.items()])
@@ -71,6 +88,7 @@ class LazyGroup(click.Group):
     epilog=examples(
         "runctl run examples/train.py -- --epochs 5          # local: train, collect checkpoints",
         "runctl --provider aws run train.py --spot --gpu T4   # EC2 spot, terminated at the end",
+        "runctl init && runctl run                           # a job file: runctl.yaml",
         "runctl price --gpu A100                              # compare every provider",
         "runctl resources list                                # everything runctl created",
     ),
@@ -182,8 +200,8 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = _wants_json(args)
     try:
-        cli.main(args=args, prog_name="runctl", standalone_mode=False)
-        code = 0
+        returned = cli.main(args=args, prog_name="runctl", standalone_mode=False)
+        code = returned if isinstance(returned, int) else 0  # a command's click Exit(code) comes back as its value
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.exceptions.Abort:

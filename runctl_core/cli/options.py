@@ -202,27 +202,15 @@ def multi_node_options(f: F) -> F:
 
 
 def build_instance_request(session: Session, kw: dict[str, Any]) -> InstanceRequest:
-    from runctl_core.workflow import InstanceRequest
+    from runctl_core.errors import UsageError
+    from runctl_core.requests import instance_request
 
-    run = session.loaded.config.run
-    if (kw.get("gpu_count") or 1) != 1 and not kw.get("gpu"):
-        raise click.UsageError("--gpu-count needs --gpu (or pick a multi-GPU --instance-type)")
-    fallback = kw.get("on_demand_fallback") or run.on_demand_fallback
-    if fallback == "ask" and not (sys.stdin.isatty() and sys.stderr.isatty()):
-        fallback = "never"  # scripts are never asked: they get the safe answer
-    return InstanceRequest(
-        instance_type=kw.get("instance_type"),
-        gpu=kw.get("gpu"),
-        gpu_count=kw.get("gpu_count") or 1,
-        spot=run.spot if kw.get("spot") is None else kw["spot"],
-        max_price=kw.get("max_price"),
-        on_demand_fallback=fallback,
-        max_runtime=kw.get("max_runtime") or run.max_runtime,
-        image=kw.get("image"),
-        disk_gb=kw.get("disk_gb"),
-        region=kw.get("region"),
-        wait_timeout=kw.get("wait_timeout") or run.wait_timeout,
-    )
+    try:
+        return instance_request(
+            session, kw, interactive=sys.stdin.isatty() and sys.stderr.isatty() and session.options.output == "text"
+        )
+    except UsageError as exc:
+        raise click.UsageError(exc.message) from None
 
 
 def absolute_path(path: Path | None) -> Path | None:
@@ -280,3 +268,59 @@ def confirm_or_require_yes(session: Session, yes: bool, question: str) -> None:
         raise UsageError(f"{question.rstrip('?')}: refusing without confirmation", "add --yes to confirm")
     if not click.confirm(question, default=False, err=True):
         raise Interrupted("nothing was done", "")
+
+
+def yes_option(f: F) -> F:
+    return click.option(
+        "--yes",
+        "-y",
+        is_flag=True,
+        help="Do not ask `Proceed? [Y/n]` before starting a paid instance (scripts are never asked).",
+    )(f)
+
+
+def proceed_if_paid(session: Session, yes: bool, hourly: float | None, what: str) -> None:
+    """On a terminal, show the price of a paid offer and ask before spending; without one (scripts, --output
+    json/id) or with --yes, go ahead (--max-price still caps the price)."""
+    from runctl_core.errors import Interrupted
+
+    if yes or hourly == 0 or not (sys.stdin.isatty() and sys.stderr.isatty()) or session.options.output != "text":
+        return
+    session.progress.pause()
+    price = f"${hourly:.4f}/h" if hourly is not None else "a price runctl could not look up"
+    if not click.confirm(f"{what} costs {price}. Proceed?", default=True, err=True):
+        raise Interrupted("nothing was created", "rerun with --yes to skip this question")
+
+
+def ask_before_paying(session: Session, provider: Any, request: InstanceRequest, yes: bool) -> None:
+    """``proceed_if_paid`` for one provider's offer; nothing is asked for a free one (the local machine)."""
+    from runctl_core.workflow import estimate
+
+    offer = estimate(provider, request)
+    if offer is not None and offer.on_demand_hourly == 0 and not request.spot:
+        return
+    rate = offer.best_price(request.spot) if offer else None
+    proceed_if_paid(session, yes, rate, f"{provider.name} {offer.instance_type if offer else 'instance'}")
+
+
+class ScriptCommand(click.Command):
+    """A command taking SCRIPT [-- ARGS]: an option meant for the script but written without `--` before it
+    gets a hint with the corrected command line."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = list(args)  # the parser consumes the list it is given
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            args = given
+            name = exc.option_name
+            if name not in args or "--" in args[: args.index(name)]:
+                raise
+            bad = args.index(name)
+            if not any(not a.startswith("-") and Path(a).is_file() for a in args[:bad]):
+                raise  # no script before it: a plain typo, and click's own message says so
+            suggestion = " ".join(["runctl", ctx.info_name or "", *args[:bad], "--", *args[bad:]])
+            raise click.UsageError(
+                f"no such option: {name} (options for the script go after `--`)\nhint: did you mean: {suggestion}",
+                ctx,
+            ) from None

@@ -106,18 +106,32 @@ def log_sink(session: Session) -> Callable[[str], None] | None:
     return write
 
 
-def print_plan(
-    session: Session, provider_name: str, calls: list[Any], estimate_text: str, extra: dict[str, Any]
-) -> None:
-    doc = {"dry_run": True, "provider": provider_name, "calls": calls, "estimate": estimate_text, **extra}
+def print_plan(session: Session, plan: Any) -> None:
+    """A dry run's ``Plan``: the merged job (when there is one), the cost, each provider call in order, and with
+    --provider auto the alternatives."""
 
     def text() -> None:
+        import json
 
-        out = [f"dry run - nothing will be created. Provider: {provider_name}", f"cost: {estimate_text}", "calls:"]
-        for i, call in enumerate(calls, 1):
+        out = [f"dry run - nothing will be created. Provider: {plan.provider}", f"cost: {plan.estimate}", "calls:"]
+        for i, call in enumerate(plan.calls, 1):
             paid = "  [starts billing]" if call.paid else ""
             params = json.dumps(call.params, default=str, sort_keys=True)
             out.append(f"  {i}. [{call.step}] {call.api} {call.operation} {params}{paid}")
+        if plan.alternatives is not None:
+            out.append("alternatives, in the order they are tried:")
+            out.extend(
+                f"  {a.provider:<8} {a.offer.instance_type:<28} {money(a.hourly)}/h"
+                + ("" if a.credentials else f"  ({a.offer.source})")
+                for a in plan.alternatives
+            )
+            out.extend(f"  {s['provider']:<8} skipped: {s['reason']}" for s in plan.skipped or [])
+        if plan.job is not None:
+            import yaml
+
+            out.append("job (job file and flags merged):")
+            shown = {k: v for k, v in plan.job.items() if v not in (None, [], {})}
+            out.extend("  " + line for line in yaml.safe_dump(shown, sort_keys=False).splitlines())
         click.echo("\n".join(out))
 
-    emit(session, doc, text)
+    emit(session, plan.document(), text)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -41,35 +41,15 @@ def price_cmd(
 ) -> None:
     """Prices, side by side, from every installed provider (or only --provider): offer, GPUs, on-demand
     and spot $/h, availability - cheapest first. Providers without credentials are listed with the reason."""
-    from runctl_core.errors import RunctlError
     from runctl_core.models import PriceQuery
-    from runctl_core.plugins import installed_providers
+    from runctl_core.spending import price_list
 
     session = session_of(ctx)
-    explicit = session.options.provider
-    names = [explicit] if explicit else [i.name for i in installed_providers() if not i.blocked]
     query = PriceQuery(gpu=gpu, instance_type=instance_type, gpu_count=gpu_count, spot=spot, region=region)
-    offers: list[Any] = []
-    skipped: list[dict[str, str]] = []
-    for name in names:
-        try:
-            provider = session.provider(name)
-            session.progress.update(f"asking {name} for prices")
-            offers.extend(provider.price(query))
-        except RunctlError as exc:
-            if explicit:
-                raise
-            skipped.append({"provider": name, "reason": exc.message, "hint": exc.hint})
+    result = price_list(session, query, session.options.provider)
     session.progress.close()
-
-    def sort_key(offer: Any) -> tuple[float, str]:
-        value = offer.spot_hourly if spot else offer.on_demand_hourly
-        if value is None:
-            value = offer.spot_hourly if offer.spot_hourly is not None else offer.on_demand_hourly
-        return (value if value is not None else float("inf"), offer.provider)
-
-    offers.sort(key=sort_key)
-    doc = {"query": query.model_dump(mode="json", exclude_none=True), "offers": offers, "skipped": skipped}
+    offers, skipped = result.offers, result.skipped
+    doc = result
 
     def text() -> None:
         if offers:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -133,49 +132,23 @@ def resources_cleanup(ctx: click.Context, dry_run: bool, yes: bool, older_than: 
 @click.pass_context
 def resources_cost(ctx: click.Context, since: str) -> None:
     """What runctl's instances cost (rate x billed time), by provider and by job, from the journal."""
-    from datetime import timedelta
-
     from runctl_core.durations import parse_duration
+    from runctl_core.spending import cost_report
 
     session = session_of(ctx)
     try:
         window = parse_duration(since)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
-    start = datetime.now(timezone.utc) - timedelta(seconds=window)
-    rows = [r for r in session.store.instances() if r.created_at >= start]
-    by_provider: dict[str, float] = {}
-    by_job: dict[str, float] = {}
-    unknown = 0
-    for r in rows:  # instance-billed providers: the instances' lifetimes
-        cost = r.cost()
-        if cost is None:
-            unknown += 1
-            continue
-        by_provider[r.instance.provider] = by_provider.get(r.instance.provider, 0.0) + cost
-        if r.job_id and r.billing == "instance":
-            by_job[r.job_id] = by_job.get(r.job_id, 0.0) + cost
-    job_billed = {(r.instance.provider, r.instance.id) for r in rows if r.billing == "job"}
-    for job in session.store.jobs(since=start):  # job-billed providers: each job's own cost
-        if (job.provider, job.instance_id) in job_billed and job.cost is not None:
-            by_provider[job.provider] = by_provider.get(job.provider, 0.0) + job.cost
-            by_job[job.id] = by_job.get(job.id, 0.0) + job.cost
-    total = sum(by_provider.values())
-    doc = {
-        "since": start.isoformat(),
-        "total": total,
-        "by_provider": by_provider,
-        "by_job": by_job,
-        "instances": len(rows),
-        "instances_without_price": unknown,
-    }
+    report = cost_report(session, window)
+    total, by_provider, unknown, start = report.total, report.by_provider, report.instances_without_price, report.since
 
     def text() -> None:
         click.echo(
-            f"{money(total, 2)} over {len(rows)} instances since {start:%Y-%m-%d %H:%M} UTC"
+            f"{money(total, 2)} over {report.instances} instances since {start:%Y-%m-%d %H:%M} UTC"
             + (f" ({unknown} without a known price)" if unknown else "")
         )
         if by_provider:
             table(None, ["PROVIDER", "COST"], [[p, money(c)] for p, c in sorted(by_provider.items())])()
 
-    emit(session, doc, text)
+    emit(session, report, text)

@@ -1,37 +1,57 @@
-"""`runctl run`: a script on a new instance, from create to terminate."""
+"""`runctl run`: a script (or the job file runctl.yaml) on a new instance, from create to terminate."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from runctl_core.cli.options import (
-    absolute_path,
-    build_instance_request,
+    ScriptCommand,
+    ask_before_paying,
     common,
     duration_option,
     environment_options,
-    handle_sigterm,
     instance_options,
     multi_node_options,
     parse_env,
+    proceed_if_paid,
     session_of,
+    yes_option,
 )
 from runctl_core.cli.output import emit, environment_line, examples, log_sink, money, print_plan
-from runctl_core.jobs import newest_resumable
 
 if TYPE_CHECKING:
+    from runctl_core.jobfile import Job
     from runctl_core.session import Session
+
+# flags that are job-file keys: (flag parameter, job key)
+_JOB_FLAGS = {
+    "instance_type": "instance_type",
+    "gpu": "gpu",
+    "gpu_count": "gpu_count",
+    "spot": "spot",
+    "max_price": "max_price",
+    "image": "image",
+    "disk_gb": "disk_gb",
+    "region": "region",
+    "max_runtime": "max_runtime",
+    "timeout": "timeout",
+    "recover": "recover",
+    "max_restarts": "max_restarts",
+    "nodes": "nodes",
+}
 
 
 @click.command(
     "run",
+    cls=ScriptCommand,
     context_settings={"ignore_unknown_options": False},
     epilog=examples(
         "runctl run examples/train.py -- --epochs 5",
+        "runctl run                                   # the job in ./runctl.yaml",
+        "runctl run -f examples/runctl.yaml --gpu T4  # a job file, one key overridden",
         "runctl --provider aws run train.py --gpu T4 --spot --max-runtime 4h",
         "runctl run train.py --output json | jq .checkpoints",
         "JOB=$(runctl run train.py --detach --output id); runctl logs $JOB --follow",
@@ -39,14 +59,24 @@ if TYPE_CHECKING:
         "runctl --provider slurm run --nodes 2 examples/ddp_train.py -- --steps 50",
     ),
 )
-@click.argument("script", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("script", type=click.Path(dir_okay=False, path_type=str), required=False)
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- ARGS...]")
+@click.option(
+    "--file",
+    "-f",
+    "job_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    metavar="FILE",
+    help="Read the job from FILE (e.g. -f jobs/big.yaml); flags override its keys. "
+    "Default with no SCRIPT: ./runctl.yaml.",
+)
 @instance_options
 @click.option(
     "--project",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     metavar="DIR",
-    help="The project directory to send (default: the current directory). The script must be inside it.",
+    help="The project directory to send (default: the job file's directory, else the current one). "
+    "The script must be inside it.",
 )
 @multi_node_options
 @click.option("--timeout", metavar="DURATION", callback=duration_option, help="Kill the job after this (e.g. 2h, 30m).")
@@ -54,22 +84,26 @@ if TYPE_CHECKING:
 @click.option(
     "--detach",
     is_flag=True,
-    help="Return the job id once the job has started; follow it with "
-    "`runctl logs JOB --follow`. Remote instances end themselves when the job ends.",
+    help="Return the job id once the job has started; follow it with `runctl logs JOB --follow`. Its "
+    "checkpoints are collected (into --outputs) when runctl next sees it ended. Remote instances end themselves "
+    "when the job ends.",
 )
 @click.option(
     "--recover/--no-recover",
     default=None,
-    help="Resume a preempted job on a new instance from its newest checkpoint (config run.recover).",
+    help="Resume a preempted job on a new instance from its newest checkpoint (config run.recover). "
+    "Not with --detach (nothing would be watching).",
 )
 @click.option("--max-restarts", type=click.IntRange(0, 100), help="With --recover: how many times (default 3).")
-@click.option("--resume-from", metavar="JOB", help="Start from the newest checkpoints of an earlier job.")
+@click.option(
+    "--resume-from", metavar="JOB", help="Start from the newest checkpoints of an earlier job (e.g. job-7f3a9c)."
+)
 @click.option(
     "--outputs",
     "outputs_dir",
     type=click.Path(file_okay=False, path_type=Path),
     metavar="DIR",
-    help="Collect checkpoints into DIR/JOB_ID (default: runctl's state dir).",
+    help="Collect checkpoints into DIR/JOB_ID (default: runctl's state dir), with or without --detach.",
 )
 @click.option(
     "--env",
@@ -79,94 +113,169 @@ if TYPE_CHECKING:
     help="Environment for the script (repeatable), e.g. --env WANDB_API_KEY=$WANDB_API_KEY. Values are never"
     " stored; secret-looking ones (*_KEY, *TOKEN*, *SECRET*) are masked in output; RUNCTL_* names are reserved.",
 )
-@environment_options
 @click.option(
-    "--dry-run", is_flag=True, help="Show the provider calls and the cost; create nothing, need no credentials."
+    "--env-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    metavar="FILE",
+    help="NAME=VALUE lines added to the script's environment (e.g. --env-file .env); --env wins.",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show the merged job, the provider calls and the cost; create nothing, need no credentials.",
+)
+@environment_options
+@yes_option
 @common
 @click.pass_context
 def run_cmd(
     ctx: click.Context,
-    script: str,
+    script: str | None,
     script_args: tuple[str, ...],
+    job_file: Path | None,
     project: Path | None,
-    timeout: float | None,
     keep: bool,
     detach: bool,
-    recover: bool | None,
-    max_restarts: int | None,
     resume_from: str | None,
     outputs_dir: Path | None,
     env_pairs: tuple[str, ...],
-    setup_commands: tuple[str, ...],
-    python_version: str | None,
+    env_file: Path | None,
     dry_run: bool,
-    nodes: int,
-    launcher: str,
-    **instance_kw: Any,
+    yes: bool,
+    **flags: Any,
 ) -> None:
     """Run SCRIPT on an instance: create, sync, train, follow the log, collect checkpoints, terminate.
 
+    With no SCRIPT, the job in ./runctl.yaml (or --file FILE) runs; flags override the file's keys.
     ARGS after `--` go to the script. The exit code is the job's: 0 when the script succeeded,
-    1 when it failed (the end of its log is shown). Ctrl-C terminates what the run created (exit 130).
+    1 when it failed (the end of its log is shown). Ctrl-C collects the job's checkpoints and terminates
+    what the run created (exit 130); --resume-from JOB continues from them.
     """
-    from runctl_core.files import default_project_root
-    from runctl_core.workflow import (
-        RunRequest,
-        check_nodes,
-        check_request,
-        describe_estimate,
-        estimate,
-        execute_run,
-        plan_run,
-        resolve_script,
-    )
+    from runctl_core.auto import execute_auto
+    from runctl_core.errors import UsageError
+    from runctl_core.requests import run_request
+    from runctl_core.workflow import execute_run
 
-    handle_sigterm()
+    if script is not None and script.startswith("-"):  # `runctl run -- --epochs 3`: args for the job file's script
+        script_args = (script, *script_args)
+        script = None
     session = session_of(ctx)
-    config = session.loaded.config
-    env = parse_env(env_pairs)
-    request = RunRequest(
-        script=script,
-        args=list(script_args),
-        project_root=project or default_project_root(),
-        instance=build_instance_request(session, instance_kw),
-        timeout=timeout or config.run.timeout,
-        keep=keep or config.run.keep,
-        detach=detach,
-        recover=config.run.recover if recover is None else recover,
-        max_restarts=config.run.max_restarts if max_restarts is None else max_restarts,
-        outputs_dir=absolute_path(outputs_dir or (Path(config.run.outputs_dir) if config.run.outputs_dir else None)),
-        resume_from=resume_from,
-        env=env,
-        nodes=nodes,
-        launcher=launcher,
-        setup=list(setup_commands),
-        python=python_version,
-    )
-    if session.provider_name() == "auto":
-        _run_auto(session, request, dry_run)
-        return
-    provider = session.provider(session.provider_name())
-    if dry_run:
-        from runctl_core.workflow import project_files
-
-        root, rel = resolve_script(request.project_root, request.script)
-        request.script = rel
-        check_request(provider, request.instance)
-        check_nodes(provider, request.nodes, request.launcher)
-        offer = estimate(provider, request.instance)
-        calls = plan_run(provider, request, project_files(session, root, request.outputs_dir))
-        print_plan(
-            session,
-            provider.name,
-            calls,
-            describe_estimate(offer, request.instance, provider.capabilities()),
-            {"hourly_price": offer.best_price(request.instance.spot) if offer else None},
+    job = _job(ctx, script, script_args, job_file, project, outputs_dir, env_file, flags)
+    if detach and job.recover is True:  # asked for by --recover or the job file
+        raise UsageError(
+            "--recover cannot be honoured with --detach: nothing would watch the job to restart it",
+            "drop --detach to recover from this terminal, or drop --recover (recover: false in the job file)",
         )
+    provider_name, preference = _provider_choice(session, job)
+    interactive = _interactive(session)
+    request = run_request(
+        session,
+        job,
+        keep=keep,
+        detach=detach,
+        resume_from=resume_from,
+        on_demand_fallback=flags.get("on_demand_fallback"),
+        wait_timeout=flags.get("wait_timeout"),
+        launcher=flags.get("launcher") or "python",
+        interactive=interactive,
+        resolve_env=not dry_run,
+    )
+    if detach and request.recover:
+        request.recover = False
+        session.progress.warn("the config's run.recover does not apply to a detached run (nothing would watch it)")
+    request.env.update(parse_env(env_pairs))
+    auto = preference is not None or provider_name == "auto"
+    if dry_run:
+        from runctl_core.plans import auto_run_plan, run_plan
+
+        plan = (
+            auto_run_plan(session, request, preference)
+            if auto
+            else run_plan(session, session.provider(provider_name), request)
+        )
+        plan.job = job.public_view()
+        print_plan(session, plan)
         return
-    result = execute_run(session, provider, request, sink=log_sink(session))
+    if auto:
+        from runctl_core.auto import candidates_for
+
+        first = candidates_for(session, request.instance, preference, nodes=request.nodes)[0][0]
+        proceed_if_paid(session, yes, first.hourly, f"{first.provider} {first.offer.instance_type}")
+        result = execute_auto(session, request, sink=log_sink(session), preference=preference)
+    else:
+        provider = session.provider(provider_name)
+        ask_before_paying(session, provider, request.instance, yes)
+        result = execute_run(session, provider, request, sink=log_sink(session))
     _show_run_result(session, result, request)
+
+
+def _interactive(session: Session) -> bool:
+    import sys
+
+    return sys.stdin.isatty() and sys.stderr.isatty() and session.options.output == "text"
+
+
+def _job(
+    ctx: click.Context,
+    script: str | None,
+    script_args: tuple[str, ...],
+    job_file: Path | None,
+    project: Path | None,
+    outputs_dir: Path | None,
+    env_file: Path | None,
+    flags: dict[str, Any],
+) -> Job:
+    """The job file (given, or ./runctl.yaml when no SCRIPT) with the flags given on the command line on top."""
+    from runctl_core.jobfile import JOB_FILE, Job
+
+    if job_file is not None:
+        base = Job.from_file(job_file)
+    elif script is None:
+        default = Path.cwd() / JOB_FILE
+        if not default.is_file():
+            raise click.UsageError(
+                f"no SCRIPT given and no {JOB_FILE} here: runctl run SCRIPT, runctl run -f FILE, "
+                f"or write a {JOB_FILE} (runctl init)"
+            )
+        base = Job.from_file(default)
+    else:
+        base = Job()
+    overrides: dict[str, Any] = {}
+    for param, key in _JOB_FLAGS.items():
+        if ctx.get_parameter_source(param) is click.core.ParameterSource.COMMANDLINE:
+            overrides[key] = flags.get(param)
+    if script is not None:
+        # given here, it is relative to the current directory (a job file's own script, to its project)
+        overrides["script"] = script if base.source is None else str(Path(script).resolve())
+        overrides["args"] = list(script_args)
+        if base.command:
+            overrides["command"] = None
+    elif script_args:
+        overrides["args"] = list(script_args)
+    if project is not None:
+        overrides["project"] = str(project.resolve())
+    if flags.get("setup_commands"):
+        overrides["setup"] = list(flags["setup_commands"])
+    if flags.get("python_version"):
+        overrides["python"] = flags["python_version"]
+    if outputs_dir is not None:
+        overrides["outputs"] = str(outputs_dir.expanduser().resolve())
+    if env_file is not None:
+        overrides["env_file"] = str(env_file.resolve())
+    return base.merged(overrides)
+
+
+def _provider_choice(session: Session, job: Job) -> tuple[str, list[str] | None]:
+    """--provider (or $RUNCTL_PROVIDER) over the job file's provider over the config's default."""
+    import os
+
+    if session.options.provider or os.environ.get("RUNCTL_PROVIDER"):
+        return session.provider_name(), None
+    if isinstance(job.provider, str):
+        return job.provider, None
+    if job.provider:
+        return "auto", job.preference()
+    return session.provider_name(), None
 
 
 def _show_run_result(session: Session, result: Any, request: Any) -> None:
@@ -175,12 +284,10 @@ def _show_run_result(session: Session, result: Any, request: Any) -> None:
     def text() -> None:
         lines = []
         if request.detach:
-            lines.append(f"job {job['job_id']} started on {job['instance_id']}")
-            lines.append(
-                f"follow it: runctl logs {job['job_id']} --follow    stop it: runctl terminate {job['job_id']}"
-            )
+            lines.append(f"job {job.job_id} started on {job.instance_id}")
+            lines.append(f"follow it: runctl logs {job.job_id} --follow    stop it: runctl terminate {job.job_id}")
         else:
-            lines.append(f"job {job['job_id']} {job['state']} (exit code {job['exit_code']})")
+            lines.append(f"job {job.job_id} {job.state} (exit code {job.exit_code})")
             if result.environment:
                 lines.append(environment_line(result.environment))
             if result.outputs_dir:
@@ -191,62 +298,4 @@ def _show_run_result(session: Session, result: Any, request: Any) -> None:
                 lines.append(f"instance {result.instance['id']} kept: runctl terminate {result.instance['id']}")
         click.echo("\n".join(lines))
 
-    emit(session, result, text, job["job_id"])
-
-
-def _run_auto(session: Session, request: Any, dry_run: bool) -> None:
-    """--provider auto: the cheapest fitting offer across providers, falling over to the next on capacity."""
-    from runctl_core.choose import rank, require_candidates
-    from runctl_core.errors import CapacityError
-    from runctl_core.workflow import describe_estimate, execute_run, plan_run, project_files, resolve_script
-
-    root, rel = resolve_script(request.project_root, request.script)
-    candidates, skipped = rank(session, request.instance, dry_run=dry_run, nodes=request.nodes)
-    require_candidates(candidates, skipped, request.instance)
-    choice = candidates[0]
-    alternatives = [
-        {"provider": c.provider, "offer": c.offer, "hourly": c.hourly, "credentials": c.credentials} for c in candidates
-    ]
-    if dry_run:
-        pinned = request.model_copy(update={"instance": choice.request_for(request.instance), "script": rel})
-        provider = session.provider(choice.provider)
-        calls = plan_run(provider, pinned, project_files(session, root, request.outputs_dir))
-        print_plan(
-            session,
-            provider.name,
-            calls,
-            describe_estimate(choice.offer, pinned.instance, provider.capabilities()),
-            {"hourly_price": choice.hourly, "alternatives": alternatives, "skipped": [s.model_dump() for s in skipped]},
-        )
-        if session.options.output == "text":
-            click.echo("alternatives, cheapest first:")
-            for alt in candidates:
-                note = "" if alt.credentials else f"  ({alt.offer.source})"
-                click.echo(f"  {alt.provider:<8} {alt.offer.instance_type:<28} {money(alt.hourly)}/h{note}")
-            for skip in skipped:
-                click.echo(f"  {skip.provider:<8} skipped: {skip.reason}")
-        return
-
-    started = datetime.now(timezone.utc)
-    last_error: CapacityError | None = None
-    for number, candidate in enumerate(candidates):
-        resume = newest_resumable(session, started) or request.resume_from  # a recovery that moved offers
-        pinned = request.model_copy(update={"instance": candidate.request_for(request.instance), "resume_from": resume})
-        provider = session.provider(candidate.provider)
-        session.progress.step(
-            f"auto: {candidate.provider} {candidate.offer.instance_type} at "
-            f"{money(candidate.hourly)}/h (cheapest of {len(candidates) - number} left)"
-        )
-        try:
-            result = execute_run(session, provider, pinned, sink=log_sink(session))
-        except CapacityError as exc:
-            last_error = exc
-            session.progress.warn(
-                f"{candidate.provider} refused {candidate.offer.instance_type} for capacity "
-                f"({exc.message}); trying the next offer"
-            )
-            continue
-        _show_run_result(session, result, request)
-        return
-    assert last_error is not None
-    raise last_error
+    emit(session, result, text, job.job_id)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -26,18 +27,25 @@ if TYPE_CHECKING:
     ),
 )
 @click.argument("ident", metavar="[ID]", required=False)
-@click.option("--all", "show_all", is_flag=True, help="With no ID: list every instance and job, not only live ones.")
+@click.option(
+    "--all", "show_all", is_flag=True, help="With no ID: also list every instance and job, not only live ones."
+)
 @common
 @click.pass_context
 def status_cmd(ctx: click.Context, ident: str | None, show_all: bool) -> None:
     """The state of one job or instance (asking its provider), or with no ID a one-line summary of everything
     runctl is running, across providers, from its records."""
+    from runctl_core.jobs import instance_status, refresh_active, summary
+
     session = session_of(ctx)
-    store = session.store
+    only = session.options.provider
+    if only:
+        session.provider(only)  # an unknown provider fails here, as with every other command
     if ident is None:
-        _summary(session, show_all)
+        notes = refresh_active(session, only=only)
+        _show_summary(session, summary(session, show_all, only=only), show_all, notes)
         return
-    if store.job(ident) is not None:
+    if session.store.job(ident) is not None:
         doc = refresh_job(session, load_job(session, ident))
         text = (
             f"job {doc['job_id']}: {doc['state']}"
@@ -49,69 +57,72 @@ def status_cmd(ctx: click.Context, ident: str | None, show_all: bool) -> None:
         )
         emit(session, doc, text, doc["job_id"])
         return
-    from runctl_core.jobs import resolve_instance
-
-    provider, instance = resolve_instance(session, ident, or_job=True)
-    report = provider.status(instance, None)
-    store.save_instance(report.instance)
-    row = store.instance(instance.id, provider.name)
-    doc = {**report.instance.model_dump(mode="json"), "cost": row.cost() if row else None}
+    doc = instance_status(session, ident)
     emit(
         session,
         doc,
-        f"{instance.id} ({provider.name}): {report.instance.state.value}"
-        + (f" - {report.instance.message}" if report.instance.message else "")
-        + (f", {money(report.instance.hourly_price)}/h" if report.instance.hourly_price else ""),
-        instance.id,
+        f"{doc['id']} ({doc['provider']}): {doc['state']}"
+        + (f" - {doc['message']}" if doc.get("message") else "")
+        + (f", {money(doc['hourly_price'])}/h" if doc.get("hourly_price") else ""),
+        doc["id"],
     )
 
 
-def _summary(session: Session, show_all: bool) -> None:
-    store = session.store
-    instances = store.instances(alive_only=not show_all)
-    jobs = store.jobs(active_only=not show_all)
-    alive = [r for r in instances if r.ended_at is None]
-    rate = sum(r.instance.hourly_price or 0.0 for r in alive)
-    active = [j for j in jobs if not j.state.terminal]
+def _show_summary(session: Session, doc: dict[str, Any], show_all: bool, notes: list[str]) -> None:
+    counts = doc["summary"]
+    alive, active = counts["instances_running"], counts["jobs_active"]
     line = (
-        f"{len(alive)} instance{'s' if len(alive) != 1 else ''} running, ${rate:.2f}/h, "
-        f"{len(active)} job{'s' if len(active) != 1 else ''} active"
+        f"{alive} instance{'s' if alive != 1 else ''} running, ${counts['hourly_cost']:.2f}/h, "
+        f"{active} job{'s' if active != 1 else ''} active"
     )
-    doc = {
-        "summary": {"instances_running": len(alive), "hourly_cost": rate, "jobs_active": len(active)},
-        "instances": [{**r.instance.model_dump(mode="json"), "cost": r.cost(), "job_id": r.job_id} for r in instances],
-        "jobs": [
-            {
-                "job_id": j.id,
-                "provider": j.provider,
-                "instance_id": j.instance_id,
-                "state": j.state.value,
-                "exit_code": j.exit_code,
-                "script": j.spec.script,
-                "created_at": j.created_at.isoformat(),
-            }
-            for j in jobs
-        ],
-    }
+    doc = {**doc, "notes": notes}
 
     def text() -> None:
         click.echo(line)
         if show_all or session.options.verbose:
-            table(
-                "jobs",
-                ["JOB", "PROVIDER", "INSTANCE", "STATE", "EXIT", "SCRIPT", "CREATED"],
-                [
-                    [
-                        j.id,
-                        j.provider,
-                        j.instance_id,
-                        j.state.value,
-                        j.exit_code,
-                        j.spec.script,
-                        j.created_at.strftime("%Y-%m-%d %H:%M"),
-                    ]
-                    for j in jobs
-                ],
-            )()
+            if doc["instances"]:
+                instances_table(doc["instances"])()
+            if doc["jobs"]:
+                jobs_table(doc["jobs"])()
+        for note in notes:
+            click.echo(f"note: could not refresh {note}")
 
     emit(session, doc, text)
+
+
+def instances_table(instances: list[dict[str, Any]]) -> Callable[[], None]:
+    return table(
+        "instances",
+        ["INSTANCE", "PROVIDER", "STATE", "TYPE", "$/H", "COST", "JOB"],
+        [
+            [
+                i["id"],
+                i["provider"],
+                i["state"],
+                i.get("instance_type"),
+                money(i.get("hourly_price")),
+                money(i["cost"]),
+                i["job_id"],
+            ]
+            for i in instances
+        ],
+    )
+
+
+def jobs_table(jobs: list[dict[str, Any]]) -> Callable[[], None]:
+    return table(
+        "jobs",
+        ["JOB", "PROVIDER", "INSTANCE", "STATE", "EXIT", "SCRIPT", "CREATED"],
+        [
+            [
+                j["job_id"],
+                j["provider"],
+                j["instance_id"],
+                j["state"],
+                j["exit_code"],
+                j["script"],
+                j["created_at"][:16].replace("T", " "),
+            ]
+            for j in jobs
+        ],
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -25,48 +25,29 @@ if TYPE_CHECKING:
 def terminate_cmd(ctx: click.Context, ident: str, yes: bool) -> None:
     """Terminate the instance ID, or, when ID is a job id, stop that job and terminate the instance it ran
     on unless that instance was created to be kept. Harmless when it is already gone."""
-    from runctl_core.jobs import job_context, load_job, resolve_instance
-    from runctl_core.workflow import terminate_instance
+    from runctl_core.jobs import resolve_instance, stop_job, stop_target, terminate_by_id
 
     session = session_of(ctx)
-    store = session.store
-    if store.job(ident) is not None:
-        row = load_job(session, ident)
-        provider, instance, status = job_context(session, row)
-        inst_row = store.instance(instance.id, row.provider)
-        kept = bool(inst_row and inst_row.keep and row.keep)
+    if session.store.job(ident) is not None:
+        _row, _provider, instance, kept = stop_target(session, ident)
         what = f"stop job {ident}" + ("" if kept else f" and terminate {instance.id}")
         confirm_or_require_yes(session, yes, f"{what}?")
-        ended = row.state.terminal  # nothing to stop: only its instance may still need ending
-        stopped = None if ended else provider.cancel(instance, status)
-        if stopped is not None:
-            store.update_job(ident, status=stopped)
-        if not kept or (stopped is None and not ended):
-            instance = terminate_instance(session, provider, instance)
-        if not ended:
-            store.update_job(ident, state=_cancelled(), message="terminated on request")
+        doc = stop_job(session, ident)
         session.progress.close()
-        job_now = store.job(ident)
         emit(
             session,
-            {
-                "job_id": ident,
-                "state": job_now.state.value if job_now else None,
-                "instance": instance.model_dump(mode="json"),
-            },
-            (f"job {ident} had already ended ({row.state.value})" if ended else f"job {ident} stopped")
-            + f"; instance {instance.id} {instance.state.value}",
+            {k: doc[k] for k in ("job_id", "state", "instance")},
+            (
+                f"job {ident} had already ended ({doc['previous_state']})"
+                if doc["already_ended"]
+                else f"job {ident} stopped"
+            )
+            + f"; instance {doc['instance']['id']} {doc['instance']['state']}",
             ident,
         )
         return
     provider, instance = resolve_instance(session, ident, or_job=True)
     confirm_or_require_yes(session, yes, f"terminate {provider.name} instance {instance.id}?")
-    final = terminate_instance(session, provider, instance)
+    final = terminate_by_id(session, ident)
     session.progress.close()
     emit(session, final, f"{final.id} {final.state.value}", final.id)
-
-
-def _cancelled() -> Any:
-    from runctl_core.models import JobState
-
-    return JobState.CANCELLED

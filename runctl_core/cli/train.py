@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from runctl_core.cli.options import (
+    ScriptCommand,
     common,
     duration_option,
     environment_options,
@@ -16,7 +17,6 @@ from runctl_core.cli.options import (
     session_of,
 )
 from runctl_core.cli.output import emit, environment_line, examples, log_sink
-from runctl_core.jobs import resolve_instance
 
 if TYPE_CHECKING:
     pass
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 @click.command(
     "train",
+    cls=ScriptCommand,
     epilog=examples(
         "runctl train local-1a2b3c4d examples/train.py --wait -- --epochs 3",
         "JOB=$(runctl train i-0abc123 train.py --output id); runctl logs $JOB --follow",
@@ -56,6 +57,12 @@ if TYPE_CHECKING:
     help="Environment for the script (repeatable), e.g. --env WANDB_API_KEY=$WANDB_API_KEY. Values are never"
     " stored; secret-looking ones (*_KEY, *TOKEN*, *SECRET*) are masked in output; RUNCTL_* names are reserved.",
 )
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    metavar="FILE",
+    help="NAME=VALUE lines added to the script's environment (e.g. --env-file .env); --env wins.",
+)
 @environment_options
 @common
 @click.pass_context
@@ -69,6 +76,7 @@ def train_cmd(
     project: Path | None,
     timeout: float | None,
     env_pairs: tuple[str, ...],
+    env_file: Path | None,
     nodes: int,
     launcher: str,
     setup_commands: tuple[str, ...],
@@ -80,53 +88,31 @@ def train_cmd(
     or pass --wait to follow it here (the exit code is then the job's).
     """
     from runctl_core.errors import JobFailed
-    from runctl_core.files import default_project_root
-    from runctl_core.models import JobSpec
-    from runctl_core.workflow import (
-        check_nodes,
-        environment_report,
-        failing_rank_tail,
-        job_document,
-        project_files,
-        raise_if_setup_failed,
-        resolve_script,
-        start_job,
-        sync_project,
-        wait_job,
-    )
+    from runctl_core.jobfile import read_env_file
+    from runctl_core.single_steps import follow_to_end, start_training
+    from runctl_core.workflow import environment_report, failing_rank_tail, job_document, raise_if_setup_failed
 
     session = session_of(ctx)
-    provider, instance = resolve_instance(session, instance_id)
-    check_nodes(provider, nodes, launcher)
-    root, rel = resolve_script(project or default_project_root(), script)
-    if not no_sync:
-        sync_project(session, provider, instance, project_files(session, root))
-    store = session.store
-    job_id = store.new_job_id()
-    spec = JobSpec(
-        job_id=job_id,
-        script=rel,
+    env = {**(read_env_file(env_file) if env_file else {}), **parse_env(env_pairs)}
+    provider, instance, status = start_training(
+        session,
+        instance_id,
+        script,
         args=list(script_args),
-        env=parse_env(env_pairs),
+        env=env,
         timeout=timeout,
+        project=project,
+        sync=not no_sync,
         nodes=nodes,
-        launcher=launcher,  # click.Choice: "python" or "torchrun"
+        launcher=launcher,
         setup=list(setup_commands),
         python=python_version,
     )
-    store.create_job(spec, provider.name, keep=True)
-    status = start_job(session, provider, instance, spec)
+    job_id = status.job_id
+    store = session.store
     if wait:
         session.progress.pause()
-        try:
-            status, _ = wait_job(session, provider, instance, status, sink=log_sink(session))
-        except KeyboardInterrupt:
-            from runctl_core.errors import Interrupted
-
-            raise Interrupted(
-                f"stopped following job {job_id}; it keeps running on {instance.id}",
-                f"follow it again: runctl logs {job_id} --follow; stop it: runctl terminate {job_id} --yes",
-            ) from None
+        status = follow_to_end(session, provider, instance, status, sink=log_sink(session))
         raise_if_setup_failed(job_id, environment_report(status), "", None)
         if status.state.value != "succeeded":
             rank_tail = failing_rank_tail(provider, instance, status)

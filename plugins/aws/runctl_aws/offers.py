@@ -127,6 +127,8 @@ def capabilities(ctx: ProviderContext) -> Capabilities:
         checkpoints=Capability(supported=True),
         max_runtime=Capability(supported=True),
         gpu=Capability(supported=True),
+        shell=Capability(supported=True),  # an SSM session (shell.py)
+        port_forward=Capability(supported=True),  # one port per SSM session
         paid=True,
         poll_interval=settings.poll_interval,
         ready_timeout=settings.ready_timeout,

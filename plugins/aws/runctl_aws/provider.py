@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runctl_aws import compute, jobs, offers, plan
+from runctl_aws import compute, jobs, offers, plan, shell
 from runctl_aws.settings import AwsSettings
 from runctl_core.hookspecs import hookimpl
 from runctl_core.models import (
@@ -33,9 +33,11 @@ from runctl_core.models import (
     Offer,
     PlannedCall,
     PlanRequest,
+    PortForward,
     PriceQuery,
     Project,
     ProviderContext,
+    ShellCommand,
     StatusReport,
     SyncResult,
 )
@@ -63,6 +65,17 @@ class AwsProvider:
     @hookimpl
     def plan(self, ctx: ProviderContext, request: PlanRequest) -> list[PlannedCall]:
         return plan.plan(ctx, request)
+
+    @hookimpl
+    def shell(
+        self,
+        ctx: ProviderContext,
+        instance: Instance,
+        job: JobStatus | None,
+        command: list[str],
+        ports: list[PortForward],
+    ) -> ShellCommand:
+        return shell.shell(ctx, instance, job, command, ports)
 
     @hookimpl
     def create(self, ctx: ProviderContext, spec: InstanceSpec) -> Instance:

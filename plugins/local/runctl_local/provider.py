@@ -7,7 +7,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from runctl_core.errors import UsageError
+from runctl_core.errors import NotFoundError, UsageError
 from runctl_core.hookspecs import hookimpl
 from runctl_core.models import (
     Capabilities,
@@ -25,9 +25,11 @@ from runctl_core.models import (
     Offer,
     PlannedCall,
     PlanRequest,
+    PortForward,
     PriceQuery,
     Project,
     ProviderContext,
+    ShellCommand,
     StatusReport,
     SyncResult,
 )
@@ -80,6 +82,10 @@ class LocalProvider:
             stop=Capability(supported=False, reason="local sandboxes cost nothing while idle"),
             max_runtime=Capability(supported=False, reason="local sandboxes cost nothing; use --timeout for jobs"),
             gpu=Capability(supported=False, reason="the local provider does not schedule GPUs"),
+            shell=Capability(supported=True),
+            port_forward=Capability(
+                supported=False, reason="a local job runs on this machine: open localhost:PORT directly"
+            ),
             paid=False,
             multi_node=Capability(supported=True),  # N process groups on this machine (runctl_core/remote/ranks.py)
             poll_interval=0.01,
@@ -221,6 +227,32 @@ class LocalProvider:
     @hookimpl
     def collect(self, ctx: ProviderContext, instance: Instance, job: JobStatus, dest: Path) -> Collected:
         return _host(ctx, Sandbox(ctx.state_dir, instance.id)).collect(job.job_id, dest)
+
+    @hookimpl
+    def shell(
+        self,
+        ctx: ProviderContext,
+        instance: Instance,
+        job: JobStatus | None,
+        command: list[str],
+        ports: list[PortForward],
+    ) -> ShellCommand:
+        """A shell in the sandbox's project directory; for a job, with its RUNCTL_JOB_ID and checkpoint directory."""
+        sandbox = Sandbox(ctx.state_dir, instance.id)
+        if not sandbox.project.is_dir():
+            raise NotFoundError(
+                f"{instance.id} has no project directory (it was terminated, or nothing was synced yet)",
+                f"send the project first: runctl sync {instance.id}",
+            )
+        env = {}
+        if job is not None:
+            env = {
+                "RUNCTL_JOB_ID": job.job_id,
+                "RUNCTL_CHECKPOINT_DIR": str(sandbox.job_dir(job.job_id) / "checkpoints"),
+            }
+        shell = os.environ.get("SHELL") or "/bin/sh"
+        argv = [shell, "-c", " ".join(command)] if command else [shell]
+        return ShellCommand(argv=argv, cwd=str(sandbox.project), env=env)
 
     @hookimpl
     def plan(self, ctx: ProviderContext, request: PlanRequest) -> list[PlannedCall]:
