@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from runctl_core.errors import CapabilityError, CapacityError, TransientError, UsageError
+from runctl_core.errors import CapabilityError, CapacityError, SpotRefused, TransientError, UsageError
 from runctl_core.models import Instance, InstanceSpec, InstanceState, ProviderContext
 from runctl_core.retry import RetryPolicy
 from runctl_runpod.client import CandidateRefused, RunpodApi, make_client
@@ -261,16 +261,15 @@ def create(ctx: ProviderContext, spec: InstanceSpec, public_key: str, key_path: 
             if not usable:
                 raise CapacityError(f"RunPod shows no spot {name} in stock")
             pod, chosen = place(ctx, api, request, usable, spec, bid, spot=True)
-        except (CapacityError, CapabilityError) as refusal:
-            request.env.pop("RUNCTL_SPOT", None)
+        except (CapacityError, CapabilityError) as refusal:  # the core applies --on-demand-fallback
             cheapest = next(iter(candidates(priced, clouds, False, count)), None)
-            spot_fallback(
-                ctx,
-                spec,
-                refusal.message,
-                bid or (usable[0].spot if usable else None),
-                cheapest.on_demand if cheapest else None,
-            )
+            spot_bid = bid or (usable[0].spot if usable else None)
+            raise SpotRefused(
+                f"spot unavailable on RunPod: {refusal.message}",
+                "RunPod may no longer offer spot (interruptible) pods; use --on-demand, or --on-demand-fallback always",
+                spot_price=times(spot_bid, count),
+                on_demand_price=times(cheapest.on_demand, count) if cheapest else None,
+            ) from None
     if pod is None:
         offered = candidates(priced, clouds, False, count)
         if not offered:
@@ -368,21 +367,6 @@ def deploy(ctx: ProviderContext, api: RunpodApi, request: DeployRequest, spec: I
             ctx.report(f"RunPod did not create the pod ({exc.message}); none was made, trying again in {delay:.1f}s")
             time.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def spot_fallback(
-    ctx: ProviderContext, spec: InstanceSpec, reason: str, bid: float | None, on_demand: float | None
-) -> None:
-    count = spec.gpu_count
-    if spec.on_demand_fallback == "never":
-        raise CapacityError(f"spot unavailable on RunPod: {reason}", "use --on-demand, or --on-demand-fallback always")
-    spot_text = f"${bid * count:.2f}/h" if bid else "n/a"
-    od_text = f"${on_demand * count:.2f}/h" if on_demand else "unknown"
-    ratio = f" ({on_demand / bid:.1f}x the spot bid)" if bid and on_demand else ""
-    question = f"spot unavailable ({reason}); on-demand costs {od_text} instead of {spot_text}{ratio}. Use it?"
-    if spec.on_demand_fallback == "ask" and not ctx.confirm(question):
-        raise CapacityError(f"spot unavailable on RunPod: {reason}", "rerun with --on-demand")
-    ctx.warn(f"spot unavailable ({reason}); falling back to on-demand at {od_text} (spot {spot_text}){ratio}")
 
 
 # ------------------------------------------------------------------------------------------- the rest of a life

@@ -54,7 +54,10 @@ def host(access: PodAccess) -> JobHost:
 def job_status(access: PodAccess, job_id: str) -> JobStatus:
     try:
         return host(access).status(job_id)
-    except ProviderError:  # no runner on the pod yet: a job it never ran (else the error stands)
+    except ProviderError as exc:
+        pod = client(access.ctx).get_pod(access.record.pod_id)
+        if pod is None or pod.status != "RUNNING":  # stopped or preempted under the command: status will tell
+            raise SshUnavailable(f"the pod stopped while runctl asked about {job_id} ({exc.message})") from None
         if not host(access).transport.walk(posixpath.join(access.base(), "jobs", job_id)):
             return JobStatus(job_id=job_id, state=JobState.LOST, message="the job never ran on this pod")
         raise

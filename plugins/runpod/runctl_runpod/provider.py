@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from runctl_core.errors import AuthError, CredentialsError
+from runctl_core.errors import AuthError, CredentialsError, RunctlError
 from runctl_core.hookspecs import hookimpl
 from runctl_core.models import (
     Capabilities,
@@ -99,7 +99,11 @@ class RunpodProvider:
         if not os.environ.get(API_KEY_ENV):
             raise CredentialsError(f"{API_KEY_ENV} is not set", KEY_HINT)  # before anything is made
         public_key = generate_key_pair(key_path, comment=f"runctl-{spec.intent_id}")
-        return compute.create(ctx, spec, public_key, key_path)
+        try:
+            return compute.create(ctx, spec, public_key, key_path)
+        except RunctlError:  # nothing was created: the key pair is of no use
+            key_path.unlink(missing_ok=True)
+            raise
 
     @hookimpl
     def ready(self, ctx: ProviderContext, instance: Instance) -> Instance:

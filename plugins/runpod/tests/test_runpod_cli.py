@@ -229,3 +229,30 @@ def test_step_by_step_create_sync_train_logs_terminate(cli: Callable[..., Result
     assert done.code == 0 and done.json()["state"] == "terminated"
     assert instance_id in standin.terminated
     assert cli("terminate", instance_id, "--yes").code == 0  # idempotent
+
+
+def test_refused_spot_falls_back_through_the_core(
+    cli: Callable[..., Result], standin: StandIn, project: Path, graphql_settings: dict[str, Any]
+) -> None:
+    (project / ".runctl.toml").write_text(_toml(graphql_settings))
+    standin.spot_enabled = False
+    never = cli("-o", "json", "run", "examples/train.py", "--gpu", "RTX 4090", "--spot", "--", "--epochs", "1")
+    assert never.code == 4 and "spot refused" in never.error()["message"] and standin.pods == {}
+    result = cli(
+        "-o",
+        "json",
+        "run",
+        "examples/train.py",
+        "--gpu",
+        "RTX 4090",
+        "--spot",
+        "--on-demand-fallback",
+        "always",
+        "--",
+        "--epochs",
+        "1",
+    )
+    assert result.code == 0, result.err
+    assert "spot $0.3500/h, on-demand $0.6900/h (2.0x)" in result.err
+    pod = standin.terminated[result.json()["instance"]["id"]]
+    assert not pod.spot and pod.cost_per_hr == pytest.approx(0.69)

@@ -18,7 +18,7 @@ from conftest import API_KEY
 from graphql import parse
 from runpod_standin import CAPACITY_MESSAGE, CATALOGUE, StandIn
 
-from runctl_core.errors import AuthError, CapacityError, ProviderError, TransientError, UsageError
+from runctl_core.errors import AuthError, CapacityError, ProviderError, SpotRefused, TransientError, UsageError
 from runctl_core.files import scan_project
 from runctl_core.models import (
     Instance,
@@ -274,24 +274,13 @@ def test_spot_pod_bids_the_minimum_per_gpu(provider: Provider, standin: StandIn)
     provider.terminate(created)
 
 
-def test_spot_refused_without_fallback_says_spot_unavailable(provider: Provider, standin: StandIn) -> None:
+def test_spot_refused_is_left_to_the_core_with_both_prices(provider: Provider, standin: StandIn) -> None:
     standin.spot_enabled = False
-    with pytest.raises(CapacityError, match="spot unavailable") as caught:
-        provider.create(spec(spot=True))
+    with pytest.raises(SpotRefused, match="spot unavailable") as caught:
+        provider.create(spec(spot=True, on_demand_fallback="always"))  # the provider never falls back itself
+    assert caught.value.spot_price == pytest.approx(0.35) and caught.value.on_demand_price == pytest.approx(0.69)
     assert "--on-demand" in caught.value.hint
     assert standin.pods == {}
-
-
-def test_spot_refused_falls_back_to_on_demand_with_a_warning(
-    provider: Provider, ctx: ProviderContext, standin: StandIn
-) -> None:
-    standin.spot_enabled = False
-    created = provider.create(spec(spot=True, on_demand_fallback="always"))
-    assert not created.spot and not standin.pods[created.id].spot
-    assert created.hourly_price == pytest.approx(0.69)
-    warning = ctx.progress.warnings[-1]
-    assert "on-demand" in warning and "$0.69/h" in warning and "$0.35/h" in warning and "2.0x" in warning
-    provider.terminate(created)
 
 
 def test_spot_bid_below_minimum_is_refused(ctx: ProviderContext, standin: StandIn) -> None:
