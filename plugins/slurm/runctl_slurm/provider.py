@@ -225,9 +225,13 @@ class SlurmProvider:
             resume_dir=f"{job_dir}/resume" if job.resume_dir else None,
             envs_dir=f"{paths.workdir}/envs",
             uv_dir=f"{paths.workdir}/tools",
+            setup_file=f"{job_dir}/setup-commands.json" if job.setup else "",
+            python_version=job.python or "",
         )
         files[f"{rel}/batch.sh"] = batch_script(batch).encode()
         files[f"{rel}/env.json"] = json.dumps(job.env).encode()
+        if job.setup:
+            files[f"{rel}/setup-commands.json"] = json.dumps(job.setup).encode()
         if job.resume_dir:
             for path in sorted(Path(job.resume_dir).rglob("*")):
                 if path.is_file():
@@ -238,7 +242,8 @@ class SlurmProvider:
             f"test -f {q(paths.project + '/' + job.script)} || {{ echo missing >&2; exit 18; }}\n"
             f"sbatch --parsable {q(job_dir + '/batch.sh')}"
         )
-        result = cluster.upload_and_run(tools_tar(files, {f"{rel}/env.json": 0o600}), paths.root, submit)
+        private = {f"{rel}/env.json": 0o600, f"{rel}/setup-commands.json": 0o600}
+        result = cluster.upload_and_run(tools_tar(files, private), paths.root, submit)
         if result.exit_code == 18:
             raise UsageError(
                 f"{job.script} is not in the synced project of {instance.id}",

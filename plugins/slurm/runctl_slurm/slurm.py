@@ -112,6 +112,8 @@ class BatchJob:
     resume_dir: str | None = None
     envs_dir: str = ""  # the environment step's caches on the shared filesystem (one per workdir)
     uv_dir: str = ""  # where the environment step installs uv when the nodes have none
+    setup_file: str = ""  # the job's setup commands (JSON list), run once per environment
+    python_version: str = ""  # the job's Python version for the environment step, e.g. "3.11"
 
 
 def batch_script(job: BatchJob) -> str:
@@ -148,6 +150,10 @@ def batch_script(job: BatchJob) -> str:
         rank_args += ["--resume-dir", job.resume_dir]
     if job.envs_dir:
         rank_args += ["--envs-dir", job.envs_dir, "--tools-dir", job.uv_dir]
+    if job.setup_file:
+        rank_args += ["--setup-file", job.setup_file]
+    if job.python_version:
+        rank_args += ["--python", job.python_version]
     rank_args += ["--", job.script, *job.args]
     prepare_args = ["prepare", *rank_args[1:]]
     body = f"""

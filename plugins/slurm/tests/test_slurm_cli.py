@@ -330,3 +330,16 @@ def test_dry_run_plans_sbatch_and_submits_nothing(
     assert calls["train"]["params"]["options"] == ["--partition=debug", "--gres=gpu:a100:1", "--time=0-02:00:00"]
     assert "scancel" in calls["terminate"]["operation"]
     assert _active(slurm_cluster) == [] and not _workdir(project).exists()
+
+
+def test_environment_is_prepared_once_for_all_ranks(
+    cli: Callable[..., CliResult], project: Path, slurm_cluster: SlurmCluster
+) -> None:
+    marker = project.parent / "setup-ran"
+    (project / "requirements.txt").write_text("")  # declared, nothing to download: no network needed
+    result = cli("-o", "json", "run", "--nodes", "2", "--setup", f"echo once >> {marker}", "ranks.py")
+    assert result.code == 0, result.err
+    assert marker.read_text() == "once\n"  # one environment step on the shared filesystem, not one per rank
+    logs = cli("-o", "json", "logs", result.json()["job"]["job_id"], "--all-ranks").json()["ranks"]
+    assert "environment: cached" in logs["1"] and "rank done" in logs["1"]
+    assert list((_workdir(project) / "envs").iterdir())  # cached beside the instances, reused by the next job
