@@ -168,3 +168,14 @@ def test_train_on_an_existing_instance_with_nodes(cli, ddp_project: Path) -> Non
         assert "[rank 0] rank done" in logs.out and "[rank 1] rank done" in logs.out
     finally:
         cli("terminate", instance, "--yes")
+
+
+def test_job_file_resources_nodes(cli, ddp_project: Path) -> None:
+    (ddp_project / "runctl.yaml").write_text(
+        "script: examples/ddp_train.py\nargs: ['--steps', '10']\nresources:\n  nodes: 2\nprovider: local\n"
+    )
+    result = cli("-o", "json", "run")
+    assert result.code == 0, result.err
+    job = result.json()["job"]["job_id"]
+    every = cli("logs", job, "--all-ranks")
+    assert "[rank 1] rank 1/2: 128 of 256 samples" in every.out
