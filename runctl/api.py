@@ -112,13 +112,20 @@ def train(
     project: str | os.PathLike[str] | None = None,
     sync: bool = True,
     wait: bool = False,
+    setup: Sequence[str] = (),
+    python: str | None = None,
+    nodes: int = 1,
+    launcher: str = "python",
     on_log: LogCallback | None = None,
     config: str | os.PathLike[str] | None = None,
 ) -> JobInfo:
     """Start ``script`` on an existing instance (syncing the project first). Returns the job at once, or with
-    ``wait=True`` once it has ended and its checkpoints are collected (the instance stays)."""
+    ``wait=True`` once it has ended and its checkpoints are collected (the instance stays). ``setup`` (shell
+    lines) and ``python`` (a version) prepare the job's environment, as ``--setup``/``--python`` do; ``nodes``
+    and ``launcher`` as ``--nodes``/``--launcher``."""
     from runctl_core.errors import JobFailed
     from runctl_core.single_steps import follow_to_end, job_info, start_training
+    from runctl_core.workflow import environment_report, raise_if_setup_failed
 
     session = _session(None, config)
     instance_id = instance.id if isinstance(instance, Instance) else instance
@@ -131,9 +138,14 @@ def train(
         timeout=timeout,
         project=Path(project) if project else None,
         sync=sync,
+        nodes=nodes,
+        launcher=launcher,
+        setup=list(setup),
+        python=python,
     )
     if wait:
         status = follow_to_end(session, provider, inst, status, sink=on_log)
+        raise_if_setup_failed(status.job_id, environment_report(status), "", None)  # SetupFailed: exit 3's error
         if status.state.value != "succeeded":
             info = job_info(session, status.job_id)
             raise JobFailed(

@@ -112,3 +112,12 @@ def test_unsupported_keys_are_refused_not_dropped(cli, project: Path) -> None:
         assert result.code == 2 and "multi-node" in result.err
     else:
         assert result.code == 0, result.err
+
+
+@pytest.mark.slow
+def test_setup_key_runs_before_the_script(cli, project: Path) -> None:
+    (project / "uses_setup.py").write_text("from pathlib import Path\nprint(Path('made-by-setup.txt').read_text())\n")
+    (project / "runctl.yaml").write_text("script: uses_setup.py\nsetup:\n  - echo prepared > made-by-setup.txt\n")
+    result = cli("run", "--output", "json")
+    assert result.code == 0, result.err
+    assert "prepared" in cli("logs", result.json()["job"]["job_id"]).out

@@ -107,3 +107,15 @@ def test_terminate_collects_and_pull_fetches(project: Path, home: Path) -> None:
     assert any(c.where == "local" and c.name.startswith("ckpt-") for c in runctl.checkpoints(job_id))
     pulled = runctl.pull_checkpoints(job_id, project / "pulled")
     assert pulled and all(p.is_file() and p.parent == project / "pulled" for p in pulled)
+
+
+@pytest.mark.slow
+def test_train_with_an_environment_step(project: Path) -> None:
+    (project / "uses_setup.py").write_text("from pathlib import Path\nprint(Path('made-by-setup.txt').read_text())\n")
+    instance = runctl.create(provider="local")
+    try:
+        job = runctl.train(instance, "uses_setup.py", setup=["echo prepared > made-by-setup.txt"], wait=True)
+        assert job.state == "succeeded"
+        assert "prepared" in "".join(runctl.logs(job.job_id))
+    finally:
+        runctl.terminate(instance.id)
