@@ -25,6 +25,7 @@ def capabilities(s: RunpodSettings, spot_reason: str) -> Capabilities:
             reason="a timer on the pod ends it through RunPod's API with the pod's own key, counted from its creation",
         ),
         poll_interval=s.poll_interval,
+        retries="client",  # one retry layer: the API clients retry idempotent calls; SSH paths fall back themselves
         ready_timeout=s.ready_timeout,
     )
 

@@ -14,7 +14,7 @@ from runctl_core.errors import NotFoundError, ProviderError, RunctlError
 from runctl_core.models import Checkpoint, Collected, Instance, InstanceState, JobStatus, LogChunk, ProviderContext
 from runctl_core.remote.records import decode_log_chunk
 from runctl_runpod.compute import client, pod_state
-from runctl_runpod.jobs import LOG_CHUNK, host, live, local_dir, reach
+from runctl_runpod.jobs import LOG_CHUNK, host, local_dir, reach
 from runctl_runpod.transport import SshUnavailable, cached
 
 T = TypeVar("T")
@@ -69,7 +69,7 @@ def cancel(ctx: ProviderContext, instance: Instance, job: JobStatus) -> JobStatu
 
 def list_checkpoints(ctx: ProviderContext, instance: Instance, job: JobStatus) -> list[Checkpoint]:
     try:
-        access = live(ctx, instance)
+        found = reach(ctx, instance, lambda access: host(access).checkpoints(job.job_id))
     except NotFoundError:  # the pod is gone: what runctl saved before ending it
         saved = local_dir(ctx, job.job_id) / "checkpoints"
         return [
@@ -82,16 +82,13 @@ def list_checkpoints(ctx: ProviderContext, instance: Instance, job: JobStatus) -
             for p in sorted(saved.rglob("*"))
             if p.is_file()
         ]
-    return [
-        c.model_copy(update={"location": f"pod:{instance.id}:{c.location}"})
-        for c in host(access).checkpoints(job.job_id)
-    ]
+    return [c.model_copy(update={"location": f"pod:{instance.id}:{c.location}"}) for c in found]
 
 
 def collect(ctx: ProviderContext, instance: Instance, job: JobStatus, dest: Path) -> Collected:
     saved = local_dir(ctx, job.job_id) / "checkpoints"
     try:
-        access = live(ctx, instance)
+        return reach(ctx, instance, lambda access: host(access).collect(job.job_id, dest))
     except NotFoundError as exc:
         if saved.is_dir():  # saved before the pod was ended
             files = [p for p in sorted(saved.rglob("*")) if p.is_file()]
@@ -101,7 +98,6 @@ def collect(ctx: ProviderContext, instance: Instance, job: JobStatus, dest: Path
             return Collected(directory=dest, files=[dest / p.relative_to(saved) for p in files])
         ctx.warn(f"checkpoints of {job.job_id} could not be collected: {exc.message}")
         return Collected(directory=dest, files=[])
-    return host(access).collect(job.job_id, dest)
 
 
 def save_before_terminate(ctx: ProviderContext, instance: Instance) -> list[str]:

@@ -112,8 +112,8 @@ def cached(ctx: Any, instance: Any) -> PodAccess | None:
     from runctl_runpod.compute import PodRecord
 
     record = PodRecord.load(ctx.state_dir, instance.id)
-    if record is None or len(record.ssh) != 2:
-        return None
+    if record is None or len(record.ssh) != 2 or not Path(record.key_path).is_file():
+        return None  # never seen, or ended by runctl (its key is deleted then)
     return PodAccess(ctx, record, (str(record.ssh[0]), int(record.ssh[1])))
 
 

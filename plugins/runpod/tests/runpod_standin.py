@@ -92,6 +92,7 @@ class FakePod:
     ssh_port: int | None = None
     acceptor: Any = None
     procs: set[int] = field(default_factory=set)
+    conns: list[Any] = field(default_factory=list)  # open SSH connections: they die with the container
     created: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     log: list[tuple[str, str]] = field(default_factory=list)  # (source, line) of the pod's own log
 
@@ -348,6 +349,9 @@ class StandIn:
                 _signal_pid(int(record["supervisor_pid"]))
         for pid in list(pod.procs):
             _signal_group(pid)
+        for conn in list(pod.conns):
+            self.loop.call_soon_threadsafe(conn.abort)
+        pod.conns.clear()
         if pod.acceptor is not None:
             acceptor, pod.acceptor = pod.acceptor, None
             pod.ssh_port = None
@@ -367,6 +371,13 @@ class StandIn:
     async def _start_ssh(self, pod: FakePod) -> None:
         standin = self
         authorized = asyncssh.import_authorized_keys(pod.env["PUBLIC_KEY"] + "\n")
+
+        class Server(asyncssh.SSHServer):
+            def connection_made(self, conn: Any) -> None:
+                pod.conns.append(conn)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                pass
 
         class Sftp(asyncssh.SFTPServer):
             def __init__(self, chan: Any) -> None:
@@ -419,6 +430,7 @@ class StandIn:
             0,
             server_host_keys=[standin.host_key],
             authorized_client_keys=authorized,
+            server_factory=Server,
             process_factory=process_factory,
             sftp_factory=Sftp,
             allow_scp=False,
