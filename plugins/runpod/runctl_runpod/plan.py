@@ -73,11 +73,16 @@ def plan(ctx: ProviderContext, request: PlanRequest) -> list[PlannedCall]:
             add(step, "POST /v2/pods" if rest else "podFindAndDeployOnDemand", paid=True)
         elif step == "wait":
             add(step, f"GET /v2/pods/{target}" if rest else "pod", {"podId": target})
-            add(step, "start the max_runtime timer (end_pod.py) / true", {"user": s.ssh_user}, via="ssh")
+            add(
+                step,
+                "first contact: mkdir remote_dir, install bin/runner.py + bin/envsetup.py, start the max_runtime timer",
+                {"user": s.ssh_user, "remote_dir": remote},
+                via="ssh",
+            )
         elif step == "sync":
             add(
                 step,
-                "upload changed files",
+                "read manifest.json; upload a tar of the changed files; runner.py apply-sync",
                 {
                     "to": f"{remote}/project",
                     "files": request.project_files,
@@ -90,13 +95,15 @@ def plan(ctx: ProviderContext, request: PlanRequest) -> list[PlannedCall]:
             job = request.job
             add(
                 step,
-                "nohup setsid python3 runner.py supervise",
+                "runner.py launch (pending record, environment step, supervisor)",
                 {
                     "job_dir": f"{remote}/jobs/{job.job_id}",
                     "script": job.script,
                     "args": job.args,
                     "timeout": job.timeout,
                     "uv": s.use_uv,
+                    "setup": job.setup,
+                    "python": job.python,
                 },
                 via="ssh",
             )

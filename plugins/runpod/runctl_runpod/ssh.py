@@ -158,7 +158,13 @@ class PodSsh:
             conn = await self._connection()
             try:
                 return await operation(conn)
-            except (asyncssh.ConnectionLost, asyncssh.DisconnectError, BrokenPipeError, ConnectionError) as exc:
+            except (
+                asyncssh.ConnectionLost,
+                asyncssh.DisconnectError,
+                asyncssh.ChannelOpenError,  # a cached connection whose pod died: channels can no longer open
+                BrokenPipeError,
+                ConnectionError,
+            ) as exc:
                 self._loop.connections.pop(self._cache_key, None)
                 if attempt == 2:
                     raise SshUnavailable(f"SSH connection to the pod was lost ({type(exc).__name__})") from None
@@ -172,6 +178,8 @@ class PodSsh:
                 return await self._with_retry(coro_factory)
             except asyncssh.SFTPError as exc:
                 raise ProviderError(f"SFTP on the pod failed: {exc.reason}") from None
+            except asyncssh.Error as exc:  # any other SSH-level failure: the pod is not reachable right now
+                raise SshUnavailable(f"SSH to the pod failed ({type(exc).__name__}: {exc})") from None
 
         return self._loop.run(main(), timeout + self.connect_timeout)
 
