@@ -84,3 +84,31 @@ def test_stop_right_after_launch_leaves_nothing(tmp_path: Path) -> None:
     host.stop_all(grace=1)
     host.remove_project()
     assert not Path(host.project_dir).exists()
+
+
+def test_older_recipe_status_right_after_supervise_is_not_lost(tmp_path: Path) -> None:
+    """The recipe documented before the layer (``nohup setsid runner.py supervise ... &`` then ``status`` at once)
+    answered "lost" whenever status ran before the supervisor's first write (here: a supervisor that takes a
+    second to start, as on a loaded machine); status now waits for that record."""
+    import json
+    import shlex
+    import subprocess
+
+    from runctl_core.remote import RUNNER_PATH
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "job.py").write_text("print('hi')\n")
+    job_dir = tmp_path / "job-slow"
+    supervise = [sys.executable, str(RUNNER_PATH), "supervise", "--job-dir", str(job_dir), "--workdir", str(work)]
+    supervise += ["--checkpoint-dir", str(job_dir / "ck"), "--no-env", "--no-uv", "--", "job.py"]
+    subprocess.Popen(
+        ["sh", "-c", "sleep 1; exec " + shlex.join(supervise)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    status = [sys.executable, str(RUNNER_PATH), "status", "--job-dir", str(job_dir)]
+    out = subprocess.run(status, capture_output=True, text=True, check=True).stdout
+    assert json.loads(out)["state"] != "lost", out
