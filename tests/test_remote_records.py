@@ -89,3 +89,24 @@ def test_local_transport_is_a_transport(tmp_path: Path) -> None:
     t.remove(str(tmp_path / "d"))
     t.remove(str(tmp_path / "d"))
     assert not (tmp_path / "d").exists()
+
+
+def test_environment_step_reads_what_the_job_declares(tmp_path: Path) -> None:
+    from runctl_core.remote import envsetup
+
+    (tmp_path / "s.py").write_text('# /// script\n# dependencies = ["numpy>=1", "six"]\n# ///\nprint(1)\n')
+    (tmp_path / "plain.py").write_text("print(1)\n")
+    assert envsetup.declared(str(tmp_path), "s.py")[0::2] == ("pep723", ["numpy>=1", "six"])
+    assert envsetup.declared(str(tmp_path), "plain.py")[0] == "none"
+    (tmp_path / "pyproject.toml").write_text("[tool.ruff]\nline-length = 100\n")  # tool settings only
+    assert envsetup.declared(str(tmp_path), "plain.py")[0] == "none"
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "0"\n')
+    assert envsetup.declared(str(tmp_path), "plain.py")[0] == "pyproject"
+    (tmp_path / "requirements.txt").write_text("six\n")
+    assert envsetup.declared(str(tmp_path), "plain.py")[0] == "requirements"
+    assert envsetup.declared(str(tmp_path), "s.py")[0] == "pep723"  # the header wins
+    # Pythons without tomllib read the header with a small parser
+    assert envsetup._mini_toml('requires-python = ">=3.9"\ndependencies = [\n  "a",\n  "b",\n]\n') == {
+        "requires-python": ">=3.9",
+        "dependencies": ["a", "b"],
+    }

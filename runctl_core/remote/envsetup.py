@@ -5,7 +5,8 @@ Shipped next to ``runner.py`` (stdlib only, Python >= 3.8) and run by the superv
 every provider prepares environments the same way. What it does, in order:
 
 1. **What the job declares**, first match wins: the script's PEP 723 header (``# /// script``); else
-   ``requirements.txt`` at the project root; else ``pyproject.toml`` (the project itself is installed).
+   ``requirements.txt`` at the project root; else ``pyproject.toml`` when it declares a project (``[project]`` or
+   ``[build-system]``; installed editable).
    Plus ``setup`` commands (shell lines run in the project directory, once per environment) and an optional
    Python version. When nothing is declared, the job runs with the machine's Python as is.
 2. **A cache key**: a hash of all of the above (file contents, commands, Python, tool). An environment with
@@ -109,7 +110,11 @@ def declared(project, script):
         path = os.path.join(project, name)
         if os.path.isfile(path):
             with open(path, "rb") as fh:
-                return kind, hashlib.sha256(fh.read()).hexdigest(), []
+                data = fh.read()
+            # a pyproject.toml holding only tool settings ([tool.ruff]...) declares no installable project
+            if kind == "pyproject" and not re.search(rb"(?m)^\[(project|build-system)\]", data):
+                continue
+            return kind, hashlib.sha256(data).hexdigest(), []
     return "none", "", []
 
 
