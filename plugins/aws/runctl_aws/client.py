@@ -15,100 +15,21 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runctl_aws.aws_errors import TERMINAL_COMMAND, map_error, scrub_urls
+from runctl_aws.client_s3 import S3Calls
 from runctl_aws.models import CommandResult, Ec2Instance
 from runctl_aws.settings import AwsSettings, resolve_region
 from runctl_core.errors import (
-    AuthError,
-    CapacityError,
     CredentialsError,
     NotFoundError,
-    ProviderError,
-    QuotaError,
     RunctlError,
     TransientError,
 )
-
-THROTTLING = {
-    "RequestLimitExceeded",
-    "Throttling",
-    "ThrottlingException",
-    "TooManyRequestsException",
-    "RequestThrottled",
-    "RequestThrottledException",
-    "SlowDown",
-    "ProvisionedThroughputExceededException",
-    "ThrottledException",
-    "PriorRequestNotComplete",
-    "EC2ThrottledException",
-}
-SERVER_ERRORS = {"InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable", "InternalServerError"}
-AUTH = {
-    "AuthFailure",
-    "UnauthorizedOperation",
-    "AccessDenied",
-    "AccessDeniedException",
-    "InvalidClientTokenId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "UnrecognizedClientException",
-    "InvalidAccessKeyId",
-    "OptInRequired",
-    "Blocked",
-}
-CAPACITY = {
-    "InsufficientInstanceCapacity",
-    "InsufficientHostCapacity",
-    "InsufficientReservedInstanceCapacity",
-    "InsufficientCapacity",
-    "SpotMaxPriceTooLow",
-    "UnfulfillableCapacity",
-    "InsufficientFreeAddressesInSubnet",
-}
-QUOTA = {
-    "InstanceLimitExceeded",
-    "VcpuLimitExceeded",
-    "MaxSpotInstanceCountExceeded",
-    "ResourceLimitExceeded",
-    "VolumeLimitExceeded",
-    "MaxSpotFleetRequestCountExceeded",
-}
-NOT_FOUND = {
-    "InvalidInstanceID.NotFound",
-    "InvalidInstanceID.Malformed",
-    "NoSuchKey",
-    "NoSuchBucket",
-    "NoSuchEntity",
-    "ParameterNotFound",
-    "InvalidInstanceId",
-    "InvocationDoesNotExist",
-    "404",
-    "NotFound",
-}
-TERMINAL_COMMAND = {"Success", "Failed", "Cancelled", "TimedOut", "Cancelling", "Undeliverable", "Terminated"}
-URL_RE = re.compile(r"https?://[^\s'\"<>]+")
-HTML_RE = re.compile(r"<\s*(!doctype|html|head|body|title|h1|p|div|center)\b", re.IGNORECASE)
-TAG_RE = re.compile(r"<[^>]*>")
-
-
-def scrub_urls(text: str) -> str:
-    """Replace URLs (presigned ones carry credentials in their query) by a placeholder."""
-    return URL_RE.sub("<url>", text)
-
-
-def plain_text(text: str, limit: int = 300) -> str:
-    """An HTML page (a proxy's or load balancer's error page) reduced to its words: errors never carry markup."""
-    if not HTML_RE.search(text):
-        return text
-    words = " ".join(TAG_RE.sub(" ", text).split())
-    return (words[:limit] + "...") if len(words) > limit else words
-
 
 _LOADER: Any = None
 
@@ -122,7 +43,7 @@ def _shared_loader() -> Any:
     return _LOADER
 
 
-class AwsClient:
+class AwsClient(S3Calls):
     """boto3 clients for one region, with runctl's retries and error mapping."""
 
     def __init__(
@@ -218,71 +139,7 @@ class AwsClient:
                 attempt += 1
 
     def _map(self, exc: Exception, service: str, operation: str) -> RunctlError:
-        from botocore.exceptions import (
-            ClientError,
-            NoCredentialsError,
-            NoRegionError,
-            PartialCredentialsError,
-            ReadTimeoutError,
-        )
-        from botocore.exceptions import (
-            ConnectionError as BotoConnectionError,
-        )
-
-        where = f"{service}:{operation}"
-        if isinstance(exc, RunctlError):
-            return exc
-        if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-            return CredentialsError(
-                "no usable AWS credentials were found",
-                "configure them: `aws configure` (or aws sso login, or export AWS_ACCESS_KEY_ID/"
-                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE); then check with `runctl providers --check`",
-            )
-        if isinstance(exc, NoRegionError):
-            return CredentialsError("no AWS region is configured", "set providers.aws.region or AWS_REGION")
-        if isinstance(exc, BotoConnectionError | ReadTimeoutError):
-            return TransientError(
-                f"{where}: could not reach AWS ({type(exc).__name__})",
-                "check the network; runctl retries such failures",
-            )
-        if isinstance(exc, ClientError):
-            err = exc.response.get("Error", {})
-            code = str(err.get("Code", "Unknown"))
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            message = self.scrub(plain_text(f"{where}: {code}: {err.get('Message', '')}".rstrip(": ")))
-            details: dict[str, object] = {"aws_code": code, "operation": where}
-            if code in THROTTLING or status == 429:
-                details["throttled"] = True
-                return TransientError(
-                    message, "AWS is throttling requests; runctl retries with backoff", details=details
-                )
-            if code in CAPACITY:
-                return CapacityError(
-                    message,
-                    "try another instance type, region or availability zone, "
-                    "or on-demand (--on-demand / --on-demand-fallback always)",
-                    details=details,
-                )
-            if code in QUOTA:
-                return QuotaError(
-                    message,
-                    "ask AWS for a higher quota: Service Quotas console > EC2 "
-                    "(e.g. 'Running On-Demand G and VT instances'), or use a smaller type",
-                    details=details,
-                )
-            if code in AUTH or status in (401, 403):
-                return AuthError(
-                    message,
-                    "the credentials were refused or lack a permission; check them with "
-                    "`aws sts get-caller-identity` and the IAM policy (see the runctl-aws README)",
-                    details=details,
-                )
-            if code in NOT_FOUND or status == 404:
-                return NotFoundError(message, details=details)
-            if code in SERVER_ERRORS or status >= 500:
-                return TransientError(message, "AWS had a server error; runctl retries such failures", details=details)
-            return ProviderError(message, details=details)
-        return ProviderError(self.scrub(plain_text(f"{where}: {type(exc).__name__}: {exc}")))
+        return map_error(exc, service, operation, self.scrub)
 
     # ------------------------------------------------------------------------------------------ credentials
 
@@ -469,124 +326,6 @@ class AwsClient:
                 )
             self._sleep(delay)
             delay = min(delay * 1.5, 2.0)
-
-    # ------------------------------------------------------------------------------------------ S3
-
-    def bucket_error(self, bucket: str) -> RunctlError | None:
-        """None when the bucket is usable, else the error (NotFoundError, AuthError, ...). Learns its region."""
-        try:
-            self.bucket_region(bucket, fresh=True)
-        except RunctlError as exc:
-            return exc
-        return None
-
-    def bucket_region(self, bucket: str, fresh: bool = False) -> str:
-        """The bucket's region, from HeadBucket's ``x-amz-bucket-region`` header (sent by S3 also when the
-        request went to another region and was answered 301/400, as the HeadBucket API reference documents)."""
-        if bucket in self.bucket_regions and not fresh:
-            return self.bucket_regions[bucket]
-        from botocore.exceptions import ClientError
-
-        client = self.client("s3")
-        found = ""
-        for attempt in range(1, self.settings.retry_attempts + 1):
-            try:
-                reply = client.head_bucket(Bucket=bucket)
-                found = reply.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region", "")
-                break
-            except ClientError as exc:
-                found = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region", "")
-                status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-                if found and status in (301, 307, 400):
-                    break
-                error = self._map(exc, "s3", "HeadBucket")
-                if not isinstance(error, TransientError) or attempt >= self.settings.retry_attempts:
-                    raise error from None
-            except Exception as exc:
-                error = self._map(exc, "s3", "HeadBucket")
-                if not isinstance(error, TransientError) or attempt >= self.settings.retry_attempts:
-                    raise error from None
-            self._sleep(self.settings.retry_base_delay * (2 ** (attempt - 1)))
-        self.bucket_regions[bucket] = found or str(self.region)
-        if self._region_cache is not None and found:
-            try:
-                self._region_cache.parent.mkdir(parents=True, exist_ok=True)
-                self._region_cache.write_text(json.dumps(self.bucket_regions))
-            except OSError:
-                pass
-        return self.bucket_regions[bucket]
-
-    def _s3(self, operation: str, bucket: str, **kwargs: Any) -> Any:
-        """An S3 call on ``bucket``, made in the bucket's own region."""
-        return self._call("s3", operation, region=self.bucket_region(bucket), Bucket=bucket, **kwargs)
-
-    def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
-        self._s3("put_object", bucket, Key=key, Body=data)
-
-    def object_size(self, bucket: str, key: str) -> int | None:
-        try:
-            reply = self._s3("head_object", bucket, Key=key)
-        except NotFoundError:
-            return None
-        return int(reply.get("ContentLength", 0))
-
-    def get_bytes(self, bucket: str, key: str, byte_range: str | None = None) -> bytes | None:
-        kwargs: dict[str, Any] = {"Key": key}
-        if byte_range:
-            kwargs["Range"] = byte_range
-        try:
-            reply = self._s3("get_object", bucket, **kwargs)
-        except NotFoundError:
-            return None
-        except ProviderError as exc:
-            if exc.details.get("aws_code") == "InvalidRange":
-                return b""
-            raise
-        return bytes(reply["Body"].read())
-
-    def list_objects(self, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
-        token: str | None = None
-        for _ in range(1000):
-            kwargs: dict[str, Any] = {"Prefix": prefix}
-            if token:
-                kwargs["ContinuationToken"] = token
-            reply = self._s3("list_objects_v2", bucket, **kwargs)
-            yield from reply.get("Contents", [])
-            token = reply.get("NextContinuationToken")
-            if not reply.get("IsTruncated") or not token:
-                return
-
-    def delete_prefix(self, bucket: str, prefix: str) -> int:
-        keys = [item["Key"] for item in self.list_objects(bucket, prefix)]
-        for start in range(0, len(keys), 1000):
-            batch = [{"Key": key} for key in keys[start : start + 1000]]
-            self._s3("delete_objects", bucket, Delete={"Objects": batch, "Quiet": True})
-        return len(keys)
-
-    def delete_object(self, bucket: str, key: str) -> None:
-        self._s3("delete_object", bucket, Key=key)
-
-    def presign_get(self, bucket: str, key: str, expires: int = 900) -> str:
-        return str(
-            self.client("s3", self.bucket_region(bucket)).generate_presigned_url(
-                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires
-            )
-        )
-
-    def presign_put(self, bucket: str, key: str, expires: int = 900) -> str:
-        """A presigned PUT of one key (the instance uploads an answer too large for SSM's output)."""
-        return str(
-            self.client("s3", self.bucket_region(bucket)).generate_presigned_url(
-                "put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires
-            )
-        )
-
-    def presign_post(self, bucket: str, prefix: str, expires: int) -> dict[str, Any]:
-        """A presigned POST letting the holder upload any key under ``prefix`` (and nothing else)."""
-        reply = self.client("s3", self.bucket_region(bucket)).generate_presigned_post(
-            bucket, prefix + "${filename}", Conditions=[["starts-with", "$key", prefix]], ExpiresIn=expires
-        )
-        return {"url": reply["url"], "fields": reply["fields"], "prefix": prefix}
 
     # ------------------------------------------------------------------------------------------ Price List
 
