@@ -167,6 +167,10 @@ def test_no_traceback_when_interrupted_at_start_up(home: Path, project: Path) ->
         # own handler is in place: that window is documented; from runctl's first line on, no traceback
         frames = [line.strip() for line in err.splitlines() if line.strip().startswith('File "')]
         assert not [f for f in frames if "runctl_core" in f and not _before_handlers(f)], (delay, err)
+        if proc.returncode == 1 and err.strip() == "KeyboardInterrupt" and not frames:
+            # interrupted inside the interpreter's own start-up (site import, before any runctl frame): Python
+            # prints the bare exception name and exits 1; outside runctl's reach, and documented in the README
+            continue
         assert proc.returncode in (0, 130, -signal.SIGINT), (delay, proc.returncode, err)
 
 
