@@ -25,7 +25,11 @@ def capabilities(s: RunpodSettings, spot_reason: str) -> Capabilities:
             reason="a timer on the pod ends it through RunPod's API with the pod's own key, counted from its creation",
         ),
         poll_interval=s.poll_interval,
-        retries="client",  # one retry layer: the API clients retry idempotent calls; SSH paths fall back themselves
+        retries="client",
+        shell=Capability(supported=True, reason="the system ssh with the pod's own key"),
+        port_forward=Capability(
+            supported=True, reason="ssh -L"
+        ),  # one retry layer: the API clients retry idempotent calls; SSH paths fall back themselves
         ready_timeout=s.ready_timeout,
     )
 

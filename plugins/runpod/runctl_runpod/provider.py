@@ -27,9 +27,11 @@ from runctl_core.models import (
     Offer,
     PlannedCall,
     PlanRequest,
+    PortForward,
     PriceQuery,
     Project,
     ProviderContext,
+    ShellCommand,
     StatusReport,
     SyncResult,
 )
@@ -149,6 +151,20 @@ class RunpodProvider:
     @hookimpl
     def collect(self, ctx: ProviderContext, instance: Instance, job: JobStatus, dest: Path) -> Collected:
         return outputs.collect(ctx, instance, job, dest)
+
+    @hookimpl
+    def shell(
+        self,
+        ctx: ProviderContext,
+        instance: Instance,
+        job: JobStatus | None,
+        command: list[str],
+        ports: list[PortForward],
+    ) -> ShellCommand:
+        from runctl_runpod.transport import shell_command
+
+        pod = compute.client(ctx).get_pod(instance.id)
+        return shell_command(ctx, instance, pod, job.job_id if job else None, command, ports)
 
     @hookimpl
     def plan(self, ctx: ProviderContext, request: PlanRequest) -> list[PlannedCall]:

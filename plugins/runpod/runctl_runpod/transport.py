@@ -156,3 +156,47 @@ class SshTransport:
 
     def remove(self, path: str) -> None:
         self.ssh.run(f"rm -rf -- {shlex.quote(path)}", timeout=300)
+
+
+def shell_command(ctx: Any, instance: Any, pod: Any, job_id: str | None, command: list[str], ports: list[Any]) -> Any:
+    """``runctl ssh``: the system ``ssh`` with the pod's own key, its pinned host key, ``-L`` per forwarded port,
+    in the job's directory (with ``RUNCTL_CHECKPOINT_DIR``) when a job is given."""
+    import shutil
+
+    from runctl_core.errors import PrerequisiteError
+    from runctl_core.models import ShellCommand
+
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        raise PrerequisiteError(
+            "runctl ssh needs the OpenSSH client (`ssh`) on this machine",
+            "install it: apt-get install openssh-client (Debian/Ubuntu), brew install openssh (macOS)",
+        )
+    access = connect(ctx, instance, pod)
+    base = access.base()
+    host, port = access.ssh.target.host, access.ssh.target.port
+    known = Path(ctx.state_dir) / "known_hosts" / f"{instance.id}"
+    argv = [ssh, "-i", str(access.ssh.target.key_path), "-p", str(port), "-o", "IdentitiesOnly=yes"]
+    if access.record.host_key:  # pinned at first contact: ssh checks it, never asks
+        known.parent.mkdir(parents=True, exist_ok=True)
+        known.write_text(f"[{host}]:{port} {access.record.host_key}\n")
+        argv += ["-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes"]
+    for forward in ports:
+        argv += ["-L", f"{forward.local}:localhost:{forward.remote}"]
+    remote: list[str] = []
+    if job_id:
+        job_dir = posixpath.join(base, "jobs", job_id)
+        remote = [
+            f"cd {shlex.quote(posixpath.join(base, 'project'))} &&",
+            f"export RUNCTL_CHECKPOINT_DIR={shlex.quote(job_dir + '/checkpoints')} &&",
+        ]
+    if command:
+        remote.append(shlex.join(command))
+    elif remote:
+        remote.append("exec ${SHELL:-/bin/sh} -l")
+    if not command:
+        argv.append("-t")
+    argv.append(f"{access.s.ssh_user}@{host}")
+    if remote:
+        argv.append(" ".join(remote))
+    return ShellCommand(argv=argv)

@@ -256,3 +256,15 @@ def test_refused_spot_falls_back_through_the_core(
     assert "spot $0.3500/h, on-demand $0.6900/h (2.0x)" in result.err
     pod = standin.terminated[result.json()["instance"]["id"]]
     assert not pod.spot and pod.cost_per_hr == pytest.approx(0.69)
+
+
+def test_ssh_runs_a_command_in_the_jobs_directory(cli: Callable[..., Result], standin: StandIn) -> None:
+    instance_id = cli("-o", "id", "create", "--gpu", "RTX 4090", "--wait").out.strip()
+    trained = cli("-o", "json", "train", instance_id, "examples/train.py", "--wait", "--", "--epochs", "1")
+    assert trained.code == 0, trained.err
+    job = trained.json()["job_id"]
+    shown = cli("ssh", job, "--", "sh", "-c", 'pwd; echo "$RUNCTL_CHECKPOINT_DIR"; ls "$RUNCTL_CHECKPOINT_DIR"')
+    assert shown.code == 0, shown.err
+    assert shown.out.splitlines()[0].endswith("/runctl/project") and f"jobs/{job}/checkpoints" in shown.out
+    assert "ckpt-0001.json" in shown.out  # over the pod's own key, its host key pinned (no prompt)
+    assert cli("terminate", instance_id, "--yes").code == 0
