@@ -105,11 +105,16 @@ class Job(BaseModel):
 
         file = Path(path)
         try:
-            text = file.read_text()
+            text = file.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(
                 f"cannot read job file {file}: {exc.strerror}",
                 "write one with: runctl init" if not file.exists() else "check the file's permissions",
+            ) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{file} is not UTF-8 text (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r})",
+                "save it as UTF-8 (YAML job files must be), then rerun",
             ) from None
         try:
             node = yaml.compose(text)
@@ -213,9 +218,14 @@ _SCHEMA_HINT = "see every key with: runctl schema (or runctl init for a commente
 def read_env_file(path: Path) -> dict[str, str]:
     """NAME=VALUE lines (``export`` allowed, ``#`` comments, optional quotes), as docker and dotenv read them."""
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise UsageError(f"cannot read env file {path}: {exc.strerror}", "check the path (--env-file FILE)") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"env file {path} is not UTF-8 text (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r})",
+            "save it as UTF-8 NAME=VALUE lines, then rerun",
+        ) from None
     env: dict[str, str] = {}
     for number, raw in enumerate(lines, 1):
         line = raw.strip()

@@ -1,0 +1,24 @@
+"""Defects found by a newcomer's review, each reproduced through the CLI: a job file or env file that is not
+UTF-8 is a clear error (not an internal one); ``--provider auto`` names a provider whose offers were all filtered
+out; an option meant for the script gets its corrected command line as a hint, also in JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def test_job_file_that_is_not_utf8_names_the_file(cli: Any, project: Path) -> None:
+    (project / "runctl.yaml").write_bytes(b"script: examples/train.py\nname: \xff\xfe\n")
+    result = cli("run", "--dry-run")
+    assert result.code == 3, result.err
+    assert "runctl.yaml" in result.err and "UTF-8" in result.err and "internal error" not in result.err
+    error = cli("-o", "json", "run", "--dry-run").error()
+    assert error["code"] == "config" and "UTF-8" in error["message"] and error["hint"]
+
+
+def test_env_file_that_is_not_utf8_is_bad_input(cli: Any, project: Path) -> None:
+    (project / "bad.env").write_bytes(b"NAME=\xff\n")
+    result = cli("run", "examples/train.py", "--env-file", "bad.env")
+    assert result.code == 2, result.err
+    assert "bad.env" in result.err and "UTF-8" in result.err and "internal error" not in result.err
