@@ -22,3 +22,14 @@ def test_env_file_that_is_not_utf8_is_bad_input(cli: Any, project: Path) -> None
     result = cli("run", "examples/train.py", "--env-file", "bad.env")
     assert result.code == 2, result.err
     assert "bad.env" in result.err and "UTF-8" in result.err and "internal error" not in result.err
+
+
+def test_forgotten_double_dash_keeps_runctl_options_and_hints_in_json(cli: Any, project: Path) -> None:
+    result = cli("run", "examples/train.py", "--epochs", "3", "-o", "json", "--gpu", "RTX 4090")
+    assert result.code == 2
+    error = result.error()  # JSON: the corrected command is the hint, not part of the message
+    assert error["message"] == "no such option: --epochs (options for the script go after `--`)"
+    assert error["hint"] == "did you mean: runctl run examples/train.py -o json --gpu 'RTX 4090' -- --epochs 3"
+    text = cli("run", "examples/train.py", "--epochs", "3", "--timeout=5m", "--", "--lr", "0.1")
+    assert text.code == 2
+    assert "did you mean: runctl run examples/train.py --timeout=5m -- --epochs 3 --lr 0.1" in text.err

@@ -209,12 +209,13 @@ def main(argv: list[str] | None = None) -> None:
         code = EXIT_INTERRUPTED
     except click.ClickException as exc:
         if as_json:
+            hint = getattr(exc, "hint", None)  # HintedUsageError: its own "what to do next"
             _report(
                 {
                     "error": {
                         "code": "usage",
-                        "message": exc.format_message(),
-                        "hint": "see: runctl --help, or runctl COMMAND --help",
+                        "message": exc.message if hint else exc.format_message(),
+                        "hint": hint or "see: runctl --help, or runctl COMMAND --help",
                     }
                 },
                 True,

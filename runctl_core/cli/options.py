@@ -303,15 +303,28 @@ def ask_before_paying(session: Session, provider: Any, request: InstanceRequest,
     proceed_if_paid(session, yes, rate, f"{provider.name} {offer.instance_type if offer else 'instance'}")
 
 
+class HintedUsageError(click.UsageError):
+    """A usage error with a separate "what to do next": shown as ``hint:`` in text, the ``hint`` field in JSON."""
+
+    def __init__(self, message: str, hint: str, ctx: click.Context | None = None) -> None:
+        super().__init__(message, ctx)
+        self.hint = hint
+
+    def format_message(self) -> str:
+        return f"{self.message}\nhint: {self.hint}"
+
+
 class ScriptCommand(click.Command):
     """A command taking SCRIPT [-- ARGS]: an option meant for the script but written without `--` before it
-    gets a hint with the corrected command line."""
+    gets a hint with the corrected command line (runctl's own options stay before `--`)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         given = list(args)  # the parser consumes the list it is given
         try:
             return super().parse_args(ctx, args)
         except click.NoSuchOption as exc:
+            import shlex
+
             args = given
             name = exc.option_name
             if name not in args or "--" in args[: args.index(name)]:
@@ -319,8 +332,35 @@ class ScriptCommand(click.Command):
             bad = args.index(name)
             if not any(not a.startswith("-") and Path(a).is_file() for a in args[:bad]):
                 raise  # no script before it: a plain typo, and click's own message says so
-            suggestion = " ".join(["runctl", ctx.info_name or "", *args[:bad], "--", *args[bad:]])
-            raise click.UsageError(
-                f"no such option: {name} (options for the script go after `--`)\nhint: did you mean: {suggestion}",
-                ctx,
+            ours, theirs = self._split_own_options(ctx, args[bad:])
+            suggestion = shlex.join(["runctl", ctx.info_name or "", *args[:bad], *ours, "--", *theirs])
+            raise HintedUsageError(
+                f"no such option: {name} (options for the script go after `--`)", f"did you mean: {suggestion}", ctx
             ) from None
+
+    def _split_own_options(self, ctx: click.Context, rest: list[str]) -> tuple[list[str], list[str]]:
+        """``rest`` split into this command's own options (with their values) and the script's arguments."""
+        takes_value: dict[str, bool] = {}
+        for param in self.get_params(ctx):
+            if isinstance(param, click.Option):
+                for opt in [*param.opts, *param.secondary_opts]:
+                    takes_value[opt] = not (param.is_flag or param.count)
+        ours: list[str] = []
+        theirs: list[str] = []
+        i = 0
+        while i < len(rest):
+            token = rest[i]
+            if token == "--":
+                theirs.extend(rest[i + 1 :])
+                break
+            if token in takes_value:
+                width = 2 if takes_value[token] else 1
+                ours.extend(rest[i : i + width])
+                i += width
+                continue
+            if token.split("=", 1)[0] in takes_value and "=" in token:
+                ours.append(token)
+            else:
+                theirs.append(token)
+            i += 1
+        return ours, theirs
