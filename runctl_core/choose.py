@@ -83,12 +83,18 @@ def rank(
         except RunctlError as exc:
             skipped.append(Skipped(provider=info.name, reason=exc.message))
             continue
+        fitting = 0
+        unpriced = False
+        over: tuple[float, Offer] | None = None  # the cheapest offer above --max-price
         for offer in offers:
             hourly = offer.best_price(request.spot)
             if hourly is None or offer.availability == "none":
+                unpriced = unpriced or hourly is None
                 continue
             if request.max_price is not None and hourly > request.max_price:
+                over = min(over, (hourly, offer), key=lambda o: o[0]) if over else (hourly, offer)
                 continue
+            fitting += 1
             if not creds.found:
                 offer = offer.model_copy(
                     update={
@@ -97,8 +103,27 @@ def rank(
                     }
                 )
             candidates.append(Candidate(provider=info.name, offer=offer, hourly=hourly, credentials=creds.found))
+        if offers and not fitting:  # say why, rather than leave the provider out of the reasons
+            skipped.append(_none_fits(info.name, request, over, unpriced, creds.found, creds.hint or creds.message))
     candidates.sort(key=lambda c: (not c.credentials, c.hourly, c.provider, c.offer.instance_type))
     return candidates, skipped
+
+
+def _none_fits(
+    name: str, request: InstanceRequest, over: tuple[float, Offer] | None, unpriced: bool, creds: bool, hint: str
+) -> Skipped:
+    """Why a provider that answered with offers has none that fits the request."""
+    if over is not None:
+        hourly, offer = over
+        cap = f"--max-price ${request.max_price}/h"
+        reason = f"the cheapest offer, {offer.instance_type} at ${hourly:.4f}/h, is over {cap}"
+        return Skipped(provider=name, reason=reason, kind="capability")
+    kind = f"{'spot ' if request.spot else ''}price"
+    if unpriced and not creds:
+        return Skipped(provider=name, reason=f"no {kind} without credentials ({hint})", kind="credentials")
+    if unpriced:
+        return Skipped(provider=name, reason=f"its offers have no {kind}")
+    return Skipped(provider=name, reason="none of its offers is available now", kind="capability")
 
 
 def require_candidates(candidates: list[Candidate], skipped: list[Skipped], request: InstanceRequest) -> None:

@@ -33,3 +33,23 @@ def test_forgotten_double_dash_keeps_runctl_options_and_hints_in_json(cli: Any, 
     text = cli("run", "examples/train.py", "--epochs", "3", "--timeout=5m", "--", "--lr", "0.1")
     assert text.code == 2
     assert "did you mean: runctl run examples/train.py --timeout=5m -- --epochs 3 --lr 0.1" in text.err
+
+
+def test_auto_names_a_provider_whose_offers_were_all_filtered_out(cli: Any, project: Path) -> None:
+    env = {"RUNCTL_LOAD_PLUGINS": "aws,local"}
+    # the README's example: AWS has A100 machines, but their spot price needs credentials -> exit 3, AWS named
+    plan = cli(
+        "-o", "json", "--provider", "auto", "run", "examples/train.py",
+        "--gpu", "A100", "--spot", "--max-price", "2.50", "--dry-run", env=env,
+    )  # fmt: skip
+    assert plan.code == 3, plan.err
+    error = plan.error()
+    assert error["code"] == "credentials" and "aws: no spot price without credentials" in error["message"]
+    # on-demand prices are bundled: an offer over --max-price is named with its price -> exit 2
+    capped = cli(
+        "-o", "json", "--provider", "auto", "run", "examples/train.py",
+        "--gpu", "A100", "--max-price", "1", "--dry-run", env=env,
+    )  # fmt: skip
+    assert capped.code == 2, capped.err
+    message = capped.error()["message"]
+    assert "aws: the cheapest offer, p4d.24xlarge at $32.7726/h, is over --max-price $1.0/h" in message
