@@ -171,6 +171,8 @@ def test_no_traceback_when_interrupted_at_start_up(home: Path, project: Path) ->
             # interrupted inside the interpreter's own start-up (site import, before any runctl frame): Python
             # prints the bare exception name and exits 1; outside runctl's reach, and documented in the README
             continue
+        if "init_import_site" in err:
+            continue  # the interpreter itself was still starting (it exits 1): before any runctl code ran
         assert proc.returncode in (0, 130, -signal.SIGINT), (delay, proc.returncode, err)
 
 
