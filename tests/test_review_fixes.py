@@ -53,3 +53,11 @@ def test_auto_names_a_provider_whose_offers_were_all_filtered_out(cli: Any, proj
     assert capped.code == 2, capped.err
     message = capped.error()["message"]
     assert "aws: the cheapest offer, p4d.24xlarge at $32.7726/h, is over --max-price $1.0/h" in message
+
+
+def test_failed_run_json_document_masks_env_secrets(cli: Any, project: Path) -> None:
+    (project / "leak.py").write_text("import os, sys\nprint('token', os.environ['MY_TOKEN'])\nsys.exit(3)\n")
+    result = cli("-o", "json", "run", "leak.py", "--env", "MY_TOKEN=tok-abcdef123456")
+    assert result.code == 1, result.err
+    assert "token ****" in result.json()["log_tail"]
+    assert "tok-abcdef123456" not in result.out + result.err

@@ -228,7 +228,9 @@ def main(argv: list[str] | None = None) -> None:
         if as_json and result is not None:
             import json
 
-            sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+            from runctl_core.redact import redact
+
+            sys.stdout.write(redact(json.dumps(result, indent=2, default=str)) + "\n")  # log_tail: --env secrets
             exc.details = {k: v for k, v in exc.details.items() if k != "result"}
         elif result is not None:
             exc.details = {k: v for k, v in exc.details.items() if k != "result"}
