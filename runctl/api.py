@@ -20,6 +20,18 @@ from runctl_core.workflow import JobInfo, RunResult
 LogCallback = Callable[[str], None]
 
 
+def _strings(name: str, value: Sequence[str], *, split: bool = True) -> list[str]:
+    """``value`` as a list; a bare string is refused (``list("--epochs 1")`` would be its characters)."""
+    if isinstance(value, str):
+        import shlex
+
+        from runctl_core.errors import UsageError
+
+        example = shlex.split(value) if split else [value]
+        raise UsageError(f"{name} is a list of strings, not one string", f"e.g. {name}={example!r}")
+    return list(value)
+
+
 def _session(provider: str | None = None, config: str | os.PathLike[str] | None = None) -> Session:
     return Session(Options(provider=provider, output="api", config_path=str(config) if config else None, quiet=True))
 
@@ -53,7 +65,7 @@ def run(
     from runctl_core.workflow import execute_run
 
     base = job if isinstance(job, Job) else Job.from_file(job) if job is not None else Job()
-    overrides: dict[str, Any] = {**options, "script": script, "args": list(args) if args else None}
+    overrides: dict[str, Any] = {**options, "script": script, "args": _strings("args", args) if args else None}
     if provider is not None:
         overrides["provider"] = provider if isinstance(provider, str) else list(provider)
     merged = base.merged(overrides)
@@ -133,14 +145,14 @@ def train(
         session,
         instance_id,
         script,
-        args=list(args),
+        args=_strings("args", args),
         env=dict(env or {}),
         timeout=timeout,
         project=Path(project) if project else None,
         sync=sync,
         nodes=nodes,
         launcher=launcher,
-        setup=list(setup),
+        setup=_strings("setup", setup, split=False),
         python=python,
     )
     if wait:

@@ -30,7 +30,9 @@ class Resources(BaseModel):
     gpu_count: int = Field(default=1, ge=1, le=64, description="how many GPUs (with gpu)")
     instance_type: str | None = Field(default=None, description="the provider's machine type, e.g. g5.xlarge")
     spot: bool | None = Field(default=None, description="interruptible and cheaper (default: the config's run.spot)")
-    max_price: float | None = Field(default=None, gt=0, description="highest $/h for the whole instance")
+    max_price: float | None = Field(
+        default=None, gt=0, le=1_000_000, allow_inf_nan=False, description="highest $/h for the whole instance"
+    )
     disk_gb: int | None = Field(default=None, ge=1, description="disk size in GB")
     image: str | None = Field(default=None, description="machine or container image instead of the provider's")
     region: str | None = Field(default=None, description="region or zone, where the provider has them")

@@ -61,3 +61,23 @@ def test_failed_run_json_document_masks_env_secrets(cli: Any, project: Path) -> 
     assert result.code == 1, result.err
     assert "token ****" in result.json()["log_tail"]
     assert "tok-abcdef123456" not in result.out + result.err
+
+
+def test_api_refuses_a_string_where_a_list_of_arguments_goes(home: Path, project: Path) -> None:
+    import pytest
+
+    import runctl
+
+    with pytest.raises(runctl.UsageError) as caught:
+        runctl.run("examples/train.py", args="--epochs 1", dry_run=True)  # type: ignore[arg-type]
+    assert "args=['--epochs', '1']" in caught.value.hint
+    with pytest.raises(runctl.UsageError):
+        runctl.train("local-x", "examples/train.py", setup="pip install numpy")  # type: ignore[arg-type]
+
+
+def test_infinite_or_nan_max_price_in_a_job_file_is_refused(cli: Any, project: Path) -> None:
+    for value in (".inf", ".nan", "1e400"):
+        (project / "runctl.yaml").write_text(f"script: examples/train.py\nresources: {{max_price: {value}}}\n")
+        result = cli("run", "--dry-run")
+        assert result.code == 3, (value, result.out)
+        assert "runctl.yaml:2: resources.max_price" in result.err
