@@ -16,10 +16,12 @@ Rules (the README's "Costs and safety" states the guarantees they give):
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 _state = {"depth": 0, "pending": 0, "received": 0}
 
@@ -43,11 +45,21 @@ def _handler(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _unraisable(unraisable: Any) -> None:
+    """An interrupt raised where Python cannot propagate it (a finalizer, a callback from C) is not printed as
+    "Exception ignored": it is kept and delivered by the next ``raise_pending()``."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        _state["pending"] += 1
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def install() -> None:
     """SIGINT and SIGTERM raise ``KeyboardInterrupt`` in the main thread, deferred where that is unsafe."""
     if threading.current_thread() is not threading.main_thread():
         return
     _state.update(depth=0, pending=0, received=0)
+    sys.unraisablehook = _unraisable
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
 
