@@ -81,3 +81,15 @@ def test_infinite_or_nan_max_price_in_a_job_file_is_refused(cli: Any, project: P
         result = cli("run", "--dry-run")
         assert result.code == 3, (value, result.out)
         assert "runctl.yaml:2: resources.max_price" in result.err
+
+
+def test_config_set_says_the_file_was_not_changed_and_echoes_toml(cli: Any, project: Path) -> None:
+    config = project / ".runctl.toml"
+    before = config.read_text()
+    for args in (["run.spto", "true"], ["run.max_restarts", "--", "-4"], ["providers.local.bogus", "1"]):
+        result = cli("config", "set", *args)
+        assert result.code == 3, (args, result.err)
+        assert f"hint: nothing was written to {config}" in result.err and "fix it in" not in result.err
+        assert config.read_text() == before
+    done = cli("config", "set", "run.spot", "true")
+    assert done.code == 0 and done.out.startswith("run.spot = true in ")

@@ -118,19 +118,28 @@ def config_set(ctx: click.Context, key: str, value: str, user: bool) -> None:
     session = session_of(ctx, load_config=False)
     refuse_id_output(session)
     path = user_config_path() if user else (find_project_config() or Path.cwd() / PROJECT_FILE)
+    import tomlkit
+
+    from runctl_core.errors import ConfigError
+
     parsed = parse_value(value)
     before = path.read_bytes() if path.is_file() else None
-    set_key(path, key, parsed)
-    if key.startswith("providers."):
-        try:
-            _validate_providers(session, only=key.split(".")[1])
-        except Exception:  # the provider refused the value: leave the file as it was
-            if before is None:
-                path.unlink(missing_ok=True)
-            else:
-                path.write_bytes(before)
-            raise
-    emit(session, {"path": str(path), "key": key, "value": parsed}, f"{key} = {parsed!r} in {path}")
+    try:
+        set_key(path, key, parsed)
+        if key.startswith("providers."):
+            try:
+                _validate_providers(session, only=key.split(".")[1])
+            except Exception:  # the provider refused the value: leave the file as it was
+                if before is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    path.write_bytes(before)
+                raise
+    except ConfigError as exc:  # the file is as it was: say so, rather than "fix it in FILE"
+        exc.hint = f"nothing was written to {path}; " + exc.hint.removeprefix(f"fix it in {path}; ")
+        raise
+    shown = tomlkit.item(parsed).as_string()
+    emit(session, {"path": str(path), "key": key, "value": parsed}, f"{key} = {shown} in {path}")
 
 
 @config_group.command("validate", epilog=examples("runctl config validate", "runctl config validate --config ci.toml"))
