@@ -93,3 +93,9 @@ def test_config_set_says_the_file_was_not_changed_and_echoes_toml(cli: Any, proj
         assert config.read_text() == before
     done = cli("config", "set", "run.spot", "true")
     assert done.code == 0 and done.out.startswith("run.spot = true in ")
+
+
+def test_help_names_every_in_repo_provider(cli: Any, project: Path) -> None:
+    for args in (["--help"], ["run", "--help"]):
+        text = " ".join(cli(*args).out.split())
+        assert all(name in text for name in ("local", "aws", "runpod", "lyceum", "slurm")), text

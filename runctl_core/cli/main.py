@@ -97,7 +97,7 @@ class LazyGroup(click.Group):
     "--provider",
     "-p",
     metavar="NAME",
-    help="Provider to use: local, aws, runpod, lyceum or a third "
+    help="Provider to use: local, aws, runpod, lyceum, slurm or a third "
     "party's (see `runctl providers`). Default: $RUNCTL_PROVIDER, then the config, then local.",
 )
 @click.option(
@@ -129,7 +129,7 @@ def cli(
     quiet: bool,
     no_progress: bool,
 ) -> None:
-    """runctl: run a training script locally, on AWS EC2, RunPod or Lyceum, and get its results back.
+    """runctl: run a training script locally, on AWS EC2, RunPod, Lyceum or Slurm, and get its results back.
 
     It shows the cost before anything is spent, waits without guessing, streams the log, collects
     checkpoints, and terminates what it created - also on failure and Ctrl-C.

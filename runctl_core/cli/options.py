@@ -63,8 +63,8 @@ def provider_option(f: F) -> F:
         metavar="NAME",
         expose_value=False,
         callback=_set_provider,
-        help="Provider to use (local, aws, runpod, lyceum, or a third party's). Also accepted before the command. "
-        "Default: $RUNCTL_PROVIDER, then the config's default_provider, then local.",
+        help="Provider to use (local, aws, runpod, lyceum, slurm, or a third party's). Also accepted before the "
+        "command. Default: $RUNCTL_PROVIDER, then the config's default_provider, then local.",
     )(f)
 
 
