@@ -99,3 +99,11 @@ def test_help_names_every_in_repo_provider(cli: Any, project: Path) -> None:
     for args in (["--help"], ["run", "--help"]):
         text = " ".join(cli(*args).out.split())
         assert all(name in text for name in ("local", "aws", "runpod", "lyceum", "slurm")), text
+
+
+def test_failed_run_with_output_id_still_prints_the_job_id(cli: Any, project: Path) -> None:
+    result = cli("run", "examples/train.py", "--output", "id", "--", "--epochs", "2", "--fail-at-epoch", "1")
+    assert result.code == 1, result.err
+    job_id = result.out.strip()
+    assert job_id.startswith("job-") and f"runctl logs {job_id}" in result.err
+    assert cli("status", job_id).code == 0

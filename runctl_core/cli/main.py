@@ -148,14 +148,14 @@ def cli(
     )
 
 
-def _wants_json(argv: list[str]) -> bool:
+def _wants_json(argv: list[str], mode: str = "json") -> bool:
     for i, arg in enumerate(argv):
         if arg == "--":
             break
         if arg in ("--output", "-o") and i + 1 < len(argv):
-            if argv[i + 1] == "json":
+            if argv[i + 1] == mode:
                 return True
-        elif arg in ("--output=json", "-ojson"):
+        elif arg in (f"--output={mode}", f"-o{mode}"):
             return True
     return False
 
@@ -233,6 +233,9 @@ def main(argv: list[str] | None = None) -> None:
             sys.stdout.write(redact(json.dumps(result, indent=2, default=str)) + "\n")  # log_tail: --env secrets
             exc.details = {k: v for k, v in exc.details.items() if k != "result"}
         elif result is not None:
+            job_id = result.get("job", {}).get("job_id") if isinstance(result, dict) else None
+            if job_id and _wants_json(args, "id"):  # a failed run still produced its job: scripts need its id
+                sys.stdout.write(f"{job_id}\n")
             exc.details = {k: v for k, v in exc.details.items() if k != "result"}
         _report(exc.to_dict(), as_json)
         code = exc.exit_code
