@@ -32,6 +32,19 @@ def _strings(name: str, value: Sequence[str], *, split: bool = True) -> list[str
     return list(value)
 
 
+def _seconds(name: str, value: float | str | None) -> float | None:
+    """A duration as the CLI reads it (``7200``, ``"2h"``, ``"1h30m"``); nan, inf and negatives are refused."""
+    if value is None:
+        return None
+    from runctl_core.durations import parse_duration
+    from runctl_core.errors import UsageError
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise UsageError(f"{name}: {exc}", f'e.g. {name}="2h" or {name}=7200 (seconds)') from None
+
+
 def _session(provider: str | None = None, config: str | os.PathLike[str] | None = None) -> Session:
     return Session(Options(provider=provider, output="api", config_path=str(config) if config else None, quiet=True))
 
@@ -120,7 +133,7 @@ def train(
     *,
     args: Sequence[str] = (),
     env: dict[str, str] | None = None,
-    timeout: float | None = None,
+    timeout: float | str | None = None,
     project: str | os.PathLike[str] | None = None,
     sync: bool = True,
     wait: bool = False,
@@ -147,7 +160,7 @@ def train(
         script,
         args=_strings("args", args),
         env=dict(env or {}),
-        timeout=timeout,
+        timeout=_seconds("timeout", timeout),
         project=Path(project) if project else None,
         sync=sync,
         nodes=nodes,

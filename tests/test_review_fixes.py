@@ -107,3 +107,22 @@ def test_failed_run_with_output_id_still_prints_the_job_id(cli: Any, project: Pa
     job_id = result.out.strip()
     assert job_id.startswith("job-") and f"runctl logs {job_id}" in result.err
     assert cli("status", job_id).code == 0
+
+
+def test_api_train_reads_timeout_like_the_cli(home: Path, project: Path) -> None:
+    import math
+
+    import pytest
+
+    import runctl
+
+    for bad in (math.nan, math.inf, -5, "soon"):
+        with pytest.raises(runctl.UsageError) as caught:
+            runctl.train("local-x", "examples/train.py", timeout=bad)  # type: ignore[arg-type]
+        assert "timeout" in caught.value.message and "2h" in caught.value.hint
+    instance = runctl.create(provider="local")
+    try:
+        job = runctl.train(instance.id, "examples/train.py", args=["--epochs", "1"], timeout="2h", wait=True)
+        assert job.state == "succeeded"
+    finally:
+        runctl.terminate(instance.id)
