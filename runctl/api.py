@@ -123,8 +123,29 @@ def create(
     from runctl_core.single_steps import create_kept
 
     session = _session(provider, config)
-    request = instance_request(session, resources, interactive=False)
+    request = instance_request(session, _instance_fields(resources), interactive=False)
     return create_kept(session, session.provider(session.provider_name()), request, wait=wait)
+
+
+def _instance_fields(resources: dict[str, Any]) -> dict[str, Any]:
+    """``create``'s keyword arguments checked as the CLI checks its flags: unknown names, nan/inf prices and
+    unreadable durations raise ``UsageError`` before anything is created."""
+    from runctl_core.errors import UsageError
+    from runctl_core.jobfile import RESOURCE_KEYS
+
+    durations = ("max_runtime", "wait_timeout")
+    known = [k for k in RESOURCE_KEYS if k != "nodes"] + [*durations, "on_demand_fallback"]
+    for key in resources:
+        if key not in known:
+            import difflib
+
+            close = difflib.get_close_matches(key, known, n=1)
+            raise UsageError(
+                f"unknown create option {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
+                "the options: " + ", ".join(known),
+            )
+    Job().merged({k: v for k, v in resources.items() if k in RESOURCE_KEYS})  # validates like a job file
+    return {k: _seconds(k, v) if k in durations else v for k, v in resources.items()}
 
 
 def train(

@@ -159,6 +159,9 @@ class Job(BaseModel):
             if key in RESOURCE_KEYS:
                 resources[key] = value
             elif key == "env":
+                if not isinstance(value, dict):
+                    kind = type(value).__name__
+                    raise UsageError(f"env is a mapping of NAME: VALUE, not a {kind}", 'e.g. env={"A": "1"}')
                 data["env"] = {**data.get("env", {}), **value}
             elif key == "secrets":
                 data["secrets"] = list(dict.fromkeys([*data.get("secrets", []), *value]))

@@ -126,3 +126,23 @@ def test_api_train_reads_timeout_like_the_cli(home: Path, project: Path) -> None
         assert job.state == "succeeded"
     finally:
         runctl.terminate(instance.id)
+
+
+def test_api_create_and_run_validate_their_options(home: Path, project: Path) -> None:
+    import math
+
+    import pytest
+
+    import runctl
+
+    bad: list[dict[str, Any]] = [
+        {"max_price": math.nan}, {"max_price": math.inf}, {"gpu_cout": 2}, {"max_runtime": "soon"},
+        {"wait_timeout": math.inf}, {"disk_gb": "big"},
+    ]  # fmt: skip
+    for options in bad:
+        with pytest.raises(runctl.UsageError):
+            runctl.create(provider="local", **options)
+    assert runctl.status()["summary"]["instances_running"] == 0  # nothing was created
+    with pytest.raises(runctl.UsageError) as caught:
+        runctl.run("examples/train.py", env=["A=1"], dry_run=True)  # type: ignore[arg-type]
+    assert "env" in caught.value.message
