@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
     try:
         cluster = start_cluster(root)
     except (ClusterUnavailable, OSError) as exc:
+        shutil.rmtree(root, ignore_errors=True)
         message = f"the Slurm test cluster could not start: {exc}"
         if _in_ci():
             pytest.fail(message)
@@ -36,3 +38,4 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
         yield cluster
     finally:
         cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
