@@ -683,7 +683,7 @@ def _sum_costs(attempts: list[Attempt]) -> float | None:
 def _resume_dir(session: Session, job_id: str) -> Path:
     row = session.store.job(job_id)
     if row is None:
-        raise UsageError(f"no job {job_id} in runctl's records", "list jobs with: runctl status")
+        raise UsageError(f"no job {job_id} in runctl's records", "list jobs with: runctl jobs --all")
     directory = Path(row.outputs_dir) if row.outputs_dir else outputs_dir_for(session, job_id, None)
     if not directory.is_dir() or not any(directory.iterdir()):
         raise UsageError(

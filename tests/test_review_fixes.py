@@ -146,3 +146,9 @@ def test_api_create_and_run_validate_their_options(home: Path, project: Path) ->
     with pytest.raises(runctl.UsageError) as caught:
         runctl.run("examples/train.py", env=["A=1"], dry_run=True)  # type: ignore[arg-type]
     assert "env" in caught.value.message
+
+
+def test_resume_from_an_unknown_job_points_at_the_job_list(cli: Any, project: Path) -> None:
+    result = cli("-o", "json", "run", "examples/train.py", "--resume-from", "job-nope")
+    assert result.code == 2
+    assert result.error()["hint"] == "list jobs with: runctl jobs --all"
