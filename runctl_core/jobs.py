@@ -306,7 +306,9 @@ def pull_checkpoints(session: Session, job_id: str, dest: Path | None) -> list[P
     if inst is not None and inst.instance.state.alive:
         provider = session.provider(row.provider)
         status = row.status or JobStatus(job_id=row.id, state=row.state, exit_code=row.exit_code)
-        got = collect_outputs(session, provider, inst.instance, status, target)
+        # a pull elsewhere copies, never re-points the job; a pull while it runs is not its final collection
+        own = target == collected_dir.expanduser().resolve() and status.state.terminal
+        got = collect_outputs(session, provider, inst.instance, status, target, record=own)
         if got is not None and got.files:
             return [Path(f) for f in got.files]
     source = Path(row.outputs_dir) if row.outputs_dir else collected_dir

@@ -401,11 +401,13 @@ def read_logs(
 
 
 def collect_outputs(
-    session: Session, provider: Provider, instance: Instance, status: JobStatus, dest: Path
+    session: Session, provider: Provider, instance: Instance, status: JobStatus, dest: Path, *, record: bool = True
 ) -> Collected | None:
+    """Copy a job's outputs to ``dest``. ``record=False`` (a ``checkpoint pull`` to a directory of the user's
+    choosing) only copies: the job's recorded directory and its "collected" state stay as they were."""
     session.progress.update(f"collecting checkpoints of {status.job_id}")
     collected = provider.collect(instance, status, dest)
-    if collected is not None:
+    if collected is not None and record:
         session.store.update_job(status.job_id, outputs_dir=str(dest))
         session.store.event("collect", provider=provider.name, job_id=status.job_id, files=len(collected.files))
     return collected

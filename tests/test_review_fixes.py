@@ -152,3 +152,32 @@ def test_resume_from_an_unknown_job_points_at_the_job_list(cli: Any, project: Pa
     result = cli("-o", "json", "run", "examples/train.py", "--resume-from", "job-nope")
     assert result.code == 2
     assert result.error()["hint"] == "list jobs with: runctl jobs --all"
+
+
+def _wait_until(check: Any, timeout: float = 90) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+
+
+def test_checkpoint_pull_to_a_directory_copies_without_repointing_the_job(cli: Any, project: Path) -> None:
+    instance = cli("create", "-o", "id").out.strip()
+    try:
+        job_id = cli("train", instance, "examples/train.py", "-o", "id", "--", "--epochs", "2", "--sleep", "2")
+        job_id = job_id.out.strip()
+        cli("checkpoint", "pull", job_id, "early")  # while it runs: must not count as its final collection
+        _wait_until(lambda: cli("jobs", instance, "-o", "json").json()["jobs"] == [])
+        listed = cli("-o", "json", "checkpoint", "list", job_id).json()["checkpoints"]
+        assert any(c["where"] == "local" and c["name"] == "metrics.json" for c in listed), listed
+        pulled = cli("checkpoint", "pull", job_id, "copy")
+        assert pulled.code == 0 and (project / "copy" / "metrics.json").is_file(), pulled.err
+        info = cli("checkpoint", "info", job_id)
+        assert str(project / "copy") not in info.out and str(project / "early") not in info.out, info.out
+        (project / "copy" / "metrics.json").unlink()
+        assert cli("checkpoint", "pull", job_id).code == 0
+        assert not (project / "copy" / "metrics.json").exists()  # the plain pull went to the job's own directory
+    finally:
+        cli("terminate", instance, "--yes")
