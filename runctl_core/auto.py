@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from runctl_core.choose import Candidate, Skipped, rank, require_candidates
-from runctl_core.errors import CapacityError, UsageError
+from runctl_core.errors import CapacityError
 from runctl_core.session import Session
 from runctl_core.workflow import InstanceRequest, LogSink, RunRequest, RunResult, execute_run, resolve_script
 
@@ -24,15 +24,12 @@ def candidates_for(
     ``provider: [a, b]``) by the providers' order, cheapest first within each."""
     candidates, skipped = rank(session, request, dry_run=dry_run, nodes=nodes)
     if preference:
-        from runctl_core.plugins import installed_providers
+        from runctl_core.plugins import installed_providers, not_installed
 
         installed = {info.name for info in installed_providers()}
         for name in preference:
             if name not in installed:
-                raise UsageError(
-                    f"provider {name!r} (in the list of providers to try) is not installed",
-                    "see what is installed with: runctl providers",
-                )
+                raise not_installed(name, " (in the list of providers to try)")
         order = {name: i for i, name in enumerate(preference)}
         skipped = [s for s in skipped if s.provider in order]
         candidates = sorted((c for c in candidates if c.provider in order), key=lambda c: (order[c.provider], c.hourly))

@@ -62,6 +62,16 @@ def _csv_env(name: str) -> set[str]:
     return {part.strip() for part in os.environ.get(name, "").split(",") if part.strip()}
 
 
+def not_installed(name: str, where: str = "") -> PluginError:
+    """The one error for a provider name that no installed package provides (``--provider``, a job file's
+    ``provider:`` or its list of providers to try): exit 3, like any missing prerequisite."""
+    names = ", ".join(info.name for info in installed_providers()) or "none"
+    return PluginError(
+        f"no provider named {name!r} is installed{where} (installed: {names})",
+        f"install its package (e.g. pip install runctl-{name}) or pick one of: {names}",
+    )
+
+
 def _blocked_reason(name: str) -> str:
     if name in _csv_env("RUNCTL_DISABLE_PLUGINS"):
         return "disabled by RUNCTL_DISABLE_PLUGINS"
@@ -103,11 +113,7 @@ def _load_plugin_object(name: str) -> object:
             ENTRY_POINT_GROUP, name, invoke_on_load=False, on_load_failure_callback=_raise
         )
     except NoMatches:
-        names = ", ".join(info.name for info in installed_providers()) or "none"
-        raise PluginError(
-            f"no provider named {name!r} is installed (installed: {names})",
-            f"install its package (e.g. pip install runctl-{name}) or pick one of: {names}",
-        ) from None
+        raise not_installed(name) from None
     except RunctlError:
         raise
     plugin = manager.driver

@@ -181,3 +181,14 @@ def test_checkpoint_pull_to_a_directory_copies_without_repointing_the_job(cli: A
         assert not (project / "copy" / "metrics.json").exists()  # the plain pull went to the job's own directory
     finally:
         cli("terminate", instance, "--yes")
+
+
+def test_an_unknown_provider_is_the_same_error_however_it_is_named(cli: Any, project: Path) -> None:
+    (project / "runctl.yaml").write_text("script: examples/train.py\nprovider: [nosuch, local]\n")
+    listed = cli("-o", "json", "run", "--dry-run")
+    (project / "runctl.yaml").unlink()
+    flag = cli("-o", "json", "--provider", "nosuch", "run", "examples/train.py", "--dry-run")
+    assert listed.code == flag.code == 3, (listed.err, flag.err)
+    assert listed.error()["code"] == flag.error()["code"] == "plugin"
+    assert listed.error()["hint"] == flag.error()["hint"]
+    assert "no provider named 'nosuch' is installed" in listed.error()["message"]
