@@ -577,6 +577,7 @@ def resolve_script(project_root: Path, script: str) -> tuple[Path, str]:
     absolute = (path if path.is_absolute() else Path.cwd() / path).resolve()
     if not absolute.is_file():
         raise UsageError(f"script {script} does not exist", "check the path (it is relative to the current directory)")
+    _check_python_script(script, absolute)
     try:
         relative = absolute.relative_to(root).as_posix()
     except ValueError:
@@ -585,6 +586,28 @@ def resolve_script(project_root: Path, script: str) -> tuple[Path, str]:
             "run runctl from the project's directory, or pass --project DIR that contains the script",
         ) from None
     return root, relative
+
+
+_NOT_PYTHON = {".sh", ".bash", ".zsh", ".fish", ".ksh", ".csh", ".ps1", ".bat", ".cmd", ".js", ".rb", ".pl", ".jl"}
+
+
+def _check_python_script(script: str, path: Path) -> None:
+    """runctl starts SCRIPT with Python (a job file's ``command:`` is refused until non-Python entries exist):
+    a shell (or other) script is refused before anything is created, not run into a SyntaxError."""
+    if path.suffix == ".py":
+        return
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(200)
+    except OSError:
+        first = b""
+    shebang = first.startswith(b"#!")
+    if path.suffix.lower() in _NOT_PYTHON or (shebang and b"python" not in first):
+        raise UsageError(
+            f"script {script} is not a Python script: runctl runs SCRIPT with Python",
+            f"run it before a Python entry point with --setup 'bash {script}', or start it from a Python wrapper"
+            f" (subprocess.run(['bash', '{script}'], check=True))",
+        )
 
 
 # ------------------------------------------------------------------------------------------------ the run

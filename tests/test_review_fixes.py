@@ -192,3 +192,18 @@ def test_an_unknown_provider_is_the_same_error_however_it_is_named(cli: Any, pro
     assert listed.error()["code"] == flag.error()["code"] == "plugin"
     assert listed.error()["hint"] == flag.error()["hint"]
     assert "no provider named 'nosuch' is installed" in listed.error()["message"]
+
+
+def test_a_shell_script_is_refused_before_anything_is_created(cli: Any, project: Path) -> None:
+    (project / "go.sh").write_text("#!/bin/bash\necho hi\n")
+    (project / "tool").write_text("#!/bin/sh\necho hi\n")
+    (project / "pyentry").write_text("#!/usr/bin/env python3\nprint('fine')\n")
+    for script in ("go.sh", "tool"):
+        result = cli("-o", "json", "run", script)
+        assert result.code == 2, result.err
+        error = result.error()
+        assert error["message"] == f"script {script} is not a Python script: runctl runs SCRIPT with Python"
+        assert f"--setup 'bash {script}'" in error["hint"]
+    assert cli("-o", "json", "status").json()["summary"]["instances_running"] == 0
+    assert cli("jobs", "--all", "-o", "json").json()["jobs"] == []  # nothing was created
+    assert cli("run", "pyentry").code == 0  # a Python script without .py still runs
