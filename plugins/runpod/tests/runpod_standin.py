@@ -184,6 +184,8 @@ class StandIn:
         with self.lock:
             for pod in list(self.pods.values()):
                 self._kill(pod)
+        for pid in _processes_inside(self.root):  # whatever a pod left behind, even after its terminate
+            _signal_pid(pid)
         if self.http is not None:
             self.http.shutdown()
             self.http.server_close()
@@ -349,6 +351,8 @@ class StandIn:
                 _signal_pid(int(record["supervisor_pid"]))
         for pid in list(pod.procs):
             _signal_group(pid)
+        for pid in _processes_inside(pod.sandbox):  # detached ones too (the max_runtime timer): a container's
+            _signal_pid(pid)  # death takes every process in it
         for conn in list(pod.conns):
             self.loop.call_soon_threadsafe(conn.abort)
         pod.conns.clear()
@@ -446,6 +450,22 @@ class PlacementError(Exception):
         super().__init__(detail)
         self.status = status
         self.detail = detail
+
+
+def _processes_inside(sandbox: Path) -> list[int]:
+    """Processes whose working directory is in the pod's sandbox (what runs "in the container")."""
+    root = str(sandbox.resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd == root or cwd.startswith(root + os.sep):
+            found.append(int(entry.name))
+    return found
 
 
 def _signal_group(pgid: int) -> None:
