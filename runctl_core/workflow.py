@@ -527,11 +527,14 @@ def plan_run(provider: Provider, request: RunRequest, project: Project) -> list[
 
 
 def project_files(session: Session, root: Path, outputs_dir: Path | None = None) -> Project:
-    """The project's files to send, without runctl's state directory, collected outputs inside it, or credential
-    files (unless `[run] send_credential_files` lists them); an unusually large project is said first."""
+    """The project's files to send, without runctl's state directory, collected outputs inside it (this run's
+    and every earlier job's), or credential files (unless `[run] send_credential_files` lists them); an unusually
+    large project is said first."""
+    has_jobs = (session.home / "state.db").exists()  # a dry run on a fresh machine creates no state store
+    collected = [Path(job.outputs_dir) for job in session.store.jobs() if job.outputs_dir] if has_jobs else []
     project = scan_project(
         root,
-        exclude=[session.home, *([outputs_dir] if outputs_dir else [])],
+        exclude=[session.home, *([outputs_dir] if outputs_dir else []), *collected],
         allow_credentials=session.loaded.config.run.send_credential_files,
         hash_cache=hash_cache_path(session.home, root),
     )

@@ -207,3 +207,14 @@ def test_a_shell_script_is_refused_before_anything_is_created(cli: Any, project:
     assert cli("-o", "json", "status").json()["summary"]["instances_running"] == 0
     assert cli("jobs", "--all", "-o", "json").json()["jobs"] == []  # nothing was created
     assert cli("run", "pyentry").code == 0  # a Python script without .py still runs
+
+
+def test_outputs_of_an_earlier_run_are_never_synced(cli: Any, project: Path) -> None:
+    # examples/runctl.yaml's `outputs: ../outputs` puts them in the repository: a later plain run must not send them
+    first = cli("-o", "json", "run", "examples/train.py", "--outputs", "outputs", "--", "--epochs", "1")
+    assert first.code == 0 and any((project / "outputs").rglob("*.json")), first.err
+    plan = cli("-o", "json", "run", "examples/train.py", "--dry-run").json()
+    sync = next(c for c in plan["calls"] if c["step"] == "sync")
+    assert sync["params"]["files"] == 2  # examples/train.py and .runctl.toml, not outputs/JOB_ID/
+    ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().split()
+    assert "outputs/" in ignored  # examples/runctl.yaml writes <repo>/outputs/
