@@ -196,6 +196,18 @@ class Job(BaseModel):
             env[name] = os.environ[name]
         return env
 
+    def unset_env(self) -> list[str]:
+        """What ``resolved_env`` would refuse, without reading any value: for ``--dry-run``'s warnings."""
+        where = f"{self._source}: " if self._source else ""
+        missing = [
+            f"{where}env.{key}: ${{{name}}} is not set in this environment"
+            for key, value in self.env.items()
+            for name in _VAR.findall(value)
+            if name not in os.environ
+        ]
+        unset_secrets = [name for name in self.secrets if name not in os.environ]
+        return missing + [f"secret {name} is not set in this environment" for name in unset_secrets]
+
     def project_dir(self) -> Path:
         if self.project:
             return (self.base_dir / self.project).resolve()

@@ -74,6 +74,9 @@ def run_request(
     outputs = job.outputs_dir() or (
         Path(config.run.outputs_dir).expanduser().resolve() if config.run.outputs_dir else None
     )
+    if not resolve_env:  # a dry run needs no values, but says what the real run would refuse
+        for missing in job.unset_env():
+            session.progress.warn(f"{missing} (the real run refuses it)")
     project_root = job.project_dir()
     script = Path(job.script or "")
     return RunRequest(

@@ -218,3 +218,15 @@ def test_outputs_of_an_earlier_run_are_never_synced(cli: Any, project: Path) -> 
     assert sync["params"]["files"] == 2  # examples/train.py and .runctl.toml, not outputs/JOB_ID/
     ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().split()
     assert "outputs/" in ignored  # examples/runctl.yaml writes <repo>/outputs/
+
+
+def test_dry_run_warns_about_an_unset_variable_in_the_job_files_env(cli: Any, project: Path) -> None:
+    (project / "runctl.yaml").write_text(
+        "script: examples/train.py\nenv: {A: '${NOPE_UNSET}/x', B: plain}\nsecrets: [NOPE_SECRET]\n"
+    )
+    for args in (["run", "--dry-run"], ["-o", "json", "run", "--dry-run"]):
+        result = cli(*args)
+        assert result.code == 0, result.err
+        assert "warning: " in result.err and "env.A: ${NOPE_UNSET} is not set" in result.err, result.err
+        assert "secret NOPE_SECRET is not set" in result.err
+    assert cli("run").code == 2  # the real run refuses it
