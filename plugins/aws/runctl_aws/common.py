@@ -23,10 +23,9 @@ from runctl_core.errors import (
 from runctl_core.models import (
     Instance,
     InstanceState,
-    JobState,
-    JobStatus,
     ProviderContext,
 )
+from runctl_core.remote.records import job_status_from_record as job_status  # noqa: F401 (re-exported)
 
 EC2_STATES = {
     "pending": InstanceState.PENDING,
@@ -79,19 +78,6 @@ def parse_time(value: Any) -> datetime | None:
         except ValueError:
             return None
     return None
-
-
-def job_status(job_id: str, record: dict[str, Any]) -> JobStatus:
-    state = record.get("state", "lost")
-    code = record.get("exit_code")
-    return JobStatus(
-        job_id=job_id,
-        state=JobState(state) if state in JobState._value2member_map_ else JobState.LOST,
-        exit_code=int(code) if code is not None else None,
-        started_at=parse_time(record.get("started_at")),
-        ended_at=parse_time(record.get("ended_at")),
-        message=str(record.get("message", "") or ""),
-    )
 
 
 def utf8_cut(data: bytes, at_end: bool) -> bytes:

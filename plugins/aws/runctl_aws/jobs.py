@@ -136,6 +136,7 @@ def train(ctx: ProviderContext, instance: Instance, job: JobSpec) -> JobStatus:
     bundle: dict[str, Any] = {
         "env": job.env,
         "upload": client.presign_post(bucket, job_prefix(settings, job.job_id), expiry),
+        "setup": job.setup,
     }
     keys = [staging + f"{job.job_id}-bundle.json"]
     has_resume = bool(job.resume_dir and job.resume_dir.is_dir())

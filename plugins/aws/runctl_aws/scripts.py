@@ -53,7 +53,7 @@ with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             with open(sys.argv[1] + "/" + member.name, "wb") as fh:
                 fh.write(tar.extractfile(member).read())
 RUNCTL_EOF
-chmod 755 "$R/bin/runner.py" "$R/bin/agent.py"
+chmod 755 "$R"/bin/*.py
 rm -f "$R"/bin/.tools-*
 touch "$R/bin/.tools-{tools_hash}"
 fi
@@ -86,7 +86,9 @@ def train(
     has_resume: bool,
 ) -> str:
     """Prepare the job directory and start runner.py detached (own session, no inherited descriptors), so
-    the job outlives this SSM command and the CLI; print the job record."""
+    the job outlives this SSM command and the CLI; print the job record. The supervisor runs the core's
+    environment step (envsetup.py, installed beside it) before the script: the project's requirements.txt /
+    pyproject.toml / PEP 723 header / ``setup`` commands (written by ``agent.py prepare`` from the bundle)."""
     job_dir = f'"$R/jobs/{job.job_id}"'
     runner_args = [
         "--job-dir",
@@ -106,6 +108,10 @@ def train(
     ]
     if not use_uv:
         runner_args.append("--no-uv")
+    if job.python:
+        runner_args += ["--python", q(job.python)]
+    if job.setup:
+        runner_args += ["--setup-file", '"$J/setup-commands.json"']
     if job.timeout:
         runner_args += ["--timeout", q(f"{job.timeout:g}")]
     if has_resume:

@@ -10,6 +10,8 @@ that adds what moto does not do, so that what runctl sends to an instance really
   with bash in the sandbox (pipes are read to EOF, so a background process that keeps them open hangs the
   command, as with the real agent); ``GetCommandInvocation``/``ListCommandInvocations`` report status, exit code
   and output truncated like SSM's (24,000 characters).
+* Commands on an instance see a bare machine: ``PATH`` of system directories (its ``python3`` is the system one:
+  no uv, no numpy), the sandbox as ``$HOME``, and this machine's network settings (to reach PyPI).
 * ``shutdown`` on the instance's PATH is a fake that halts the instance: terminated or stopped according to its
   ``InstanceInitiatedShutdownBehavior``; ``shutdown -h +N`` waits N "minutes" of ``minute_seconds`` each.
 * An IMDSv2 stand-in per instance at ``/_imds/INSTANCE/`` (handed to the instance as ``RUNCTL_IMDS_ENDPOINT``),
@@ -59,6 +61,20 @@ SSM_OUTPUT_LIMIT = 24000
 EC2_NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
 DLAMI_ID = "ami-0d1a0d1a0d1a0d1a0"
 DLAMI_ARM_ID = "ami-0a64a64a64a64a64a"
+
+# The instance's own programs: the system directories only, so its ``python3`` is the machine's bare one (no uv,
+# no numpy, not runctl's virtualenv) - as on the AMIs runctl picks (the Deep Learning Base AMIs carry the GPU
+# driver and CUDA; Python packages are the job's environment step's to install). ``fakebin`` adds ``shutdown``.
+BARE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# how this test machine reaches the package index (mirror, proxy, CA bundle): a real instance reaches PyPI
+# directly; here its commands get the same network settings as the machine running the tests, and nothing else
+NETWORK = {
+    k: v
+    for k, v in os.environ.items()
+    if k.startswith(("PIP_", "UV_", "SSL_CERT_"))
+    or k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+    or k.lower() in ("http_proxy", "https_proxy", "no_proxy")
+}
 
 FAKE_SHUTDOWN = r"""#!/bin/sh
 # stand-in for shutdown(8): ask the stand-in to halt this instance ("now" or "+MINUTES"; -c cancels)
@@ -164,9 +180,6 @@ class AwsStandIn:
         shutdown = self.fakebin / "shutdown"
         shutdown.write_text(FAKE_SHUTDOWN)
         shutdown.chmod(0o755)
-        python = self.fakebin / "python3"
-        if not python.exists():
-            python.symlink_to(sys.executable)
         self._moto = DomainDispatcherApplication(create_backend_app)
         self._server = make_server("127.0.0.1", 0, self, threaded=True, request_handler=MotoRequestHandler)
         host, port = self._server.server_address[:2]
@@ -621,13 +634,14 @@ class AwsStandIn:
 
     def _env(self, machine: Machine) -> dict[str, str]:
         return {
-            "PATH": f"{self.fakebin}:/usr/local/bin:/usr/bin:/bin",
+            "PATH": f"{self.fakebin}:{BARE_PATH}",
             "HOME": str(machine.sandbox),
             "LANG": "C.UTF-8",
             "STANDIN_INSTANCE": machine.id,
             "STANDIN_URL": self.url,
             "STANDIN_PYTHON": sys.executable,
             "RUNCTL_IMDS_ENDPOINT": f"{self.url}/_imds/{machine.id}",
+            **NETWORK,
         }
 
     def _execute(self, invocation: Invocation, timeout: float) -> None:

@@ -1,4 +1,5 @@
-"""Files that run on the EC2 instance: runctl's job runner (from runctl_core) and the AWS agent helper."""
+"""Files that run on the EC2 instance: runctl's job tools from runctl_core (runner.py; envsetup.py, the environment
+step the runner runs before the script; ranks.py) and the AWS agent helper."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ import io
 import tarfile
 from pathlib import Path
 
-from runctl_core.remote import runner_source
+from runctl_core.remote.jobs import TOOLS
 
 AGENT_PATH = Path(__file__).with_name("agent.py")
 
 
 def tools_tarball() -> tuple[bytes, str]:
-    """A deterministic gzipped tar of runner.py and agent.py, and a short hash of its content."""
-    files = {"runner.py": runner_source().encode("utf-8"), "agent.py": AGENT_PATH.read_bytes()}
+    """A deterministic gzipped tar of the core's job tools and agent.py, and a short hash of its content."""
+    files = {path.name: path.read_bytes() for path in TOOLS}
+    files["agent.py"] = AGENT_PATH.read_bytes()
     digest = hashlib.sha256()
     for name in sorted(files):
         digest.update(name.encode() + b"\0" + files[name] + b"\0")

@@ -4,7 +4,7 @@ and called by its SSM commands. The instance needs no AWS rights: it downloads t
 uploads through a presigned POST limited to the job's key prefix.
 
     agent.py sync --url URL --meta-url URL --dest DIR      unpack a project delta, delete removed files
-    agent.py prepare --bundle-url URL --job-dir D          job env, upload policy, resume checkpoints
+    agent.py prepare --bundle-url URL --job-dir D          job env, upload policy, setup, resume checkpoints
     agent.py push --job-dir D [--checkpoint-dir C]         upload checkpoints, log and job record to S3
     agent.py read-log --job-dir D --offset N --max M       job record + log bytes from N (JSON, base64)
     agent.py ls --dir C                                    checkpoint files (JSON)
@@ -102,6 +102,8 @@ def cmd_prepare(opts: Any) -> int:
     os.makedirs(opts.job_dir, exist_ok=True)
     _write_private(os.path.join(opts.job_dir, "env.json"), json.dumps(bundle.get("env", {})).encode())
     _write_private(os.path.join(opts.job_dir, "upload.json"), json.dumps(bundle.get("upload", {})).encode())
+    if bundle.get("setup"):  # the job's setup shell lines, for the environment step (runner.py --setup-file)
+        _write_private(os.path.join(opts.job_dir, "setup-commands.json"), json.dumps(bundle["setup"]).encode())
     if bundle.get("resume_url"):
         os.makedirs(os.path.join(opts.job_dir, "resume"), exist_ok=True)
         _unpack(_get(bundle["resume_url"]), os.path.join(opts.job_dir, "resume"))

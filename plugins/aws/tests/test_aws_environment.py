@@ -1,0 +1,73 @@
+"""The job's environment on an EC2 instance (issue 9), through the CLI against the stand-in, whose instances start
+with a bare Python (the system python3: no uv, no numpy): a requirements.txt project and a PEP 723 script get
+their package installed and imported, a kept instance reuses its environment, an unknown package is a setup
+failure with nothing left running. The checks are the core's, shared with the local and RunPod providers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_standin import BARE_PATH, AwsStandIn
+from aws_testlib import aws_settings
+
+from runctl_core.testing.cli import CliResult, isolate, run_runctl
+from runctl_core.testing.environment import (
+    check_cached_on_kept_instance,
+    check_pep723_script,
+    check_requirements_project,
+    check_setup_failure,
+)
+
+TYPE = ["--instance-type", "t3.micro"]
+
+
+@pytest.fixture
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, standin: AwsStandIn) -> Any:
+    isolate(monkeypatch, tmp_path / "home", tmp_path / "xdg-config")
+    settings = {**aws_settings(standin.url), "use_uv": True}  # uv is not on the instance: runctl installs it
+    lines = ["[providers.aws]"] + [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+    (tmp_path / ".runctl.toml").write_text("\n".join(lines) + "\n")  # found upward from each check's project
+
+    def runctl(*args: str, cwd: Path) -> CliResult:
+        extra = list(args)
+        for command in ("run", "create"):
+            if command in extra:
+                at = extra.index(command) + 1
+                extra[at:at] = TYPE
+                break
+        return run_runctl("--provider", "aws", *extra, cwd=cwd, timeout=900)
+
+    return runctl
+
+
+def running(standin: AwsStandIn) -> list[str]:
+    return [m.id for m in standin.machines.values() if not m.ended]
+
+
+def test_the_instance_is_bare(standin: AwsStandIn) -> None:
+    assert shutil.which("uv", path=BARE_PATH) is None
+    python = shutil.which("python3", path=BARE_PATH)
+    assert python and subprocess.run([python, "-c", "import numpy"], capture_output=True).returncode != 0
+
+
+def test_requirements_txt_project_runs_on_an_instance(run: Any, tmp_path: Path, standin: AwsStandIn) -> None:
+    check_requirements_project(run, tmp_path, forbidden_prefix="/usr/lib/python3")
+    assert running(standin) == []
+
+
+def test_pep723_script_runs_on_an_instance(run: Any, tmp_path: Path) -> None:
+    check_pep723_script(run, tmp_path, forbidden_prefix="/usr/lib/python3")
+
+
+def test_second_job_on_a_kept_instance_reuses_the_environment(run: Any, tmp_path: Path) -> None:
+    check_cached_on_kept_instance(run, tmp_path)
+
+
+def test_unknown_package_is_a_setup_failure(run: Any, tmp_path: Path, standin: AwsStandIn) -> None:
+    check_setup_failure(run, tmp_path)
+    assert running(standin) == []
