@@ -45,7 +45,10 @@ class AwsSettings(BaseModel):
     security_group_ids: list[str] = Field(default_factory=list, description="security groups (no inbound needed)")
     volume_type: str = Field(default="gp3", description="root volume type when --disk-gb is given")
     remote_dir: str = Field(default="/opt/runctl", description="where runctl keeps code and jobs on the instance")
-    use_uv: bool = Field(default=True, description="run scripts with `uv run` when uv exists on the instance")
+    use_uv: bool = Field(
+        default=True,
+        description="the environment step builds with uv (installed on the instance when missing); false: venv + pip",
+    )
     grace_period: float = Field(default=10.0, ge=0, description="seconds between SIGTERM and SIGKILL for a job")
     interrupt_check_every: float = Field(default=5.0, gt=0, description="seconds between spot-notice checks")
     stop_jobs_on_terminate: bool = Field(default=True, description="stop jobs (and upload checkpoints) first")

@@ -410,18 +410,20 @@ def test_price_table_is_dated_and_complete() -> None:
 
 UV_SCRIPT = """\
 # /// script
-# requires-python = ">=3.9"
-# dependencies = []
+# requires-python = ">=3.8"
+# dependencies = ["six"]
 # ///
-import os, sys
-print("ran by", os.environ.get("UV") or "python", flush=True)
+import os, six
+print("six", six.__version__, "imported from", six.__file__, flush=True)
 open(os.path.join(os.environ["RUNCTL_CHECKPOINT_DIR"], "done.txt"), "w").write("ok")
 """
 
 
-def test_uv_run_is_used_when_the_instance_has_uv(
+def test_the_instances_uv_builds_the_environment(
     make_provider: Callable[..., Provider], standin: AwsStandIn, tmp_path: Path
 ) -> None:
+    """With uv on the instance's PATH, the environment step (the supervisor, before the script) builds the
+    script's PEP 723 environment with it and installs no uv of its own."""
     from runctl_core.remote.runner import find_uv
 
     uv = find_uv()
@@ -435,8 +437,11 @@ def test_uv_run_is_used_when_the_instance_has_uv(
         provider.sync(instance, scan_project(_project(tmp_path, {"uvjob.py": UV_SCRIPT})))
         final = _finish(provider, instance, provider.train(instance, JobSpec(job_id="job-uv0001", script="uvjob.py")))
         assert final.state is JobState.SUCCEEDED, final
-        record = json.loads((standin.instance_dir(instance.id) / "runctl/jobs/job-uv0001/job.json").read_text())
-        assert record["command"][0].endswith("uv") and record["command"][1] == "run"
+        root = standin.instance_dir(instance.id) / "runctl"
+        record = json.loads((root / "jobs/job-uv0001/job.json").read_text())
+        assert record["setup"]["state"] == "installed" and "uv" in record["setup"]["summary"], record["setup"]
+        assert record["command"][0].startswith(str(root / "envs"))  # the environment's python, not the machine's
+        assert not (root / "tools").exists()  # the instance's uv was used, none installed
         provider.terminate(instance)
     finally:
         link.unlink()
