@@ -71,3 +71,17 @@ def test_second_job_on_a_kept_instance_reuses_the_environment(run: Any, tmp_path
 def test_unknown_package_is_a_setup_failure(run: Any, tmp_path: Path, standin: AwsStandIn) -> None:
     check_setup_failure(run, tmp_path)
     assert running(standin) == []
+
+
+def test_setup_commands_and_python_version_reach_the_instance(run: Any, tmp_path: Path, standin: AwsStandIn) -> None:
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "hello.py").write_text("import sys; print('hello from', sys.version_info[:2])\n")
+    ok = run("-o", "json", "run", "hello.py", "--setup", "echo setup-ran > marker.txt", "--python", "3.11", cwd=project)
+    assert ok.code == 0, ok.err
+    log = run("logs", ok.json()["job"]["job_id"], cwd=project).out
+    assert "setup: echo setup-ran" in log and "hello from (3, 11)" in log, log
+    bad = run("-o", "json", "run", "hello.py", "--setup", "exit 7", cwd=project)
+    assert bad.code == 3 and bad.error()["code"] == "setup_failed", bad.err
+    assert "exited with code 7" in bad.error()["message"]
+    assert running(standin) == []
