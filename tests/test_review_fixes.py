@@ -230,3 +230,17 @@ def test_dry_run_warns_about_an_unset_variable_in_the_job_files_env(cli: Any, pr
         assert "warning: " in result.err and "env.A: ${NOPE_UNSET} is not set" in result.err, result.err
         assert "secret NOPE_SECRET is not set" in result.err
     assert cli("run").code == 2  # the real run refuses it
+
+
+def test_schema_and_completion_take_output_after_the_command(cli: Any, project: Path) -> None:
+    import json
+
+    for args in (["schema", "-o", "json"], ["-o", "json", "schema"], ["schema", "--output", "text"]):
+        result = cli(*args)
+        assert result.code == 0, (args, result.err)
+        assert json.loads(result.out)["title"]
+    document = cli("completion", "bash", "-o", "json")
+    assert document.code == 0, document.err
+    assert document.json()["shell"] == "bash" and "_runctl_completion" in document.json()["script"]
+    text = cli("completion", "zsh", "--output", "text")
+    assert text.code == 0 and "compdef" in text.out and not text.out.startswith("{")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from runctl_core.cli.output import examples
+from runctl_core.cli.options import output_option, session_of
+from runctl_core.cli.output import emit, examples
 
 _INSTALL = {
     "bash": 'eval "$(runctl completion bash)"   # in ~/.bashrc',
@@ -18,7 +19,9 @@ _INSTALL = {
     epilog=examples(*_INSTALL.values()),
 )
 @click.argument("shell", metavar="SHELL", type=click.Choice(sorted(_INSTALL)))
-def completion_cmd(shell: str) -> None:
+@output_option
+@click.pass_context
+def completion_cmd(ctx: click.Context, shell: str) -> None:
     """Print the completion script for SHELL (bash, zsh or fish): commands, options and their choices."""
     from click.shell_completion import get_completion_class
 
@@ -26,4 +29,5 @@ def completion_cmd(shell: str) -> None:
 
     cls = get_completion_class(shell)
     assert cls is not None
-    click.echo(cls(cli, {}, "runctl", "_RUNCTL_COMPLETE").source())
+    source = cls(cli, {}, "runctl", "_RUNCTL_COMPLETE").source()
+    emit(session_of(ctx, load_config=False), {"shell": shell, "script": source}, lambda: click.echo(source))

@@ -44,10 +44,13 @@ def init_cmd(ctx: click.Context, path: Path, force: bool) -> None:
         "# in runctl.yaml, for editor completion: # yaml-language-server: $schema=runctl.schema.json",
     ),
 )
-def schema_cmd() -> None:
+@output_option
+@click.pass_context
+def schema_cmd(ctx: click.Context) -> None:
     """Print the JSON Schema of the job file runctl.yaml (for editor completion and validation)."""
     import json
 
     from runctl_core.jobfile import job_schema
 
-    click.echo(json.dumps(job_schema(), indent=2))
+    schema = job_schema()
+    emit(session_of(ctx, load_config=False), schema, lambda: click.echo(json.dumps(schema, indent=2)))
