@@ -35,6 +35,7 @@ from runctl_aws.common import (
 from runctl_aws.launch import check_prerequisites, image_for, quota_error, run_params, tags_for
 from runctl_aws.models import Ec2Instance
 from runctl_core.errors import (
+    AuthError,
     CapacityError,
     NotFoundError,
     ProviderError,
@@ -78,19 +79,19 @@ def check_credentials(ctx: ProviderContext, probe: bool) -> CredentialStatus:
     found = find_credentials(settings.profile, allow_network=True)
     if not found.found:
         return found
-    if probe:
-        try:
-            identity = client_for(ctx).caller_identity()
-        except RunctlError as exc:
-            return found.model_copy(
-                update={
-                    "found": False,
-                    "message": f"refused by AWS: {exc.message}",
-                    "hint": exc.hint or "check the credentials: aws sts get-caller-identity",
-                }
-            )
-        return found.model_copy(update={"identity": identity})
-    return found
+    try:
+        identity = client_for(ctx).caller_identity()
+    except AuthError as exc:  # STS said no (InvalidClientTokenId, SignatureDoesNotMatch, ExpiredToken...)
+        return found.model_copy(
+            update={
+                "accepted": False,
+                "message": f"refused by AWS: {exc.message}",
+                "hint": exc.hint or "check the credentials: aws sts get-caller-identity",
+            }
+        )
+    except RunctlError as exc:  # AWS could not be asked (network, throttling): neither accepted nor refused
+        return found.model_copy(update={"message": f"AWS could not be asked: {exc.message}", "hint": exc.hint})
+    return found.model_copy(update={"accepted": True, "identity": identity, "message": "accepted by AWS"})
 
 
 def spot_price(client: AwsClient, instance_type: str) -> float | None:

@@ -157,6 +157,7 @@ class AwsStandIn:
         self._defaults = {"minute_seconds": minute_seconds, "consistency_window": consistency_window}
         self.faults = Faults()
         self.spot_prices: dict[str, float] = {}
+        self.refused_keys: set[str] = set()  # access key ids STS answers InvalidClientTokenId for (test control)
         self.list_prices: dict[tuple[str, str], float] = {}  # (region, type) -> on-demand USD/h (Price List API)
         self.calls: list[tuple[str, str]] = []
         self.journal: list[tuple[float, str, str, str]] = []  # (when, service, operation, comment/path)
@@ -213,6 +214,7 @@ class AwsStandIn:
             self.journal.clear()
             self.faults = Faults()
             self.spot_prices = {}
+            self.refused_keys = set()
             self.list_prices = {}
             self.minute_seconds = self._defaults["minute_seconds"]
             self.consistency_window = self._defaults["consistency_window"]
@@ -293,6 +295,11 @@ class AwsStandIn:
         elif service in ("iam", "sts") and body:
             action = parse_qs(body.decode(), keep_blank_values=True).get("Action", [""])[0]
             self._record(service, action)
+            key_id = re.search(r"Credential=([A-Z0-9]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+            if service == "sts" and key_id and key_id.group(1) in self.refused_keys:
+                # an unknown or deactivated access key: STS answers 403 InvalidClientTokenId, "The security token
+                # included in the request is invalid." (STS API reference, GetCallerIdentity, Common Errors)
+                return _sts_error(start_response, 403, "InvalidClientTokenId")
         elif service == "s3":
             self._record("s3", _s3_operation(environ.get("REQUEST_METHOD", ""), path, environ), path)
         elif service:
@@ -850,6 +857,16 @@ def _ec2_error(start_response: Any, status: int, code: str, message: str) -> lis
         f"<Message>{message}</Message></Error></Errors><RequestID>{uuid.uuid4()}</RequestID></Response>"
     ).encode()
     start_response(f"{status} Error", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _sts_error(start_response: Any, status: int, code: str) -> list[bytes]:
+    body = (
+        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+        f"<Code>{code}</Code><Message>The security token included in the request is invalid.</Message></Error>"
+        f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+    ).encode()
+    start_response(f"{status} Forbidden", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
     return [body]
 
 

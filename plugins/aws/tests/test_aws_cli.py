@@ -437,3 +437,18 @@ def test_providers_check_and_price(cli: Callable[..., Result], standin: AwsStand
     assert "p4d.24xlarge" in a100.out and "32.7726" in a100.out and "9.8" in a100.out
     t4 = cli("-o", "json", "price", "--gpu", "T4")
     assert "g4dn.xlarge" in t4.out and "p4d" not in t4.out
+
+
+def test_providers_check_says_refused_for_a_key_aws_rejects(cli: Callable[..., Result], standin: AwsStandIn) -> None:
+    accepted = cli("-o", "json", "providers", "--check")
+    assert accepted.code == 0, accepted.err
+    row = next(r for r in json.loads(accepted.out)["providers"] if r["name"] == "aws")
+    assert row["status"] == "accepted", row
+    standin.refused_keys.add(DUMMY_KEY_ID)
+    refused = cli("-o", "json", "providers", "--check")
+    assert refused.code == 3, refused.err
+    row = next(r for r in json.loads(refused.out)["providers"] if r["name"] == "aws")
+    assert row["status"] == "refused", row
+    assert DUMMY_SECRET not in refused.out + refused.err
+    text = cli("providers", "--check")
+    assert text.code == 3 and "refused" in text.out, text.out
