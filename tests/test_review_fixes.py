@@ -244,3 +244,15 @@ def test_schema_and_completion_take_output_after_the_command(cli: Any, project: 
     assert document.json()["shell"] == "bash" and "_runctl_completion" in document.json()["script"]
     text = cli("completion", "zsh", "--output", "text")
     assert text.code == 0 and "compdef" in text.out and not text.out.startswith("{")
+
+
+def test_local_terminate_says_what_it_keeps(cli: Any, project: Path) -> None:
+    instance = cli("create", "-o", "id").out.strip()
+    assert cli("train", instance, "examples/train.py", "--", "--epochs", "1").code == 0
+    ended = cli("-o", "json", "terminate", instance, "--yes")
+    assert ended.code == 0, ended.err
+    message = ended.json()["message"]
+    assert message.startswith("sandbox removed; job logs and checkpoints kept under "), message
+    kept = Path(message.rsplit(" under ", 1)[1].split(" ")[0])
+    assert kept.is_dir() and any(kept.iterdir())  # what it says is kept is there
+    assert message in cli("terminate", instance, "--yes").out + cli("status", instance).out

@@ -208,7 +208,9 @@ class LocalProvider:
         host.transport.remove(f"{host.root}/envs")
         current = sandbox.read()
         if current.state is not InstanceState.TERMINATED:
-            current = current.model_copy(update={"state": InstanceState.TERMINATED, "message": "sandbox removed"})
+            # its jobs/ stays (deliberately): `runctl logs` and `checkpoint pull` still work after the end
+            kept = f"sandbox removed; job logs and checkpoints kept under {sandbox.root / 'jobs'}"
+            current = current.model_copy(update={"state": InstanceState.TERMINATED, "message": kept})
             sandbox.write(current)
         return current
 
