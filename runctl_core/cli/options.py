@@ -225,6 +225,24 @@ def _python_version(ctx: click.Context, param: click.Parameter, value: str | Non
     return value
 
 
+def job_env_options(f: F) -> F:
+    """--env NAME=VALUE (repeatable) and --env-file FILE: the script's environment (run and train)."""
+    f = click.option(
+        "--env-file",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        metavar="FILE",
+        help="NAME=VALUE lines added to the script's environment (e.g. --env-file .env); --env wins.",
+    )(f)
+    return click.option(
+        "--env",
+        "env_pairs",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="Environment for the script (repeatable), e.g. --env WANDB_API_KEY=$WANDB_API_KEY. Values are never"
+        " stored; secret-looking ones (*_KEY, *TOKEN*, *SECRET*) are masked in output; RUNCTL_* names are reserved.",
+    )(f)
+
+
 def environment_options(f: F) -> F:
     """--setup CMD (repeatable) and --python VERSION: the job's environment step (run and train)."""
     f = click.option(

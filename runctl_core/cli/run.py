@@ -14,6 +14,7 @@ from runctl_core.cli.options import (
     duration_option,
     environment_options,
     instance_options,
+    job_env_options,
     multi_node_options,
     parse_env,
     proceed_if_paid,
@@ -105,20 +106,7 @@ _JOB_FLAGS = {
     metavar="DIR",
     help="Collect checkpoints into DIR/JOB_ID (default: runctl's state dir), with or without --detach.",
 )
-@click.option(
-    "--env",
-    "env_pairs",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Environment for the script (repeatable), e.g. --env WANDB_API_KEY=$WANDB_API_KEY. Values are never"
-    " stored; secret-looking ones (*_KEY, *TOKEN*, *SECRET*) are masked in output; RUNCTL_* names are reserved.",
-)
-@click.option(
-    "--env-file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    metavar="FILE",
-    help="NAME=VALUE lines added to the script's environment (e.g. --env-file .env); --env wins.",
-)
+@job_env_options
 @click.option(
     "--dry-run",
     is_flag=True,

@@ -12,6 +12,7 @@ from runctl_core.cli.options import (
     common,
     duration_option,
     environment_options,
+    job_env_options,
     multi_node_options,
     parse_env,
     session_of,
@@ -49,20 +50,7 @@ if TYPE_CHECKING:
 )
 @multi_node_options
 @click.option("--timeout", metavar="DURATION", callback=duration_option, help="Kill the job after this.")
-@click.option(
-    "--env",
-    "env_pairs",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Environment for the script (repeatable), e.g. --env WANDB_API_KEY=$WANDB_API_KEY. Values are never"
-    " stored; secret-looking ones (*_KEY, *TOKEN*, *SECRET*) are masked in output; RUNCTL_* names are reserved.",
-)
-@click.option(
-    "--env-file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    metavar="FILE",
-    help="NAME=VALUE lines added to the script's environment (e.g. --env-file .env); --env wins.",
-)
+@job_env_options
 @environment_options
 @common
 @click.pass_context
