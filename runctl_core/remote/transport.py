@@ -30,6 +30,7 @@ Conventions for every implementation:
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -67,6 +68,18 @@ class RemoteFile:
     path: str
     size: int
     mtime: float
+
+
+def shell_line(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None) -> str:
+    """``argv`` as one POSIX shell line for transports whose channel takes a string (SSH): quoted, prefixed with
+    ``env K=V ...`` when ``env`` is given and ``cd DIR &&`` when ``cwd`` is. The values appear on the command
+    line, so a transport passes secrets another way (see the module docstring)."""
+    command = shlex.join(argv)
+    if env:
+        command = "env " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()) + " " + command
+    if cwd:
+        command = f"cd {shlex.quote(cwd)} && {command}"
+    return command
 
 
 @runtime_checkable

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from runctl_core.errors import ProviderError
-from runctl_core.remote.transport import CommandResult, RemoteFile
+from runctl_core.remote.transport import CommandResult, RemoteFile, shell_line
 from runctl_runpod.ssh import PodSsh, SshTarget, SshUnavailable, generate_key_pair
 
 __all__ = [
@@ -134,12 +134,7 @@ class SshTransport:
         timeout: float | None = None,
         stdin: bytes | None = None,
     ) -> CommandResult:
-        command = shlex.join(argv)
-        if env:
-            command = "env " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()) + " " + command
-        if cwd:
-            command = f"cd {shlex.quote(cwd)} && {command}"
-        status, out, err = self.ssh.exec_bytes(command, stdin, timeout or 3600.0)
+        status, out, err = self.ssh.exec_bytes(shell_line(argv, env, cwd), stdin, timeout or 3600.0)
         return CommandResult(exit_code=status, stdout=out, stderr=err)
 
     def put(self, source: bytes | Path, path: str, *, mode: int = 0o644) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from runctl_core.errors import AuthError, TransientError
-from runctl_core.remote.transport import CommandResult, LocalTransport, RemoteFile, Transport
+from runctl_core.remote.transport import CommandResult, LocalTransport, RemoteFile, Transport, shell_line
 
 T = TypeVar("T")
 
@@ -114,11 +114,7 @@ class SshTransport:
         timeout: float | None = None,
         stdin: bytes | None = None,
     ) -> CommandResult:
-        command = shlex.join(argv)
-        if env:  # never secrets here: a job's environment travels in a 0600 file, not on a command line
-            command = f"env {' '.join(shlex.quote(f'{k}={v}') for k, v in env.items())} {command}"
-        if cwd:
-            command = f"cd {shlex.quote(cwd)} && {command}"
+        command = shell_line(argv, env, cwd)  # never secrets in env: a job's environment travels in a 0600 file
         return self._loop.run(self._run(command, stdin), timeout, f"`{argv[0]}` on {self.host}")
 
     # files: through the shell, so that one command is one round trip and nothing but sshd is needed
