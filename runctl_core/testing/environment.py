@@ -14,15 +14,35 @@ check asserts that numpy was imported from an environment runctl prepared, not f
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runctl_core.testing.cli import CliResult
+from runctl_core.testing.cli import CliResult, run_runctl
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RunCli = Callable[..., CliResult]  # run(*args, cwd=Path) -> CliResult
+
+
+def provider_cli(provider: str, settings: dict[str, Any], config_dir: Path, machine: list[str]) -> RunCli:
+    """``run(*args, cwd=...)`` running ``runctl --provider PROVIDER`` with ``settings`` as its ``[providers.NAME]``
+    table (written to ``config_dir/.runctl.toml``, found upward from each check's project) and ``machine`` (e.g.
+    ``["--gpu", "RTX 4090"]``) added after ``run`` / ``create``. The caller isolates RUNCTL_HOME first."""
+    lines = [f"[providers.{provider}]"] + [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+    (config_dir / ".runctl.toml").write_text("\n".join(lines) + "\n")
+
+    def run(*args: str, cwd: Path) -> CliResult:
+        extra = list(args)
+        for command in ("run", "create"):
+            if command in extra:
+                at = extra.index(command) + 1
+                extra[at:at] = machine
+                break
+        return run_runctl("--provider", provider, *extra, cwd=cwd, timeout=900)
+
+    return run
 
 
 def env_project(dest: Path) -> Path:

@@ -5,7 +5,6 @@ failure with nothing left running. The checks are the core's, shared with the lo
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,12 +14,13 @@ import pytest
 from aws_standin import BARE_PATH, AwsStandIn
 from aws_testlib import aws_settings
 
-from runctl_core.testing.cli import CliResult, isolate, run_runctl
+from runctl_core.testing.cli import isolate
 from runctl_core.testing.environment import (
     check_cached_on_kept_instance,
     check_pep723_script,
     check_requirements_project,
     check_setup_failure,
+    provider_cli,
 )
 
 TYPE = ["--instance-type", "t3.micro"]
@@ -30,19 +30,7 @@ TYPE = ["--instance-type", "t3.micro"]
 def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, standin: AwsStandIn) -> Any:
     isolate(monkeypatch, tmp_path / "home", tmp_path / "xdg-config")
     settings = {**aws_settings(standin.url), "use_uv": True}  # uv is not on the instance: runctl installs it
-    lines = ["[providers.aws]"] + [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
-    (tmp_path / ".runctl.toml").write_text("\n".join(lines) + "\n")  # found upward from each check's project
-
-    def runctl(*args: str, cwd: Path) -> CliResult:
-        extra = list(args)
-        for command in ("run", "create"):
-            if command in extra:
-                at = extra.index(command) + 1
-                extra[at:at] = TYPE
-                break
-        return run_runctl("--provider", "aws", *extra, cwd=cwd, timeout=900)
-
-    return runctl
+    return provider_cli("aws", settings, tmp_path, TYPE)
 
 
 def running(standin: AwsStandIn) -> list[str]:

@@ -5,19 +5,19 @@ unknown package is a setup failure with nothing left running. The checks are the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from runpod_standin import BARE_PATH, StandIn
 
-from runctl_core.testing.cli import CliResult, isolate, run_runctl
+from runctl_core.testing.cli import isolate
 from runctl_core.testing.environment import (
     check_cached_on_kept_instance,
     check_pep723_script,
     check_requirements_project,
     check_setup_failure,
+    provider_cli,
 )
 
 GPU = ["--gpu", "RTX 4090"]
@@ -27,19 +27,7 @@ GPU = ["--gpu", "RTX 4090"]
 def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, standin: StandIn, runpod_settings: dict[str, Any]) -> Any:
     isolate(monkeypatch, tmp_path / "home", tmp_path / "xdg-config")
     settings = {**runpod_settings, "use_uv": True}  # uv is not on the pod: runctl installs it
-    lines = ["[providers.runpod]"] + [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
-    (tmp_path / ".runctl.toml").write_text("\n".join(lines) + "\n")  # found upward from each check's project
-
-    def runctl(*args: str, cwd: Path) -> CliResult:
-        extra = list(args)
-        for command in ("run", "create"):
-            if command in extra:
-                at = extra.index(command) + 1
-                extra[at:at] = GPU
-                break
-        return run_runctl("--provider", "runpod", *extra, cwd=cwd, timeout=900)
-
-    return runctl
+    return provider_cli("runpod", settings, tmp_path, GPU)
 
 
 def test_the_pod_is_bare(standin: StandIn) -> None:
