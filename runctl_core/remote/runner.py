@@ -462,8 +462,12 @@ def job_record(job_dir):
     if state is None:
         state = {"state": "lost", "message": "no job record in %s" % job_dir}
     elif state.get("state") not in TERMINAL and state.get("supervisor_pid") and not _supervising(state, job_dir):
-        state["state"] = "lost"
-        state["message"] = "the job's supervisor is gone and left no exit code"
+        again = _read_state(job_dir)  # it may have recorded the end and exited between the read and the check
+        if again is not None and again.get("state") in TERMINAL:
+            state = again
+        else:
+            state["state"] = "lost"
+            state["message"] = "the job's supervisor is gone and left no exit code"
     elif state.get("state") == "pending" and not state.get("supervisor_pid") and _age(
             state.get("submitted_at")) > PENDING_START_GRACE:
         state["state"] = "lost"
