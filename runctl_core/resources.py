@@ -43,11 +43,36 @@ class Resource(BaseModel):
     in_journal: bool = False
 
 
+class SkippedProvider(BaseModel):
+    """A provider that was not asked because it has no credentials here."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    provider: str
+    reason: str  # "no credentials"
+    hint: str  # how to give it credentials (the provider's own words)
+    journalled_alive: int = 0  # instances the journal still has alive there: they could not be checked
+
+
 class Reconciliation(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
     resources: list[Resource]
     notes: list[str]  # providers that could not be asked, and why
+    skipped: list[SkippedProvider] = []  # the providers of notes that were skipped for lack of credentials
+
+    def quiet_notes(self, explicit: bool) -> list[str]:
+        """The notes for a person reading text: every provider skipped for lack of credentials with nothing of
+        runctl's known there becomes one line naming them (a user of local only is not told how to set up
+        each cloud); a provider asked for by name, or one with journalled instances, keeps its full note."""
+        quiet = {s.provider for s in self.skipped if not explicit and s.journalled_alive == 0}
+        lines = [n for n in self.notes if n.split(":", 1)[0] not in quiet or "skipped, no credentials" not in n]
+        if quiet:
+            lines.append(
+                f"skipped (no credentials): {', '.join(sorted(quiet))} - `runctl providers` says how to set up"
+                " each; `--provider NAME` shows one's details"
+            )
+        return lines
 
 
 def _process_alive(intent: Any) -> bool:
@@ -69,13 +94,21 @@ def reconcile(session: Session, providers: list[str]) -> Reconciliation:
     store = session.store
     owner = session.loaded.config.owner
     notes: list[str] = []
+    skipped: list[SkippedProvider] = []
     found: list[Resource] = []
     for name in providers:
         try:
             provider = session.provider(name)
             creds = provider.check_credentials(probe=False)
             if not creds.found:
-                notes.append(f"{name}: skipped, no credentials ({creds.hint or creds.message})")
+                hint = creds.hint or creds.message
+                notes.append(f"{name}: skipped, no credentials ({hint})")
+                alive = sum(1 for row in store.instances(provider=name) if row.ended_at is None)
+                if alive:
+                    notes[-1] += f"; {alive} instance(s) in runctl's journal there could not be checked"
+                skipped.append(
+                    SkippedProvider(provider=name, reason="no credentials", hint=hint, journalled_alive=alive)
+                )
                 continue
             remote = provider.list_instances()
         except RunctlError as exc:
@@ -136,7 +169,7 @@ def reconcile(session: Session, providers: list[str]) -> Reconciliation:
                     store.update_job(  # it never got an instance, and its runctl process is gone: it cannot run
                         job.id, state=JobState.LOST, message="its runctl process died before an instance was created"
                     )
-    return Reconciliation(resources=found, notes=notes)
+    return Reconciliation(resources=found, notes=notes, skipped=skipped)
 
 
 def _detached_job_state(session: Session, provider: Any, instance: Instance, job: Any) -> Any:

@@ -56,7 +56,7 @@ def resources_list(ctx: click.Context) -> None:
             )()
         else:
             click.echo("nothing runctl created is running")
-        for note in result.notes:
+        for note in result.quiet_notes(explicit=bool(session.options.provider)):
             click.echo(f"note: {note}")
 
     emit(session, result, text)
@@ -107,7 +107,7 @@ def resources_cleanup(ctx: click.Context, dry_run: bool, yes: bool, older_than: 
             except RunctlError as exc:
                 done.append({"provider": resource.provider, "id": resource.id, "error": exc.message})
     session.progress.close()
-    doc = {"dry_run": dry_run, "targets": targets, "terminated": done, "notes": result.notes}
+    doc = {"dry_run": dry_run, "targets": targets, "terminated": done, "notes": result.notes, "skipped": result.skipped}
 
     def text() -> None:
         if not targets:
@@ -118,7 +118,7 @@ def resources_cleanup(ctx: click.Context, dry_run: bool, yes: bool, older_than: 
             if "error" in outcome:
                 verb = f"FAILED ({outcome['error']})"
             click.echo(f"{verb}: {r.provider} {r.id} [{r.kind}: {r.reason}]")
-        for note in result.notes:
+        for note in result.quiet_notes(explicit=bool(session.options.provider)):
             click.echo(f"note: {note}")
 
     emit(session, doc, text)
