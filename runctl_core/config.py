@@ -127,23 +127,51 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def describe_validation_error(exc: ValidationError, source: str, prefix: str = "") -> ConfigError:
-    """One ConfigError naming the file, the dotted key and what is accepted, for the first problem found."""
-    problems = []
+def describe_validation_error(
+    exc: ValidationError, source: str, prefix: str = "", model: type[BaseModel] | None = None
+) -> ConfigError:
+    """One ConfigError naming the file, each dotted key, what it accepts (values or range) and an example.
+    ``model`` is what was validated (default: :class:`Config`; a provider's settings schema under ``prefix``)."""
+    from runctl_core.config_hints import describe, example_command, field_help, keys_of, table_of
+
+    model = model or Config
+    problems: list[str] = []
+    examples: list[str] = []
+    first: dict[str, Any] = {}
     for err in exc.errors():
-        key = prefix + ".".join(str(part) for part in err["loc"])
+        loc = tuple(err["loc"])
+        key = prefix + ".".join(str(part) for part in loc)
         kind = err["type"]
         if kind == "extra_forbidden":
-            problems.append(f"unknown key {key!r}" + ("" if prefix else _suggest_key(tuple(err["loc"]))))
-        elif kind == "literal_error":
-            expected = (err.get("ctx") or {}).get("expected", "")
-            problems.append(f"{key} = {err.get('input')!r} is not allowed; accepted: {expected}")
-        else:
+            table = table_of(model, loc[:-1])  # the table the unknown key was written in
+            known = keys_of(table, prefix + "".join(f"{p}." for p in loc[:-1])) if table else ""
+            suggestion = "" if prefix else _suggest_key(loc)
+            problems.append(f"unknown key {key!r}{suggestion}" + (f"; accepted keys: {known}" if known else ""))
+            first = first or {"key": key}
+            continue
+        described = field_help(model, loc)
+        table = table_of(model, loc)
+        if described is None and table is not None:  # a value where a table of keys belongs
+            name = next(iter(table.model_fields))
+            problems.append(f"{key} is a table: set one of its keys ({keys_of(table, key + '.')})")
+            examples.append(example_command(f"{key}.{name}", describe(table, name)))
+            continue
+        if described is None:
             problems.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+            continue
+        dotted, help = described
+        dotted = prefix + dotted
+        reason = ""
+        if kind == "value_error" and "duration" not in help.accepted:  # our validators say why
+            reason = f" ({str(err['msg']).removeprefix('Value error, ')})"
+        problems.append(f"{dotted} = {err.get('input')!r} is not accepted: {help.accepted}{reason}")
+        examples.append(example_command(dotted, help))
+        first = first or {"key": dotted, "accepted": help.accepted, "example": examples[-1]}
+    example = f"e.g. {examples[0]}; " if examples else ""
     return ConfigError(
         f"{source}: " + "; ".join(problems),
-        f"fix it in {source}; the accepted keys and their defaults: runctl config show --defaults",
-        details={"file": source, "problems": problems},
+        f"fix it in {source}; {example}the accepted keys and their defaults: runctl config show --defaults",
+        details={"file": source, "problems": problems, **first},
     )
 
 
@@ -176,7 +204,7 @@ def validate_provider_settings(name: str, schema: Any, loaded: LoadedConfig) -> 
     try:
         model = schema.model_validate(table)
     except ValidationError as exc:
-        raise describe_validation_error(exc, source, prefix=f"providers.{name}.") from None
+        raise describe_validation_error(exc, source, prefix=f"providers.{name}.", model=schema) from None
     dumped: dict[str, Any] = model.model_dump(exclude_unset=True)
     return dumped
 

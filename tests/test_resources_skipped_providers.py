@@ -7,8 +7,14 @@ from pathlib import Path
 
 import pytest
 
-CLOUD_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN",
-                   "RUNPOD_API_KEY", "LYCEUM_API_KEY")
+CLOUD_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "RUNPOD_API_KEY",
+    "LYCEUM_API_KEY",
+)
 
 
 @pytest.fixture

@@ -103,8 +103,10 @@ def config_show(ctx: click.Context, defaults: bool) -> None:
     epilog=examples(
         "runctl config set run.spot true",
         "runctl config set run.max_runtime 6h",
+        "runctl config set run.timeout ''          # unset: no timeout",
         "runctl config set providers.aws.bucket my-bucket --user",
     ),
+    context_settings={"ignore_unknown_options": True},  # VALUE may be negative (-1): refused by range, not as an option
 )
 @click.argument("key", metavar="KEY")
 @click.argument("value", metavar="VALUE")
@@ -112,7 +114,9 @@ def config_show(ctx: click.Context, defaults: bool) -> None:
 @output_option
 @click.pass_context
 def config_set(ctx: click.Context, key: str, value: str, user: bool) -> None:
-    """Set KEY (dotted, e.g. run.spot) to VALUE (TOML syntax: true, 3, "text"; bare words are strings)."""
+    """Set KEY (dotted, e.g. run.spot) to VALUE (TOML syntax: true, 3, "text"; bare words are strings). A refused
+    value names the key, what it accepts and an example, and leaves the file unchanged; all keys: runctl config
+    show --defaults."""
     from runctl_core.config import PROJECT_FILE, find_project_config, parse_value, set_key, user_config_path
 
     session = session_of(ctx, load_config=False)
@@ -124,8 +128,9 @@ def config_set(ctx: click.Context, key: str, value: str, user: bool) -> None:
 
     parsed = parse_value(value)
     before = path.read_bytes() if path.is_file() else None
-    try:
-        set_key(path, key, parsed)
+
+    def write(candidate: Any) -> None:
+        set_key(path, key, candidate)
         if key.startswith("providers."):
             try:
                 _validate_providers(session, only=key.split(".")[1])
@@ -135,6 +140,18 @@ def config_set(ctx: click.Context, key: str, value: str, user: bool) -> None:
                 else:
                     path.write_bytes(before)
                 raise
+
+    try:
+        try:
+            write(parsed)
+        except ConfigError as refused:
+            if isinstance(parsed, str):
+                raise
+            try:  # a text key given 3.11 or 2024 (TOML made it a number): the text as written
+                write(value)
+            except ConfigError:
+                raise refused from None
+            parsed = value
     except ConfigError as exc:  # the file is as it was: say so, rather than "fix it in FILE"
         exc.hint = f"nothing was written to {path}; " + exc.hint.removeprefix(f"fix it in {path}; ")
         raise
