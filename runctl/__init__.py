@@ -28,8 +28,8 @@ from runctl_core.errors import (
 from runctl_core.jobfile import Job, Resources
 from runctl_core.models import Instance, Offer
 from runctl_core.plans import Plan
+from runctl_core.run_models import JobInfo, RunResult
 from runctl_core.spending import PriceList
-from runctl_core.workflow import JobInfo, RunResult
 
 __all__ = [
     "CapabilityError",

@@ -13,9 +13,9 @@ from runctl_core.jobfile import Job
 from runctl_core.jobs import CheckpointEntry
 from runctl_core.models import Instance, PriceQuery
 from runctl_core.plans import Plan
+from runctl_core.run_models import JobInfo, RunResult
 from runctl_core.session import Options, Session
 from runctl_core.spending import PriceList
-from runctl_core.workflow import JobInfo, RunResult
 
 LogCallback = Callable[[str], None]
 

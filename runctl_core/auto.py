@@ -8,8 +8,10 @@ from datetime import datetime, timezone
 
 from runctl_core.choose import Candidate, Skipped, rank, require_candidates
 from runctl_core.errors import CapacityError
+from runctl_core.preflight import resolve_script
+from runctl_core.run_models import InstanceRequest, LogSink, RunRequest, RunResult
 from runctl_core.session import Session
-from runctl_core.workflow import InstanceRequest, LogSink, RunRequest, RunResult, execute_run, resolve_script
+from runctl_core.workflow import execute_run
 
 
 def candidates_for(

@@ -6,8 +6,8 @@ from pydantic import BaseModel, ConfigDict
 
 from runctl_core.errors import CredentialsError, RunctlError, UsageError
 from runctl_core.models import Offer, PriceQuery
+from runctl_core.run_models import InstanceRequest
 from runctl_core.session import Session
-from runctl_core.workflow import InstanceRequest
 
 AUTO = "auto"
 

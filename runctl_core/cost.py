@@ -12,7 +12,7 @@ from runctl_core.state import InstanceRow
 
 if TYPE_CHECKING:
     from runctl_core.plugins import Provider
-    from runctl_core.workflow import InstanceRequest
+    from runctl_core.run_models import InstanceRequest
 
 
 def job_cost(instance: InstanceRow | None, status: JobStatus | None, now: datetime | None = None) -> float | None:

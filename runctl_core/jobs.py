@@ -50,7 +50,9 @@ def apply_report(session: Session, row: JobRow, report: Any) -> dict[str, Any]:
     """Record what the provider reported. A job seen ended has its checkpoints collected (into the ``--outputs``
     directory it was started with) once; then the instance is terminated unless it was created to be kept."""
     from runctl_core.cost import job_cost
-    from runctl_core.workflow import collect_outputs, job_document, terminate_instance
+    from runctl_core.run_models import job_document
+    from runctl_core.steps import collect_outputs
+    from runctl_core.teardown import terminate_instance
 
     provider = session.provider(row.provider)
     session.store.save_instance(report.instance)
@@ -76,7 +78,7 @@ def apply_report(session: Session, row: JobRow, report: Any) -> dict[str, Any]:
 def outputs_destination(session: Session, job_id: str) -> Path:
     """Where a job's checkpoints are collected: the --outputs directory a detached run was started with, else
     where they were collected, else runctl's state directory."""
-    from runctl_core.workflow import outputs_dir_for
+    from runctl_core.steps import outputs_dir_for
 
     for event in reversed(session.store.events(job_id)):
         if event.get("kind") == "outputs" and event["data"].get("dest"):
@@ -149,7 +151,7 @@ def resolve_instance(session: Session, instance_id: str, *, or_job: bool = False
 
 def list_checkpoints(session: Session, job_id: str) -> tuple[list[dict[str, Any]], str | None]:
     from runctl_core.models import JobStatus
-    from runctl_core.workflow import outputs_dir_for
+    from runctl_core.steps import outputs_dir_for
 
     row = load_job(session, job_id)
     found: list[dict[str, Any]] = []
@@ -202,7 +204,7 @@ def stop_job(session: Session, job_id: str) -> dict[str, Any]:
     """Stop a job and terminate the instance it ran on unless that instance was created to be kept. Harmless when
     the job has already ended (only its instance may still need ending)."""
     from runctl_core.models import JobState
-    from runctl_core.workflow import terminate_instance
+    from runctl_core.teardown import terminate_instance
 
     store = session.store
     row, provider, instance, kept = stop_target(session, job_id)
@@ -232,7 +234,7 @@ def stop_job(session: Session, job_id: str) -> dict[str, Any]:
 def terminate_by_id(session: Session, ident: str) -> Any:
     """Terminate the instance ``ident`` (an Instance comes back), after collecting the jobs still running on it."""
     from runctl_core.salvage import salvage
-    from runctl_core.workflow import terminate_instance
+    from runctl_core.teardown import terminate_instance
 
     provider, instance = resolve_instance(session, ident, or_job=True)
     if instance.state.alive:  # never lose work: the jobs still on it are stopped and collected first
@@ -297,7 +299,7 @@ def pull_checkpoints(session: Session, job_id: str, dest: Path | None) -> list[P
 
     from runctl_core.errors import UsageError
     from runctl_core.models import JobStatus
-    from runctl_core.workflow import collect_outputs
+    from runctl_core.steps import collect_outputs
 
     row = load_job(session, job_id)
     collected_dir = outputs_destination(session, job_id)

@@ -7,20 +7,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from runctl_core.cost import describe_estimate, estimate
 from runctl_core.models import InstanceSpec, Offer, PlannedCall, PlanRequest
 from runctl_core.plugins import Provider
+from runctl_core.preflight import check_nodes, check_request, plan_run, project_files, resolve_script
+from runctl_core.run_models import InstanceRequest, RunRequest
 from runctl_core.session import Session
-from runctl_core.workflow import (
-    InstanceRequest,
-    RunRequest,
-    check_nodes,
-    check_request,
-    describe_estimate,
-    estimate,
-    plan_run,
-    project_files,
-    resolve_script,
-)
 
 
 class Alternative(BaseModel):

@@ -9,8 +9,8 @@ from typing import Any
 from runctl_core.errors import UsageError
 from runctl_core.jobfile import Job
 from runctl_core.models import JobSpec
+from runctl_core.run_models import InstanceRequest, RunRequest
 from runctl_core.session import Session
-from runctl_core.workflow import InstanceRequest, RunRequest
 
 
 def instance_request(session: Session, fields: dict[str, Any], *, interactive: bool) -> InstanceRequest:
@@ -110,8 +110,8 @@ def _refuse_unsupported(job: Job) -> None:
 
 def _job_env(job: Job) -> dict[str, str]:
     """The job's environment, checked (no RUNCTL_* names) and with its secrets' values masked in all output."""
+    from runctl_core.preflight import check_job_env
     from runctl_core.redact import declare_env
-    from runctl_core.workflow import check_job_env
 
     env = job.resolved_env()
     check_job_env(env)

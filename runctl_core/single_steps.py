@@ -7,34 +7,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from runctl_core.cost import describe_estimate, estimate
 from runctl_core.errors import CapabilityError, Interrupted, RunctlError
 from runctl_core.files import default_project_root
+from runctl_core.job_watch import read_logs, wait_job
 from runctl_core.jobs import job_context, load_job, resolve_instance
 from runctl_core.models import Instance, JobSpec, JobStatus
 from runctl_core.plugins import Provider
+from runctl_core.preflight import check_credentials, check_nodes, check_request, project_files, resolve_script
+from runctl_core.run_models import InstanceRequest, JobInfo, LogSink, job_document
 from runctl_core.session import Session
-from runctl_core.workflow import (
-    InstanceRequest,
-    JobInfo,
-    LogSink,
-    check_credentials,
-    check_nodes,
-    check_request,
-    collect_outputs,
-    create_instance,
-    describe_estimate,
-    estimate,
-    job_document,
-    outputs_dir_for,
-    project_files,
-    read_logs,
-    resolve_script,
-    start_job,
-    sync_project,
-    terminate_instance,
-    wait_job,
-    wait_ready,
-)
+from runctl_core.steps import collect_outputs, create_instance, outputs_dir_for, start_job, sync_project, wait_ready
+from runctl_core.teardown import terminate_instance
 
 
 def create_kept(session: Session, provider: Provider, request: InstanceRequest, *, wait: bool) -> Instance:

@@ -48,8 +48,8 @@ def logs_cmd(ctx: click.Context, job_id: str, follow: bool, rank: int, all_ranks
     """Print the log (stdout and stderr) of JOB, or follow it to the end. A multi-node job shows rank 0
     unless --rank or --all-ranks says otherwise."""
     from runctl_core.errors import CapabilityError, JobFailed
+    from runctl_core.job_watch import read_logs, wait_job
     from runctl_core.redact import redact
-    from runctl_core.workflow import read_logs, wait_job
 
     session = session_of(ctx)
     refuse_id_output(session)

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
+    from runctl_core.run_models import InstanceRequest
     from runctl_core.session import Session
-    from runctl_core.workflow import InstanceRequest
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -269,8 +269,8 @@ def parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
         if not sep or not name or not name.replace("_", "a").isalnum():
             raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--env")
         env[name] = value
+    from runctl_core.preflight import check_job_env
     from runctl_core.redact import declare_env
-    from runctl_core.workflow import check_job_env
 
     check_job_env(env)
     declare_env(env)  # masked in everything this command prints
@@ -312,7 +312,7 @@ def proceed_if_paid(session: Session, yes: bool, hourly: float | None, what: str
 
 def ask_before_paying(session: Session, provider: Any, request: InstanceRequest, yes: bool) -> None:
     """``proceed_if_paid`` for one provider's offer; nothing is asked for a free one (the local machine)."""
-    from runctl_core.workflow import estimate
+    from runctl_core.cost import estimate
 
     offer = estimate(provider, request)
     if offer is not None and offer.on_demand_hourly == 0 and not request.spot:

@@ -78,7 +78,7 @@ def resources_cleanup(ctx: click.Context, dry_run: bool, yes: bool, older_than: 
     from runctl_core.errors import RunctlError
     from runctl_core.resources import REMOVABLE, providers_in_scope, reconcile
     from runctl_core.resources import older_than as is_older
-    from runctl_core.workflow import terminate_instance
+    from runctl_core.teardown import terminate_instance
 
     session = session_of(ctx)
     refuse_id_output(session)

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 def sync_cmd(ctx: click.Context, instance_id: str, project: Path | None) -> None:
     """Send the project to INSTANCE, respecting .gitignore and .runctlignore; only changed files travel."""
     from runctl_core.files import default_project_root
-    from runctl_core.workflow import project_files, sync_project
+    from runctl_core.preflight import project_files
+    from runctl_core.steps import sync_project
 
     session = session_of(ctx)
     provider, instance = resolve_instance(session, instance_id)

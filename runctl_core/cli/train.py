@@ -76,9 +76,11 @@ def train_cmd(
     or pass --wait to follow it here (the exit code is then the job's).
     """
     from runctl_core.errors import JobFailed
+    from runctl_core.job_watch import failing_rank_tail
     from runctl_core.jobfile import read_env_file
+    from runctl_core.run_models import job_document
     from runctl_core.single_steps import follow_to_end, start_training
-    from runctl_core.workflow import environment_report, failing_rank_tail, job_document, raise_if_setup_failed
+    from runctl_core.workflow import environment_report, raise_if_setup_failed
 
     session = session_of(ctx)
     env = {**(read_env_file(env_file) if env_file else {}), **parse_env(env_pairs)}
