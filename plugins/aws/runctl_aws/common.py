@@ -9,11 +9,9 @@ import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runctl_aws import prices, scripts
-from runctl_aws.client import AwsClient
-from runctl_aws.models import CommandResult, Ec2Instance
 from runctl_aws.settings import AwsSettings, resolve_region
 from runctl_core.errors import (
     NotFoundError,
@@ -26,6 +24,10 @@ from runctl_core.models import (
     ProviderContext,
 )
 from runctl_core.remote.records import job_status_from_record as job_status  # noqa: F401 (re-exported)
+
+if TYPE_CHECKING:  # boto3 is imported only when AWS is really called (not by the dry run, price table, --help)
+    from runctl_aws.client import AwsClient
+    from runctl_aws.models import CommandResult, Ec2Instance
 
 EC2_STATES = {
     "pending": InstanceState.PENDING,
@@ -99,6 +101,9 @@ def client_for(ctx: ProviderContext, region: str | None = None) -> AwsClient:
     from runctl_aws.client import AwsClient
 
     settings = settings_of(ctx)
+    # one client per settings and *resolved* region: create (no region given) and the later steps (the
+    # instance's region) share it, and with it what it learnt (the bucket's region: no second HeadBucket)
+    region = region or resolve_region(settings)[0]
     key = (settings.model_dump_json(), region)
     if key not in _CLIENTS:
         _CLIENTS[key] = AwsClient(settings, region, region_cache=ctx.state_dir / "bucket-regions.json")

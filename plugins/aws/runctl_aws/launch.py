@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runctl_aws import scripts
-from runctl_aws.client import AwsClient
 from runctl_aws.common import IAM_STEPS, bucket_of, settings_of
 from runctl_core.errors import (
     CredentialsError,
@@ -21,6 +20,9 @@ from runctl_core.models import (
     InstanceSpec,
     ProviderContext,
 )
+
+if TYPE_CHECKING:  # the dry run builds its requests here without importing boto3
+    from runctl_aws.client import AwsClient
 
 
 def client_token(intent_id: str, suffix: str = "") -> str:
