@@ -54,31 +54,67 @@ def cost_report(session: Session, window_seconds: float) -> CostReport:
     )
 
 
+class NotOffered(BaseModel):
+    """A provider that answered but has no offer of the ``--instance-type`` asked for, with its closest types."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    provider: str
+    suggestions: list[str] = Field(default_factory=list)
+
+
 class PriceList(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
     query: dict[str, Any]
     offers: list[Offer]
     skipped: list[dict[str, str]] = Field(default_factory=list)  # providers that could not answer, and why
+    not_offered: list[NotOffered] = Field(default_factory=list)  # answered: no such instance type there
+    suggestions: dict[str, list[str]] = Field(default_factory=dict)  # skipped providers' close types, where known
+
+
+def close_types(provider: Any, wanted: str) -> list[str]:
+    """The instance types of ``provider``'s offers closest to ``wanted`` (its unfiltered, on-demand listing;
+    nothing when it cannot list)."""
+    import difflib
+
+    try:
+        names = sorted({o.instance_type for o in provider.price(PriceQuery(spot=False))})
+    except RunctlError:
+        return []
+    lowered = {n.lower(): n for n in names}
+    close = difflib.get_close_matches(wanted.lower(), list(lowered), n=3, cutoff=0.6)
+    return [lowered[c] for c in close]
 
 
 def price_list(session: Session, query: PriceQuery, only: str | None = None) -> PriceList:
     """Offers from every installed provider (or ``only`` one, whose errors are raised), cheapest first by the
-    price asked for (spot with ``query.spot``, else on-demand)."""
+    price asked for (spot with ``query.spot``, else on-demand). For ``query.instance_type``, a provider with no
+    offer of it is ``not_offered`` (when it answered) with did-you-mean from its own offers."""
     from runctl_core.plugins import installed_providers
 
     names = [only] if only else [i.name for i in installed_providers() if not i.blocked]
     offers: list[Offer] = []
     skipped: list[dict[str, str]] = []
+    not_offered: list[NotOffered] = []
+    suggestions: dict[str, list[str]] = {}
     for name in names:
+        provider = None
         try:
             provider = session.provider(name)
             session.progress.update(f"asking {name} for prices")
-            offers.extend(provider.price(query))
+            found = provider.price(query)
         except RunctlError as exc:
             if only:
                 raise
             skipped.append({"provider": name, "reason": exc.message, "hint": exc.hint})
+            close = close_types(provider, query.instance_type) if provider and query.instance_type else []
+            if close:
+                suggestions[name] = close
+            continue
+        offers.extend(found)
+        if query.instance_type and not found:
+            not_offered.append(NotOffered(provider=name, suggestions=close_types(provider, query.instance_type)))
 
     def sort_key(offer: Offer) -> tuple[float, str]:
         value = offer.spot_hourly if query.spot else offer.on_demand_hourly
@@ -87,4 +123,10 @@ def price_list(session: Session, query: PriceQuery, only: str | None = None) -> 
         return (value if value is not None else float("inf"), offer.provider)
 
     offers.sort(key=sort_key)
-    return PriceList(query=query.model_dump(mode="json", exclude_none=True), offers=offers, skipped=skipped)
+    return PriceList(
+        query=query.model_dump(mode="json", exclude_none=True),
+        offers=offers,
+        skipped=skipped,
+        not_offered=not_offered,
+        suggestions=suggestions,
+    )

@@ -40,7 +40,8 @@ def price_cmd(
     region: str | None,
 ) -> None:
     """Prices, side by side, from every installed provider (or only --provider): offer, GPUs, on-demand
-    and spot $/h, availability - cheapest first. Providers without credentials are listed with the reason."""
+    and spot $/h, availability - cheapest first. Providers without credentials are listed with the reason; an
+    --instance-type a provider does not have is "not offered" there, with its closest types."""
     from runctl_core.models import PriceQuery
     from runctl_core.spending import price_list
 
@@ -77,9 +78,22 @@ def price_cmd(
             )
         for provider_name, source in sorted({(o.provider, o.source) for o in offers if o.source}):
             click.echo(f"{provider_name} prices: {source}")
-        for skip in skipped:
+        for missing in result.not_offered:  # answered: no such instance type there
+            close = ", ".join(missing.suggestions)
             click.echo(
-                f"{skip['provider']}: not asked - {skip['reason']}" + (f" ({skip['hint']})" if skip["hint"] else "")
+                f"{instance_type}: not offered by {missing.provider}"
+                + (
+                    f" - did you mean: {close}?"
+                    if close
+                    else f" - its offers: runctl --provider {missing.provider} price"
+                )
+            )
+        for skip in skipped:
+            close = ", ".join(result.suggestions.get(skip["provider"], []))
+            click.echo(
+                f"{skip['provider']}: not asked - {skip['reason']}"
+                + (f" ({skip['hint']})" if skip["hint"] else "")
+                + (f"; did you mean: {close}?" if close else "")
             )
 
     emit(session, doc, text)

@@ -180,6 +180,20 @@ def price(ctx: ProviderContext, query: PriceQuery) -> list[Offer]:
                 spot_source = "spot: describe_spot_price_history"
             except RunctlError as exc:
                 spot_source = f"spot: unavailable ({exc.code})"
+    if query.instance_type and prices.type_info(query.instance_type) is None and query.instance_type not in listed:
+        # not in the bundled table and not priced by AWS: never an offer with no price (a made-up row)
+        from runctl_aws.pricing import listed_as_absent
+
+        if listed_as_absent(ctx.state_dir, query.instance_type, region):
+            return []  # AWS's price list has no such product in this region: not offered
+        from runctl_core.errors import CredentialsError
+
+        raise CredentialsError(
+            f"{query.instance_type} is not in runctl's bundled table of {len(prices.known_types())} EC2 types, "
+            "and AWS's price list could not be asked (it needs credentials with pricing:GetProducts)",
+            "check the name (`runctl --provider aws price` lists the bundled types); configure AWS credentials "
+            "to ask AWS for any other type",
+        )
     found = []
     for name in names:
         info = prices.type_info(name)

@@ -76,3 +76,11 @@ def on_demand_prices(
         return {}, ""
     oldest = datetime.fromtimestamp(min(fetched), timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return found, f"AWS Price List API (fetched {oldest}, cached {CACHE_DAYS} days)"
+
+
+def listed_as_absent(state_dir: Path, instance_type: str, region: str) -> bool:
+    """The Price List API answered (within the cache's lifetime) that it lists no ``instance_type`` in ``region``:
+    an empty ``PriceList`` for the filters above, which is how GetProducts answers for a type AWS does not sell
+    there (API reference above: "PriceList - The list of products that match your filters")."""
+    entry = _read(_cache_path(state_dir)).get(f"{region}/{instance_type}")
+    return entry is not None and entry[0] < 0 and time.time() - entry[1] < CACHE_DAYS * 86400

@@ -112,6 +112,9 @@ class SlurmProvider:
         settings = settings_of(ctx)
         if query.spot or (not settings.host and not local_slurm_configured()):
             return []
+        own = settings.partition or "slurm"
+        if query.instance_type and query.instance_type != own:  # jobs go to the configured partition only
+            return []
         if query.gpu and query.gpu.lower() not in {k.lower() for k in settings.gres_map}:
             result = cluster_of(ctx).sh("sinfo -h -o %G")
             wanted = gres_options(query.gpu, 1, {}, None)[-1].split(":")[1]  # the GRES type runctl would ask for
@@ -121,7 +124,7 @@ class SlurmProvider:
         return [
             Offer(
                 provider="slurm",
-                instance_type=query.instance_type or settings.partition or "slurm",
+                instance_type=own,
                 gpu=query.gpu,
                 gpu_count=count,
                 on_demand_hourly=settings.price_per_gpu_hour * count,
