@@ -4,9 +4,13 @@ Each operation is one ``AWS-RunShellScript`` command running a small Python prog
 on every image runctl uses); bytes travel through S3 with presigned URLs, because SSM carries at most 24,000
 characters of output and its command parameters are kept in the account's command history:
 
-* ``run``: the argument vector, ``cwd`` and ``stdin`` go in the command (``stdin`` base64, up to 48 KiB, else
-  through S3); ``env`` goes through a short-lived S3 object, never into the command text (values may be
-  secrets). Output up to ~8 KiB comes back in SSM's own output, larger output through a presigned PUT;
+* ``run``: the argument vector and ``cwd`` go in the command; ``stdin`` and ``env`` go through short-lived S3
+  objects fetched with presigned GETs, never into the command text: SSM keeps a command's parameters in the
+  account's command history (SendCommand's ``Parameters``, readable with ``ssm:ListCommands``), and runctl's
+  bundles carry job environment files whose values may be secrets. Output up to ~8 KiB comes back in SSM's own
+  output, larger output through a presigned PUT;
+* ``prestage(data)``: the same S3 upload made ahead of time (while the instance boots, see the provider's
+  ``stage`` hook); a later ``run`` whose ``stdin`` is the same bytes fetches that object instead of uploading;
 * ``put``: the bytes are put in S3 and fetched by the instance with a presigned GET, written to a temporary file,
   ``chmod``-ed and renamed into place (whole or not at all);
 * ``get`` / ``read_range`` / ``walk``: answered through a presigned PUT (large) or SSM output (small);
@@ -20,6 +24,7 @@ TransientError, a missing file -> FileNotFoundError. No retries here: one retry 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import shlex
 import uuid
@@ -32,9 +37,11 @@ from runctl_core.errors import ProviderError
 from runctl_core.remote.transport import CommandResult, RemoteFile
 
 INLINE_OUTPUT = 8000  # bytes of stdout/stderr returned in SSM's output (base64 stays under its 24,000 characters)
-INLINE_STDIN = 48 * 1024
 EXIT_MISSING = 44  # the program's answer for a missing file
 BLOBS = ("stdout", "stderr", "data", "files")
+# what prestage() uploaded and no run() has used yet: (bucket, instance, sha256 of the bytes) -> S3 key. In memory:
+# ``run`` stages and syncs in one process; an entry a crash leaves is an object terminate deletes with the prefix
+_PRESTAGED: dict[tuple[str, str, str], str] = {}
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,7 @@ try:
         env = dict(os.environ)
         if req.get("env_url"):
             env.update(json.loads(fetch(req["env_url"])))
-        data = base64.b64decode(req["stdin"]) if req.get("stdin") else b""
+        data = b""
         if req.get("stdin_url"):
             data = fetch(req["stdin_url"])
         try:
@@ -184,11 +191,13 @@ class SsmTransport:
             if env:  # through S3, never in the command text (SSM keeps command parameters in its history)
                 key, request["env_url"] = self._staged(json.dumps(dict(env)).encode(), "env")
                 staged.append(key)
-            if stdin and len(stdin) > INLINE_STDIN:
-                key, request["stdin_url"] = self._staged(stdin, "stdin")
+            if stdin:  # through S3 too: a bundle may hold a job's env file
+                prestaged = _PRESTAGED.pop(self._prestage_id(stdin), None)
+                if prestaged is not None:
+                    key, request["stdin_url"] = prestaged, self.client.presign_get(self.bucket, prestaged)
+                else:
+                    key, request["stdin_url"] = self._staged(stdin, "stdin")
                 staged.append(key)
-            elif stdin:
-                request["stdin"] = base64.b64encode(stdin).decode()
             answer = self._call(request, timeout)
         finally:
             for key in staged:
@@ -204,6 +213,18 @@ class SsmTransport:
         return CommandResult(
             exit_code=code if isinstance(code, int) else -1, stdout=answer.blob("stdout"), stderr=answer.blob("stderr")
         )
+
+    def _prestage_id(self, data: bytes) -> tuple[str, str, str]:
+        return (self.bucket, self.instance_id, hashlib.sha256(data).hexdigest())
+
+    def prestage(self, data: bytes) -> None:
+        """Upload ``data`` now, for a later ``run(..., stdin=data)`` of the same bytes (which then makes no upload
+        of its own). Needs only S3, not the instance: the provider calls it while the instance boots."""
+        ident = self._prestage_id(data)
+        if ident not in _PRESTAGED:
+            key = self._key("stdin")
+            self.client.put_bytes(self.bucket, key, data)
+            _PRESTAGED[ident] = key
 
     def put(self, source: bytes | Path, path: str, *, mode: int = 0o644) -> None:
         data = source if isinstance(source, bytes) else source.read_bytes()

@@ -57,6 +57,9 @@ def test_every_transport_operation_through_ssm_and_s3(standin: AwsStandIn, tmp_p
     )
     assert ran.exit_code == 0 and ran.stdout == b"s3c" + b"abcdefgh" * 3000  # 24,003 bytes
     assert all(secret not in inv.script for inv in standin.invocations.values())
+    bundle = b"JOB_TOKEN=" + secret.encode()  # stdin (a bundle holding an env file) is never in the command either
+    echoed = transport.run(["python3", "-c", "import sys; sys.stdout.write(sys.stdin.read()[:9])"], stdin=bundle)
+    assert echoed.stdout == b"JOB_TOKEN" and all(secret not in inv.script for inv in standin.invocations.values())
     failed = transport.run(["sh", "-c", "echo oops >&2; exit 3"])
     assert failed.exit_code == 3 and failed.stderr == b"oops\n"
     assert transport.run(["no-such-program-runctl"]).exit_code == 127
@@ -72,3 +75,23 @@ def test_every_transport_operation_through_ssm_and_s3(standin: AwsStandIn, tmp_p
     assert not (standin.instance_dir(instance_id) / "work").exists()
     keys = [o["Key"] for o in client.list_objects(BUCKET, f"runctl/_staging/{instance_id}/transport/")]
     assert keys == []  # staging objects are removed after each call
+
+
+def test_prestaged_stdin_is_not_uploaded_again(standin: AwsStandIn) -> None:
+    """What ``prestage`` uploaded while the instance booted is what the later ``run`` with the same bytes fetches:
+    that run's round trips are the SSM command alone (then the staged object is deleted)."""
+    client = AwsClient(AwsSettings.model_validate(aws_settings(standin.url)))
+    instance_id = _online(standin, client)
+    transport = SsmTransport(client, instance_id, BUCKET, f"runctl/_staging/{instance_id}")
+    payload = b"project bytes " * 10_000
+    transport.prestage(payload)
+    transport.prestage(payload)  # the same bytes again: no second upload
+    assert [c for c in standin.calls if c == ("s3", "PutObject")] == [("s3", "PutObject")]
+    standin.calls.clear()
+    ran = transport.run(["python3", "-c", "import sys; print(len(sys.stdin.buffer.read()))"], stdin=payload)
+    assert ran.stdout.strip() == str(len(payload)).encode()
+    assert ("s3", "PutObject") not in standin.calls and ("ssm", "SendCommand") in standin.calls
+    other = transport.run(["python3", "-c", "import sys; print(len(sys.stdin.buffer.read()))"], stdin=payload)
+    assert other.stdout.strip() == str(len(payload)).encode()  # used once: a second run uploads its own copy
+    assert ("s3", "PutObject") in standin.calls
+    assert list(client.list_objects(BUCKET, f"runctl/_staging/{instance_id}/transport/")) == []
