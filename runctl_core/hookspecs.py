@@ -161,6 +161,30 @@ def price(ctx: ProviderContext, query: PriceQuery) -> list[Offer]:  # type: igno
 
 
 @hookspec(firstresult=True)
+def stage(ctx: ProviderContext, instance: Instance, project: Project) -> None:
+    """Start moving ``project`` towards a just-created instance while it boots, so that the later ``sync`` has
+    less to do once the machine answers (issue 15.3: the upload overlaps the boot instead of following it).
+
+    Called by ``run`` once, right after ``create`` returned ``instance`` (usually still ``pending``) and before
+    ``ready`` is polled; never by ``runctl sync``/``train``. A provider that stages through storage the machine
+    reads from (an S3 bucket, a volume, a registry) uploads there; ``sync`` of the same instance then only has
+    to apply what was staged. Contract:
+
+    * Talk only to the provider's services, never to the instance (it may not even be running yet); do not wait
+      for it; return as soon as the uploads are done.
+    * Staging is an optimisation: ``sync`` must be correct whether ``stage`` ran, failed half-way or staged an
+      older project (a file changed in between is synced as it is when ``sync`` runs). Keep the bookkeeping
+      (what was staged, under which key) in the plugin, e.g. in ``ctx.state_dir`` or in memory (``run`` calls
+      ``stage`` and ``sync`` in one process).
+    * What it stores is removed by ``terminate`` of the instance (and must carry no secret: the project only).
+    * Return ``None``. A :class:`~runctl_core.errors.RunctlError` is shown as a warning and the run goes on
+      (``sync`` then does all the work); it is not retried.
+
+    Fallback (no implementation): nothing happens; ``sync`` sends the whole delta after ``ready``, as before.
+    """
+
+
+@hookspec(firstresult=True)
 def capabilities(ctx: ProviderContext) -> Capabilities:  # type: ignore[empty-body]
     """Declare what this provider cannot do, with reasons. Fallback: :class:`Capabilities` defaults."""
 

@@ -370,7 +370,7 @@ class ShellCommand(Record):
 
 
 class PlanRequest(Record):
-    steps: list[str]  # subset of create, sync, train, wait, collect, terminate
+    steps: list[str]  # subset of create, stage (providers with the hook), wait, sync, train, collect, terminate
     instance: InstanceSpec | None = None
     instance_id: str | None = None  # for steps on an existing instance
     job: JobSpec | None = None

@@ -243,6 +243,13 @@ class Provider:
         result: SyncResult = self._call("sync", SyncResult, retry=False, instance=instance, project=project)
         return result
 
+    def stage(self, instance: Instance, project: Project) -> bool:
+        """Let the provider stage ``project`` while ``instance`` boots (optional hook); False when it has none."""
+        if not self.has("stage"):
+            return False
+        self._call("stage", type(None), retry=False, instance=instance, project=project)
+        return True
+
     def train(self, instance: Instance, job: JobSpec) -> JobStatus:
         result: JobStatus = self._call("train", JobStatus, retry=False, instance=instance, job=job)
         return result

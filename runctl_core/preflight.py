@@ -160,7 +160,8 @@ def plan_run(provider: Provider, request: RunRequest, project: Project) -> list[
         nodes=request.nodes,
         launcher=request.launcher,
     )
-    steps = ["create", "wait", "sync", "train"] + ([] if request.detach else ["wait", "collect"])
+    staged = ["stage"] if provider.has("stage") else []
+    steps = ["create", *staged, "wait", "sync", "train"] + ([] if request.detach else ["wait", "collect"])
     if not request.keep and not request.detach:
         steps.append("terminate")
     return provider.plan(

@@ -127,6 +127,21 @@ def wait_ready(session: Session, provider: Provider, instance: Instance, timeout
         delay = min(delay * 1.5, max(caps.poll_interval * 4, 1.0))
 
 
+def stage_project(session: Session, provider: Provider, instance: Instance, project: Project) -> None:
+    """Let the provider start uploading ``project`` while the just-created ``instance`` boots (the optional
+    ``stage`` hook; nothing for a provider without it). Staging only saves time, so its failure is a warning:
+    ``sync`` does the work after ``ready``."""
+    if not provider.has("stage"):
+        return
+    session.progress.update(f"staging {len(project.files)} files for {instance.id} while it starts")
+    try:
+        provider.stage(instance, project)
+    except RunctlError as exc:
+        session.progress.warn(f"could not stage the project for {instance.id} ({exc.message}); sync will send it")
+        return
+    session.store.event("stage", provider=provider.name, instance_id=instance.id, files_total=len(project.files))
+
+
 def sync_project(session: Session, provider: Provider, instance: Instance, project: Project) -> SyncResult:
     session.progress.update(f"syncing {len(project.files)} files ({project.total_bytes} bytes) to {instance.id}")
     result = provider.sync(instance, project)

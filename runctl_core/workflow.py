@@ -52,6 +52,7 @@ from runctl_core.steps import (
     create_instance,
     outputs_dir_for,
     spot_comparison,
+    stage_project,
     start_job,
     sync_project,
     wait_ready,
@@ -249,6 +250,7 @@ def _run_attempt(
             session, provider, request.instance, job_id=job_id, keep=request.keep or request.detach
         )
         session.progress.step(f"created {provider.name} instance {run.instance.id}")
+        stage_project(session, provider, run.instance, project)  # uploads overlap the boot (optional hook)
         run.instance = wait_ready(session, provider, run.instance, request.instance.wait_timeout)
         synced = sync_project(session, provider, run.instance, project)
         session.progress.step(f"synced {synced.files_sent}/{synced.files_total} files to {run.instance.id}")
