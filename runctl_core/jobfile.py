@@ -83,11 +83,15 @@ class Job(BaseModel):
     @field_validator("env", mode="before")
     @classmethod
     def _env(cls, value: Any) -> Any:
+        """Numbers become their text; a boolean, None, list or mapping is refused (which text would it be?). A
+        job file's values arrive here as written (``written.py``): ``1e-3`` stays ``1e-3``."""
         if isinstance(value, dict):
-            return {
-                str(k): "" if v is None else str(v) if not isinstance(v, bool) else str(v).lower()
-                for k, v in value.items()
-            }
+            for k, v in value.items():
+                if v is None or isinstance(v, (bool, list, tuple, dict, set)):
+                    raise ValueError(
+                        f"{k}: {v!r} is not an environment value; write it as a string, e.g. {k}: {str(v)!r}"
+                    )
+            return {str(k): str(v) for k, v in value.items()}
         return value
 
     @field_validator("secrets")
@@ -131,6 +135,9 @@ class Job(BaseModel):
         if not isinstance(data, dict):
             raise ConfigError(f"{file}:1: a job file is a mapping of keys (name:, script:, ...)", _SCHEMA_HINT)
         lines = _key_lines(node)
+        from runctl_core.written import as_written
+
+        data = as_written(node, data, text, file)
         try:
             job = cls.model_validate(data)
         except ValidationError as exc:
@@ -333,7 +340,7 @@ args: ["--epochs", "3"]
 #   - pip install -r requirements.txt
 # python: "3.11"
 env:
-  PYTHONUNBUFFERED: "1"
+  PYTHONUNBUFFERED: "1"      # values are text: quote yes/no/on/off/true/false/~ ("yes"); numbers stay as written
   # DATA_DIR: ${DATA_DIR}   # ${VAR} takes the value from your shell
 # env_file: .env            # NAME=VALUE lines
 # secrets: [WANDB_API_KEY]  # names only: values come from your shell at run time and are never stored
