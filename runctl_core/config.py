@@ -55,12 +55,33 @@ class RunSettings(BaseModel):
         return parse_duration(value)
 
 
+class ResourceSettings(BaseModel):
+    """``runctl resources cleanup``: what it removes besides instances."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    prune_job_files_after: float | None = Field(
+        default=7 * 86400.0,
+        description="remove what a provider keeps of an ended job (local: its log and checkpoints in the "
+        "sandbox) this long after its instance ended, once its checkpoints were collected; \"\" keeps them",
+        json_schema_extra={"format": "duration"},
+    )
+
+    @field_validator("prune_job_files_after", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return None
+        return parse_duration(value)
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
     default_provider: str = "local"
     owner: str = Field(default_factory=_default_owner)
     run: RunSettings = Field(default_factory=RunSettings)
+    resources: ResourceSettings = Field(default_factory=ResourceSettings)
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
@@ -248,12 +269,12 @@ def set_key(path: Path, dotted: str, value: Any) -> None:
 DURATION_KEYS = ("timeout", "max_runtime", "wait_timeout")
 
 
-def raw_run_values(paths: list[Path]) -> dict[str, Any]:
-    """The ``[run]`` values as written in the files (later files win): durations are shown as the user wrote
-    them (``"6h"``), not as seconds."""
+def raw_run_values(paths: list[Path], table: str = "run") -> dict[str, Any]:
+    """The ``[run]`` (or another table's) values as written in the files (later files win): durations are shown
+    as the user wrote them (``"6h"``), not as seconds."""
     raw: dict[str, Any] = {}
     for path in paths:
-        raw.update(read_toml(path).get("run") or {})
+        raw.update(read_toml(path).get(table) or {})
     return raw
 
 

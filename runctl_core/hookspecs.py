@@ -240,6 +240,22 @@ def collect(ctx: ProviderContext, instance: Instance, job: JobStatus, dest: Path
 
 
 @hookspec(firstresult=True)
+def remove_job_files(ctx: ProviderContext, instance: Instance, job: JobStatus) -> bool:  # type: ignore[empty-body]
+    """Remove what the provider still keeps of one ended job on an ended instance: its log, records and
+    checkpoints left behind by ``terminate`` (the local provider keeps ``instances/<id>/jobs/<job>/`` so that
+    ``logs`` and ``checkpoint list`` work after the end). Return True when something was removed, False when
+    nothing was there.
+
+    Called only by ``runctl resources cleanup``, and only for a job the journal has ended, on an instance
+    terminated at the provider, after the retention (``resources.prune_job_files_after``) and once every
+    checkpoint ``list_checkpoints`` reports has been collected. The provider must still refuse (raise
+    :class:`~runctl_core.errors.UsageError`) when its own record says the job is running, and must remove
+    nothing else (another job's files, the collected copy on the laptop). Fallback (no implementation): the
+    provider keeps nothing after ``terminate`` and there is nothing to remove.
+    """
+
+
+@hookspec(firstresult=True)
 def cancel(ctx: ProviderContext, instance: Instance, job: JobStatus) -> JobStatus:  # type: ignore[empty-body]
     """Stop one job (SIGTERM, grace, force) and keep the instance. Must not raise if the job already ended.
     Fallback: ``terminate`` the instance.

@@ -303,6 +303,13 @@ class Provider:
         result: Collected = self._call("collect", Collected, retry=True, instance=instance, job=job, dest=dest)
         return result
 
+    def remove_job_files(self, instance: Instance, job: JobStatus) -> bool | None:
+        """What the provider kept of an ended job on an ended instance, removed; None when it keeps nothing."""
+        if not self.has("remove_job_files"):
+            return None
+        result: bool = self._call("remove_job_files", bool, retry=False, instance=instance, job=job)
+        return result
+
     def cancel(self, instance: Instance, job: JobStatus) -> JobStatus | None:
         if not self.has("cancel"):
             return None

@@ -74,25 +74,29 @@ def config_show(ctx: click.Context, defaults: bool) -> None:
         raw = raw_run_values(session.loaded.sources)
     numbers = config.model_dump(mode="json", exclude_none=False)
     doc = {"sources": sources, "config": numbers}  # JSON: durations in seconds, for scripts
-    data = {**numbers, "run": dict(numbers["run"])}
-    for key in DURATION_KEYS:  # text: as written in the file, else the default in the same form
-        if key in raw:
-            data["run"][key] = raw[key]
-        elif data["run"].get(key) is not None:
-            data["run"][key] = format_duration(data["run"][key])
+    tables = {"run": DURATION_KEYS, "resources": ("prune_job_files_after",)}
+    data = {**numbers, **{name: dict(numbers[name]) for name in tables}}
+    for name, keys in tables.items():
+        written = raw if name == "run" else ({} if defaults else raw_run_values(session.loaded.sources, name))
+        for key in keys:  # text: as written in the file, else the default in the same form
+            if key in written:
+                data[name][key] = written[key]
+            elif data[name].get(key) is not None:
+                data[name][key] = format_duration(data[name][key])
     out = tomlkit.document()
     out.add(tomlkit.comment("from: " + (", ".join(sources) if sources else "defaults only")))
     for key, value in data.items():
-        if key not in ("run", "providers") and value is not None:
+        if key not in ("providers", *tables) and value is not None:
             out[key] = value
-    run = tomlkit.table()
-    for key, value in data["run"].items():
-        if value is None:
-            if defaults:
-                run.add(tomlkit.comment(f"{key} = (not set)"))
-        else:
-            run[key] = value
-    out["run"] = run
+    for name in tables:
+        table = tomlkit.table()
+        for key, value in data[name].items():
+            if value is None:
+                if defaults:
+                    table.add(tomlkit.comment(f"{key} = (not set)"))
+            else:
+                table[key] = value
+        out[name] = table
     if data["providers"]:
         out["providers"] = data["providers"]
     emit(session, doc, tomlkit.dumps(out))

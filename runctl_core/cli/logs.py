@@ -54,6 +54,18 @@ def logs_cmd(ctx: click.Context, job_id: str, follow: bool, rank: int, all_ranks
     session = session_of(ctx)
     refuse_id_output(session)
     row = load_job(session, job_id)
+    from runctl_core.job_files import removed_at
+
+    when = removed_at(session, job_id)
+    if when is not None:
+        from runctl_core.errors import UsageError
+
+        raise UsageError(
+            f"the log of job {job_id} was removed by runctl resources cleanup at {when} (with its files on "
+            f"{row.instance_id}, after its instance ended)",
+            f"its collected checkpoints: runctl checkpoint list {job_id}; to keep ended jobs' logs longer: "
+            "runctl config set resources.prune_job_files_after 30d",
+        )
     provider, instance, status = job_context(session, row)
     as_json = session.options.output == "json"
     if not provider.has("logs"):

@@ -63,17 +63,29 @@ def resources_list(ctx: click.Context) -> None:
 
 
 @resources_group.command(
-    "cleanup", epilog=examples("runctl resources cleanup --dry-run", "runctl resources cleanup --yes --older-than 2h")
+    "cleanup",
+    epilog=examples(
+        "runctl resources cleanup --dry-run",
+        "runctl resources cleanup --yes --older-than 2h",
+        "runctl config set resources.prune_job_files_after 30d   # keep ended jobs' files longer",
+    ),
 )
-@click.option("--dry-run", is_flag=True, help="Show what would be terminated; do nothing.")
+@click.option("--dry-run", is_flag=True, help="Show what would be terminated and removed; do nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed in scripts).")
-@click.option("--older-than", metavar="DURATION", help="Only instances created at least this long ago (e.g. 2h).")
+@click.option(
+    "--older-than",
+    metavar="DURATION",
+    help="Only instances created, and ended jobs' files of instances ended, at least this long ago (e.g. 2h; "
+    "default for job files: resources.prune_job_files_after, 7 days).",
+)
 @click.option("--all", "everything", is_flag=True, help="Also kept and in-use instances (all of yours runctl tagged).")
 @common
 @click.pass_context
 def resources_cleanup(ctx: click.Context, dry_run: bool, yes: bool, older_than: str | None, everything: bool) -> None:
     """Terminate runctl's orphaned, abandoned and finished instances - never one runctl did not tag, never
-    another owner's."""
+    another owner's - and remove what providers keep of ended jobs on ended instances (local: a terminated
+    sandbox's job log and checkpoints) after the retention, only once their checkpoints were collected."""
+    from runctl_core import job_files
     from runctl_core.durations import parse_duration
     from runctl_core.errors import RunctlError
     from runctl_core.resources import REMOVABLE, providers_in_scope, reconcile
@@ -86,11 +98,17 @@ def resources_cleanup(ctx: click.Context, dry_run: bool, yes: bool, older_than: 
         age = parse_duration(older_than) if older_than else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--older-than") from None
-    result = reconcile(session, providers_in_scope(session, session.options.provider))
+    scope = providers_in_scope(session, session.options.provider)
+    result = reconcile(session, scope)
     targets = [r for r in result.resources if (everything or r.kind in REMOVABLE) and is_older(r, age)]
+    retention = age if age is not None else session.loaded.config.resources.prune_job_files_after
+    files = job_files.plan(session, scope, retention)
+    removable = [f for f in files if f.action == "remove"]
     done: list[dict[str, Any]] = []
-    if targets and not dry_run:
-        confirm_or_require_yes(session, yes, f"terminate {len(targets)} instance(s)?")
+    if (targets or removable) and not dry_run:
+        what = [f"terminate {len(targets)} instance(s)"] if targets else []
+        what += [f"remove the files of {len(removable)} ended job(s)"] if removable else []
+        confirm_or_require_yes(session, yes, " and ".join(what) + "?")
         for resource in targets:
             provider = session.provider(resource.provider)
             row = session.store.instance(resource.id, resource.provider)
@@ -106,11 +124,19 @@ def resources_cleanup(ctx: click.Context, dry_run: bool, yes: bool, older_than: 
                 done.append({"provider": resource.provider, "id": resource.id, "state": final.state.value})
             except RunctlError as exc:
                 done.append({"provider": resource.provider, "id": resource.id, "error": exc.message})
+        files = job_files.remove(session, files)
     session.progress.close()
-    doc = {"dry_run": dry_run, "targets": targets, "terminated": done, "notes": result.notes, "skipped": result.skipped}
+    doc = {
+        "dry_run": dry_run,
+        "targets": targets,
+        "terminated": done,
+        "job_files": files,
+        "notes": result.notes,
+        "skipped": result.skipped,
+    }
 
     def text() -> None:
-        if not targets:
+        if not targets and not removable:
             click.echo("nothing to clean up")
         for r in targets:
             verb = "would terminate" if dry_run else "terminated"
@@ -118,12 +144,18 @@ def resources_cleanup(ctx: click.Context, dry_run: bool, yes: bool, older_than: 
             if "error" in outcome:
                 verb = f"FAILED ({outcome['error']})"
             click.echo(f"{verb}: {r.provider} {r.id} [{r.kind}: {r.reason}]")
+        verbs = {"remove": "would remove job files", "removed": "removed job files", "keep": "kept job files"}
+        for f in files:
+            verb = verbs.get(f.action, "FAILED to remove job files")
+            click.echo(f"{verb}: {f.provider} {f.job_id} on {f.instance_id} [{f.reason}]")
         for note in result.quiet_notes(explicit=bool(session.options.provider)):
             click.echo(f"note: {note}")
 
     emit(session, doc, text)
-    if any("error" in d for d in done):
-        raise RunctlError("some instances could not be terminated", "run the cleanup again; see the lines above")
+    if any("error" in d for d in done) or any(f.action == "failed" for f in files):
+        raise RunctlError(
+            "some instances or job files could not be removed", "run the cleanup again; see the lines above"
+        )
 
 
 @resources_group.command("cost", epilog=examples("runctl resources cost", "runctl resources cost --since 7d -o json"))

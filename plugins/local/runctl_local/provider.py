@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -229,6 +230,23 @@ class LocalProvider:
     @hookimpl
     def collect(self, ctx: ProviderContext, instance: Instance, job: JobStatus, dest: Path) -> Collected:
         return _host(ctx, Sandbox(ctx.state_dir, instance.id)).collect(job.job_id, dest)
+
+    @hookimpl
+    def remove_job_files(self, ctx: ProviderContext, instance: Instance, job: JobStatus) -> bool:
+        """The job's directory in a terminated sandbox (kept by ``terminate`` for ``logs``/``checkpoint``); the
+        sandbox itself once no job is left in it."""
+        sandbox = Sandbox(ctx.state_dir, instance.id)
+        job_dir = sandbox.job_dir(job.job_id)
+        if sandbox.exists() and sandbox.read().state is not InstanceState.TERMINATED:
+            raise UsageError(f"{instance.id} is not terminated; its job files stay", f"runctl terminate {instance.id}")
+        if not job_dir.is_dir():
+            return False
+        if not _host(ctx, sandbox).status(job.job_id).state.terminal:  # its own record, not the journal's
+            raise UsageError(f"job {job.job_id} is still running on {instance.id}", f"runctl terminate {job.job_id}")
+        shutil.rmtree(job_dir)
+        if not sandbox.job_dirs() and not (sandbox.project.exists() or (sandbox.root / "envs").exists()):
+            shutil.rmtree(sandbox.root, ignore_errors=True)
+        return True
 
     @hookimpl
     def shell(

@@ -4,7 +4,8 @@
 <state_dir>/instances/<id>/project/        the synced project (removed on terminate)
 <state_dir>/instances/<id>/manifest.json   path -> sha256 of what was synced
 <state_dir>/instances/<id>/envs/           cached job environments (removed on terminate)
-<state_dir>/instances/<id>/jobs/<job>/     job.json, log, checkpoints/ (kept after terminate)
+<state_dir>/instances/<id>/jobs/<job>/     job.json, log, checkpoints/ (kept after terminate, until
+                                           `resources cleanup` prunes them: remove_job_files)
 
 Everything but instance.json is the remote-job layer's machine layout (runctl_core.remote.jobs.JobHost).
 """
