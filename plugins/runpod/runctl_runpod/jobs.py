@@ -1,6 +1,6 @@
 """Jobs on a pod: readiness, the pod ending itself (after a detached job, or at ``max_runtime``), and sync /
 train / status run through the core's remote-job layer (:class:`runctl_core.remote.jobs.JobHost`) over
-:class:`runctl_runpod.transport.SshTransport`: the same supervisor launch (pending record first), environment
+:class:`runctl_core.remote.ssh.SshTransport`: the same supervisor launch (pending record first), environment
 step (uv, PEP 723 / requirements.txt / pyproject.toml, cached per pod), incremental sync and job records as
 every other provider with a shell.
 
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from runctl_core.errors import ProviderError
+from runctl_core.errors import ProviderError, TransientError
 from runctl_core.models import (
     Instance,
     InstanceState,
@@ -33,7 +33,7 @@ from runctl_core.models import (
 from runctl_core.remote.jobs import TOOLS, JobHost, tools_hash
 from runctl_core.remote.records import job_status_from_record
 from runctl_runpod.compute import PodRecord, client, instance_from_pod, now, parse_time
-from runctl_runpod.transport import PodAccess, SshTransport, SshUnavailable, cached, connect
+from runctl_runpod.transport import PodAccess, cached, connect
 
 LOG_CHUNK = 1 << 20
 MANIFEST = "manifest.json"  # where the core's remote-job layer keeps the sync manifest
@@ -48,7 +48,7 @@ def local_dir(ctx: ProviderContext, job_id: str) -> Path:
 
 def host(access: PodAccess) -> JobHost:
     """runctl's jobs on this pod, under runctl's directory on it."""
-    return JobHost(SshTransport(access.ssh), access.base(), python=access.s.python)
+    return JobHost(access.ssh, access.base(), python=access.s.python)
 
 
 def job_status(access: PodAccess, job_id: str) -> JobStatus:
@@ -57,7 +57,7 @@ def job_status(access: PodAccess, job_id: str) -> JobStatus:
     except ProviderError as exc:
         pod = client(access.ctx).get_pod(access.record.pod_id)
         if pod is None or pod.status != "RUNNING":  # stopped or preempted under the command: status will tell
-            raise SshUnavailable(f"the pod stopped while runctl asked about {job_id} ({exc.message})") from None
+            raise TransientError(f"the pod stopped while runctl asked about {job_id} ({exc.message})") from None
         if not host(access).transport.walk(posixpath.join(access.base(), "jobs", job_id)):
             return JobStatus(job_id=job_id, state=JobState.LOST, message="the job never ran on this pod")
         raise
@@ -88,7 +88,7 @@ def end_pod_command(access: PodAccess, pod_id: str, after: float = 0.0, path: st
 
 
 def end_pod_file(access: PodAccess) -> tuple[str, bytes, int]:
-    """end_pod.py as a file to write next to the runner (see :meth:`PodSsh.batch`)."""
+    """end_pod.py as a file to write next to the runner."""
     return posixpath.join(access.base(), "end_pod.py"), END_POD.read_bytes(), 0o755
 
 
@@ -114,11 +114,11 @@ def first_contact(access: PodAccess, pod_id: str) -> None:
             f" && (nohup setsid {end_pod_command(access, pod_id, left, path='end_pod.py')}"
             " > watchdog.log 2>&1 < /dev/null &)"
         )
-    result = access.ssh.run(script, timeout=60)
-    base = result.stdout.strip().splitlines()[0] if result.stdout.strip() else ""
-    if result.exit_status != 0 or not base.startswith("/"):
+    result = access.ssh.run(["sh", "-c", script], timeout=60)
+    base = result.text.strip().splitlines()[0] if result.text.strip() else ""
+    if result.exit_code != 0 or not base.startswith("/"):
         raise ProviderError(
-            f"could not prepare {access.s.remote_dir} on pod {pod_id}: {result.stderr.strip()[-300:]}",
+            f"could not prepare {access.s.remote_dir} on pod {pod_id}: {result.error_text[-300:]}",
             "check the remote_dir setting of [providers.runpod]",
         )
     record.base = base
@@ -141,7 +141,7 @@ def ready(ctx: ProviderContext, instance: Instance) -> Instance:
     try:
         access = connect(ctx, instance, pod)
         first_contact(access, instance.id)  # the first useful command: SSH answers, the shell works
-    except SshUnavailable as exc:
+    except TransientError as exc:
         return current.model_copy(update={"state": InstanceState.PENDING, "message": f"waiting for SSH: {exc.message}"})
     return current
 
@@ -161,7 +161,7 @@ def status(ctx: ProviderContext, instance: Instance, job: JobStatus | None) -> S
             access = connect(ctx, instance, pod)
             first_contact(access, instance.id)
             return StatusReport(instance=current, job=job_status(access, job.job_id))
-        except SshUnavailable as exc:
+        except TransientError as exc:
             return StatusReport(instance=current, job=job.model_copy(update={"message": exc.message}))
     if job.state.terminal:
         return StatusReport(instance=current, job=job)
@@ -192,7 +192,7 @@ def reach(ctx: ProviderContext, instance: Instance, work: Callable[[PodAccess], 
     if known is not None:
         try:
             return work(known)
-        except SshUnavailable:
+        except TransientError:
             known.ssh.close()
     return work(live(ctx, instance))
 

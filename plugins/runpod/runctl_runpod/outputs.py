@@ -10,12 +10,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypeVar
 
-from runctl_core.errors import NotFoundError, ProviderError, RunctlError
+from runctl_core.errors import NotFoundError, ProviderError, RunctlError, TransientError
 from runctl_core.models import Checkpoint, Collected, Instance, InstanceState, JobStatus, LogChunk, ProviderContext
 from runctl_core.remote.records import decode_log_chunk
 from runctl_runpod.compute import client, pod_state
 from runctl_runpod.jobs import LOG_CHUNK, host, local_dir, reach
-from runctl_runpod.transport import SshUnavailable, cached
+from runctl_runpod.transport import cached
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ def _local_log(ctx: ProviderContext, job_id: str, offset: int) -> LogChunk | Non
 def logs(ctx: ProviderContext, instance: Instance, job: JobStatus, offset: int) -> LogChunk:
     try:
         return reach(ctx, instance, lambda access: host(access).logs(job.job_id, offset))
-    except (SshUnavailable, NotFoundError, ProviderError) as exc:
+    except (TransientError, NotFoundError, ProviderError) as exc:
         saved = _local_log(ctx, job.job_id, offset)
         if saved is not None:
             return saved
@@ -49,7 +49,7 @@ def logs(ctx: ProviderContext, instance: Instance, job: JobStatus, offset: int) 
                 "itself after a detached job nobody looked at within detached_grace)"
             )
             return LogChunk(data="", offset=offset, next_offset=offset, complete=True)
-        if state is InstanceState.RUNNING and not isinstance(exc, SshUnavailable):
+        if state is InstanceState.RUNNING and not isinstance(exc, TransientError):
             raise
         tail = api.pod_logs(instance.id, 20) if pod is not None else []
         if tail:  # not reachable over SSH yet: show what the pod itself says (REST v2 log stream)
@@ -109,12 +109,12 @@ def save_before_terminate(ctx: ProviderContext, instance: Instance) -> list[str]
         if access is None:
             return saved
         jobs_dir = posixpath.join(access.base(), "jobs")
-        for f in access.ssh.walk(jobs_dir, timeout=120):
+        for f in access.ssh.walk(jobs_dir):
             job_id, _, rest = f.path.partition("/")
             if rest == "log" or rest == "job.json" or rest.startswith("checkpoints/"):
                 local = local_dir(ctx, job_id) / rest
                 local.parent.mkdir(parents=True, exist_ok=True)
-                access.ssh.get_files([(posixpath.join(jobs_dir, f.path), local)], timeout=600)
+                access.ssh.get(posixpath.join(jobs_dir, f.path), local)
                 if job_id not in saved:
                     saved.append(job_id)
     except (RunctlError, OSError) as exc:

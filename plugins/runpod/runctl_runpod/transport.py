@@ -1,29 +1,25 @@
-"""How runctl reaches a pod it created: its local record (key, pinned host key, last address), an SSH handle
-(:class:`runctl_runpod.ssh.PodSsh`) and runctl's directory on it. :func:`connect` asks the API where the pod
-is; :func:`cached` uses the last known address without an API round trip."""
+"""How runctl reaches a pod it created: its local record (key, pinned host key, last address), the core's SSH
+transport to it (:class:`runctl_core.remote.ssh.SshTransport`) and runctl's directory on it. :func:`connect` asks
+the API where the pod is; :func:`cached` uses the last known address without an API round trip.
+
+Host keys: a pod's sshd gets a host key generated when its container starts (RunPod's start.sh runs
+``ssh-keygen -A``), and a pod's public address and port are reused by later pods, so no known_hosts file can
+vouch for it. runctl trusts the key the pod offers at first contact (right after RunPod's API reported the pod
+with runctl's own ``PUBLIC_KEY`` running), stores it in the pod's record, and refuses any other key afterwards
+(policy ``"pinned"``; the user's ssh config, agent and known_hosts are not used: the pod's own key pair is).
+"""
 
 from __future__ import annotations
 
 import posixpath
 import shlex
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from runctl_core.errors import ProviderError
-from runctl_core.remote.transport import CommandResult, RemoteFile, shell_line
-from runctl_runpod.ssh import PodSsh, SshTarget, SshUnavailable, generate_key_pair
+from runctl_core.remote.ssh import SshTarget, SshTransport, generate_key_pair
 
-__all__ = [
-    "PodAccess",
-    "PodSsh",
-    "SshTransport",
-    "SshUnavailable",
-    "cached",
-    "connect",
-    "generate_key_pair",
-    "record_for",
-]
+__all__ = ["PodAccess", "cached", "connect", "generate_key_pair", "record_for"]
 
 
 class PodAccess:
@@ -45,31 +41,33 @@ class PodAccess:
             record.host_key = host_key
             record.save(ctx.state_dir)
 
-        target = SshTarget(endpoint[0], endpoint[1], self.s.ssh_user, Path(record.key_path), record.host_key)
-        self.ssh = PodSsh(target, connect_timeout=self.s.ssh_connect_timeout, on_host_key=pin)
+        target = SshTarget(
+            endpoint[0],
+            endpoint[1],
+            self.s.ssh_user,
+            key_file=Path(record.key_path),
+            host_keys="pinned",
+            host_key=record.host_key,
+        )
+        self.ssh = SshTransport(
+            target, label=f"pod {record.pod_id}", connect_timeout=self.s.ssh_connect_timeout, on_host_key=pin
+        )
 
     def base(self) -> str:
         """runctl's directory on the pod (``remote_dir``, made absolute once and remembered)."""
-        import shlex
-
         if self.record.base:
             return str(self.record.base)
-        remote = self.s.remote_dir
-        result = self.ssh.run(f"mkdir -p {shlex.quote(remote)} && cd {shlex.quote(remote)} && pwd", timeout=60)
-        base = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-        if result.exit_status != 0 or not base.startswith("/"):
+        remote = shlex.quote(self.s.remote_dir)
+        result = self.ssh.run(["sh", "-c", f"mkdir -p {remote} && cd {remote} && pwd"], timeout=60)
+        base = result.text.strip().splitlines()[-1] if result.text.strip() else ""
+        if result.exit_code != 0 or not base.startswith("/"):
             raise ProviderError(
-                f"could not create {remote} on the pod: {result.stderr.strip()[-300:]}",
+                f"could not create {self.s.remote_dir} on the pod: {result.error_text[-300:]}",
                 "check the remote_dir setting of [providers.runpod]",
             )
         self.record.base = base
         self.record.save(self.ctx.state_dir)
         return base
-
-    def runner(self, *args: str) -> str:
-        import shlex
-
-        return " ".join(shlex.quote(a) for a in (self.s.python, posixpath.join(self.base(), "runner.py"), *args))
 
 
 def record_for(ctx: Any, instance: Any) -> Any:
@@ -117,42 +115,6 @@ def cached(ctx: Any, instance: Any) -> PodAccess | None:
     return PodAccess(ctx, record, (str(record.ssh[0]), int(record.ssh[1])))
 
 
-class SshTransport:
-    """runctl's :class:`runctl_core.remote.transport.Transport` over SSH/SFTP to a pod (what the core's
-    remote-job layer runs jobs through). ``env`` goes on the command line as ``env K=V`` (the layer passes only
-    non-secret variables this way; job variables travel in a 0600 file)."""
-
-    def __init__(self, ssh: PodSsh) -> None:
-        self.ssh = ssh
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        timeout: float | None = None,
-        stdin: bytes | None = None,
-    ) -> CommandResult:
-        status, out, err = self.ssh.exec_bytes(shell_line(argv, env, cwd), stdin, timeout or 3600.0)
-        return CommandResult(exit_code=status, stdout=out, stderr=err)
-
-    def put(self, source: bytes | Path, path: str, *, mode: int = 0o644) -> None:
-        self.ssh.put_atomic(source, path, mode)
-
-    def get(self, path: str, dest: Path) -> None:
-        self.ssh.get_file(path, dest)
-
-    def read_range(self, path: str, offset: int, length: int) -> bytes:
-        return self.ssh.read(path, offset, length, missing_ok=False)
-
-    def walk(self, path: str) -> list[RemoteFile]:
-        return [RemoteFile(f.path, f.size, f.mtime) for f in self.ssh.walk(path)]
-
-    def remove(self, path: str) -> None:
-        self.ssh.run(f"rm -rf -- {shlex.quote(path)}", timeout=300)
-
-
 def shell_command(ctx: Any, instance: Any, pod: Any, job_id: str | None, command: list[str], ports: list[Any]) -> Any:
     """``runctl ssh``: the system ``ssh`` with the pod's own key, its pinned host key, ``-L`` per forwarded port,
     in the job's directory (with ``RUNCTL_CHECKPOINT_DIR``) when a job is given."""
@@ -171,7 +133,7 @@ def shell_command(ctx: Any, instance: Any, pod: Any, job_id: str | None, command
     base = access.base()
     host, port = access.ssh.target.host, access.ssh.target.port
     known = Path(ctx.state_dir) / "known_hosts" / f"{instance.id}"
-    argv = [ssh, "-i", str(access.ssh.target.key_path), "-p", str(port), "-o", "IdentitiesOnly=yes"]
+    argv = [ssh, "-i", str(access.ssh.target.key_file), "-p", str(port), "-o", "IdentitiesOnly=yes"]
     if access.record.host_key:  # pinned at first contact: ssh checks it, never asks
         known.parent.mkdir(parents=True, exist_ok=True)
         known.write_text(f"[{host}]:{port} {access.record.host_key}\n")

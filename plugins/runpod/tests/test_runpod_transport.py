@@ -1,4 +1,5 @@
-"""The SSH implementation of the core's Transport protocol, against a stand-in pod (bare environment)."""
+"""RunPod reaches its pods through the core's SSH transport (runctl_core.remote.ssh, policy "pinned"), against a
+stand-in pod (bare environment). The transport's own contract is tested in tests/test_ssh_transport.py."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ from pathlib import Path
 import pytest
 from runpod_standin import StandIn
 
+from runctl_core.remote.ssh import SshTarget, SshTransport, generate_key_pair
 from runctl_core.remote.transport import Transport
-from runctl_runpod.ssh import SshTarget, generate_key_pair
-from runctl_runpod.transport import PodSsh, SshTransport
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def transport(standin: StandIn, tmp_path: Path) -> SshTransport:
         None,
     )
     assert pod.ssh_port
-    return SshTransport(PodSsh(SshTarget("127.0.0.1", pod.ssh_port, "root", key)))
+    return SshTransport(SshTarget("127.0.0.1", pod.ssh_port, "root", key_file=key, host_keys="pinned"))
 
 
 def test_ssh_transport_follows_the_protocol(transport: SshTransport, tmp_path: Path, standin: StandIn) -> None:
