@@ -20,18 +20,9 @@ Install: ``pip install 'runctl[ssh]'`` (asyncssh, imported only when a connectio
   ``exec``-ing ARGV with the rest of stdin. So neither ``ps`` on the machine nor sshd's logs show them
   (OpenSSH's ``SetEnv``/``AcceptEnv`` would also hide them, but sshd drops every name its ``AcceptEnv`` does
   not list - by default all but ``LANG``/``LC_*`` on Debian). Names must be shell identifiers.
-* **Host keys**, two policies (:class:`SshTarget` ``host_keys``):
-
-  - ``"user"`` - the user's OpenSSH setup: ``~/.ssh/config`` (host aliases, ``User``, ``Port``,
-    ``IdentityFile``, ``ProxyJump``), ``~/.ssh/known_hosts`` and the agent, as ``ssh HOST`` would. An unknown
-    host key is refused (connect once with ``ssh`` to accept it). For machines the user already reaches
-    (a Slurm login node).
-  - ``"pinned"`` - runctl's own: only the target's key, no ssh config, no agent; the host key must equal
-    ``host_key``. When ``host_key`` is None (first contact) the key offered is trusted and handed to
-    ``on_host_key`` so the caller stores it; later connections refuse any other key. For machines runctl
-    creates: their host keys are generated when they boot (so no known_hosts can list them beforehand), and
-    their addresses are reused by other machines (so a known_hosts entry would soon be wrong).
-
+* **Host keys**: ``"user"`` (the user's ``~/.ssh/config``, agent and known_hosts: a login node) or ``"pinned"``
+  (runctl's key only; the host key trusted at first contact, then required: machines runctl creates). See
+  :mod:`runctl_core.remote.ssh_connect`.
 * **Errors** (the Transport contract): the machine not answering, refusing the connection, a connection lost
   or a timeout -> :class:`TransientError` naming the machine, with a hint; the key refused -> ``AuthError``; a
   host key that is not the known one -> ``AuthError``; a missing key file -> ``PrerequisiteError``; a missing
@@ -46,18 +37,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import hashlib
 import os
 import posixpath
 import re
 import shlex
-import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
-from runctl_core.errors import AuthError, PrerequisiteError, ProviderError, TransientError
+from runctl_core.errors import ProviderError, TransientError
+from runctl_core.remote import ssh_connect
+from runctl_core.remote.ssh_connect import SshTarget, close_all, generate_key_pair
 from runctl_core.remote.transport import CommandResult, RemoteFile, shell_line
 
 T = TypeVar("T")
@@ -70,80 +60,6 @@ _ENV_PRELUDE = (
     'n=$((n-1)); done; eval "$e"; unset e l n; exec "$@"'
 )
 __all__ = ["SshTarget", "SshTransport", "close_all", "generate_key_pair"]
-
-
-@dataclass(frozen=True)
-class SshTarget:
-    """Where a machine is and how to log in. ``host`` may be an ``~/.ssh/config`` alias (policy ``"user"``).
-    ``key_file`` or ``private_key`` (unencrypted OpenSSH/PEM text, kept in memory, never shown) is the client
-    key; with policy ``"user"`` both may be omitted (the agent and ``~/.ssh/id_*`` are used)."""
-
-    host: str
-    port: int | None = None
-    user: str | None = None
-    key_file: Path | None = None
-    private_key: str | None = field(default=None, repr=False)
-    host_keys: Literal["user", "pinned"] = "user"
-    host_key: str | None = None  # policy "pinned": the machine's OpenSSH public host key, once known
-
-    @classmethod
-    def parse(cls, address: str, **options: Any) -> SshTarget:
-        """``user@host:port``, ``user@host``, ``host`` or an ssh config alias."""
-        user, _, rest = address.rpartition("@")
-        host, _, port = rest.partition(":")
-        return cls(host=host, port=int(port) if port.isdigit() else None, user=user or None, **options)
-
-    def __str__(self) -> str:
-        user = f"{self.user}@" if self.user else ""
-        return f"{user}{self.host}" + (f":{self.port}" if self.port else "")
-
-    def ssh_command(self) -> str:
-        """The equivalent OpenSSH command, for hints."""
-        port = f" -p {self.port}" if self.port else ""
-        key = f" -i {self.key_file}" if self.key_file else ""
-        return f"ssh{port}{key} {self.user + '@' if self.user else ''}{self.host}"
-
-    def pool_key(self) -> tuple[object, ...]:
-        secret = hashlib.sha256(self.private_key.encode()).hexdigest() if self.private_key else None
-        return (self.host, self.port, self.user, str(self.key_file or ""), secret, self.host_keys)
-
-
-class _Loop:
-    """One asyncio loop on a daemon thread for every SSH connection of the process (a new one after a fork)."""
-
-    _lock = threading.Lock()
-    _instance: _Loop | None = None
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, name="runctl-ssh", daemon=True).start()
-        self.connections: dict[tuple[object, ...], Any] = {}
-        self.locks: dict[tuple[object, ...], asyncio.Lock] = {}
-
-    @classmethod
-    def get(cls) -> _Loop:
-        with cls._lock:
-            if cls._instance is None or cls._instance.pid != os.getpid():
-                cls._instance = _Loop()
-            return cls._instance
-
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()  # Ctrl-C while waiting: the channel is closed by the coroutine's cleanup
-            raise
-
-
-def close_all() -> None:
-    """Close every cached SSH connection of this process."""
-    loop = _Loop._instance
-    if loop is not None and loop.pid == os.getpid():
-        for conn in list(loop.connections.values()):
-            loop.loop.call_soon_threadsafe(conn.close)
-        loop.connections.clear()
 
 
 class SshTransport:
@@ -259,10 +175,7 @@ class SshTransport:
 
     def close(self) -> None:
         """Close this machine's cached connection (the next call connects again)."""
-        loop = _Loop._instance
-        conn = loop.connections.pop(self.target.pool_key(), None) if loop is not None else None
-        if loop is not None and conn is not None:
-            loop.loop.call_soon_threadsafe(conn.close)
+        ssh_connect.close(self.target)
 
     # ------------------------------------------------------------------------------------------ internals
 
@@ -274,7 +187,7 @@ class SshTransport:
             return await asyncio.wait_for(coro, timeout)
 
         try:
-            return _Loop.get().call(bounded() if timeout else coro)
+            return ssh_connect.Loop.get().call(bounded() if timeout else coro)
         except (asyncio.TimeoutError, concurrent.futures.TimeoutError):
             raise TransientError(
                 f"`{what}` did not finish within {timeout or 0:g}s on {self.label}",
@@ -284,19 +197,7 @@ class SshTransport:
     async def _exec(self, command: str, feed: AsyncIterator[bytes], sink: BinaryIO | None = None) -> CommandResult:
         import asyncssh
 
-        conn, fresh = await self._connection()
-        try:
-            process = await conn.create_process(command, encoding=None)
-        except (asyncssh.Error, OSError):
-            self._forget(conn)
-            if fresh:
-                raise self._lost("could not open a session") from None
-            conn, _ = await self._connection()  # the cached connection had died: the command never started
-            try:
-                process = await conn.create_process(command, encoding=None)
-            except (asyncssh.Error, OSError):
-                self._forget(conn)
-                raise self._lost("could not open a session") from None
+        conn, process = await self._open(command)
         stderr = bytearray()
         stdout = bytearray()
 
@@ -320,99 +221,49 @@ class SshTransport:
             await asyncio.gather(write(), read(process.stdout, stdout, sink), read(process.stderr, stderr, None))
             await process.wait_closed()
         except (asyncssh.Error, OSError):
-            self._forget(conn)
+            ssh_connect.forget(self.target, conn)
             raise self._lost("the connection was lost during a command") from None
         finally:
-            if not process.is_closing():
-                process.close()  # timed out or interrupted: the channel goes, sshd hangs up on the command
+            if not process.is_closing():  # timed out or interrupted: stop the command (OpenSSH >= 8.1 passes
+                try:  # the signal on), and close the channel; the connection stays for the next call
+                    process.terminate()
+                except (OSError, asyncssh.Error):
+                    pass
+                process.close()
         if process.exit_status is None and process.exit_signal is None:
-            self._forget(conn)
+            ssh_connect.forget(self.target, conn)
             raise self._lost("the connection was lost during a command")
         code = process.returncode if process.returncode is not None else 255
         return CommandResult(exit_code=code, stdout=bytes(stdout), stderr=bytes(stderr))
+
+    async def _open(self, command: str) -> tuple[Any, Any]:
+        """A session running ``command``, on the cached connection or, if that one turns out dead before the
+        command started, on a new one (the only case where this transport tries twice: nothing ran)."""
+        import asyncssh
+
+        for attempt in (1, 2):
+            conn, fresh = await ssh_connect.pooled(self.target, self.label, self.connect_timeout, self.on_host_key)
+            try:
+                return conn, await conn.create_process(command, encoding=None)
+            except (asyncssh.Error, OSError) as exc:
+                if (
+                    isinstance(exc, asyncssh.ChannelOpenError)
+                    and exc.code != asyncssh.OPEN_CONNECT_FAILED
+                    and not conn.is_closed()
+                ):
+                    raise TransientError(  # alive but refusing sessions (sshd's MaxSessions): keep the others
+                        f"{self.label} refused a new SSH session ({exc.reason})", "too many at once; try again"
+                    ) from None
+                ssh_connect.forget(self.target, conn)
+                if fresh or attempt == 2:
+                    raise self._lost("could not open a session") from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _lost(self, what: str) -> TransientError:
         return TransientError(
             f"SSH to {self.label} failed: {what}",
             f"try again; if it persists check the machine and `{self.target.ssh_command()} true`",
         )
-
-    def _forget(self, conn: Any) -> None:
-        loop = _Loop.get()
-        if loop.connections.get(self.target.pool_key()) is conn:
-            del loop.connections[self.target.pool_key()]
-        conn.abort()
-
-    async def _connection(self) -> tuple[Any, bool]:
-        """The cached connection (False) or a new one (True)."""
-        loop = _Loop.get()
-        key = self.target.pool_key()
-        lock = loop.locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            cached = loop.connections.get(key)
-            if cached is not None and not cached.is_closed():
-                return cached, False
-            conn = await self._connect()
-            loop.connections[key] = conn
-            return conn, True
-
-    async def _connect(self) -> Any:
-        import asyncssh
-
-        t = self.target
-        options: dict[str, Any] = {"connect_timeout": self.connect_timeout, "keepalive_interval": 30}
-        if t.port:
-            options["port"] = t.port
-        if t.user:
-            options["username"] = t.user
-        keys: list[Any] = []
-        if t.key_file is not None:
-            if not t.key_file.is_file():
-                raise PrerequisiteError(
-                    f"the SSH key {t.key_file} for {self.label} is missing",
-                    "the machine cannot be reached without it; restore the file or recreate the machine",
-                )
-            keys.append(str(t.key_file))
-        if t.private_key:
-            try:
-                keys.append(asyncssh.import_private_key(t.private_key))
-            except (ValueError, asyncssh.KeyImportError):
-                raise PrerequisiteError(
-                    f"the SSH key given for {self.label} is not an unencrypted OpenSSH or PEM private key",
-                    "give an unencrypted key, or use a key file / the ssh agent",
-                ) from None
-        if keys:
-            options["client_keys"] = keys
-        if t.host_keys == "pinned":
-            options.update(config=None, agent_path=None)
-            options["known_hosts"] = ([asyncssh.import_public_key(t.host_key)], [], []) if t.host_key else None
-        try:
-            conn = await asyncssh.connect(t.host, **options)
-        except asyncssh.PermissionDenied:
-            raise AuthError(
-                f"{self.label} refused runctl's SSH key",
-                f"check that `{t.ssh_command()} true` works without a password (key, agent, ~/.ssh/config)",
-            ) from None
-        except asyncssh.HostKeyNotVerifiable:
-            if t.host_keys == "pinned":
-                raise AuthError(
-                    f"the SSH host key of {self.label} is not the one runctl saw first ({t})",
-                    "the machine was replaced or the connection is intercepted; terminate it and create a new one",
-                ) from None
-            raise AuthError(
-                f"the SSH host key of {self.label} is not in your known_hosts, or it changed",
-                f"connect once with `{t.ssh_command()}` and check the key it shows, then retry",
-            ) from None
-        except (OSError, asyncio.TimeoutError, asyncssh.Error) as exc:
-            raise TransientError(
-                f"could not reach {self.label} over SSH ({type(exc).__name__}: {exc})",
-                f"check the network and that `{t.ssh_command()} true` works; then try again",
-            ) from None
-        if t.host_keys == "pinned" and not t.host_key:
-            server_key = conn.get_server_host_key()
-            if server_key is not None and self.on_host_key is not None:
-                self.on_host_key(server_key.export_public_key().decode().strip())
-        return conn
 
 
 async def _chunks(parts: list[bytes]) -> AsyncIterator[bytes]:
@@ -427,18 +278,3 @@ async def _file_chunks(path: Path, size: int) -> AsyncIterator[bytes]:
         while size > 0 and (chunk := fh.read(min(CHUNK, size))):
             size -= len(chunk)
             yield chunk
-
-
-def generate_key_pair(private_path: Path, comment: str) -> str:
-    """Write a new ed25519 private key to ``private_path`` (mode 0600, directory 0700); return the public key in
-    OpenSSH format (``ssh-ed25519 AAAA... comment``), e.g. for a machine's ``authorized_keys``."""
-    import asyncssh
-
-    private_path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(private_path.parent, 0o700)
-    key = asyncssh.generate_private_key("ssh-ed25519", comment=comment)
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key.export_private_key())
-    os.chmod(private_path, 0o600)
-    return str(key.export_public_key().decode().strip())

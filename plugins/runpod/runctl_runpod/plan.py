@@ -89,7 +89,7 @@ def plan(ctx: ProviderContext, request: PlanRequest) -> list[PlannedCall]:
                     "bytes": request.project_bytes,
                     "manifest": f"{remote}/{MANIFEST}",
                 },
-                via="ssh/sftp",
+                via="ssh",
             )
         elif step == "train" and request.job is not None:
             job = request.job
@@ -108,9 +108,9 @@ def plan(ctx: ProviderContext, request: PlanRequest) -> list[PlannedCall]:
                 via="ssh",
             )
         elif step == "collect":
-            add(step, "download checkpoints", {"from": f"{remote}/jobs/<job>/checkpoints"}, via="sftp")
+            add(step, "download checkpoints", {"from": f"{remote}/jobs/<job>/checkpoints"}, via="ssh")
         elif step == "terminate":
-            add(step, "download job logs and checkpoints", {"to": "runctl's state"}, via="sftp")
+            add(step, "download job logs and checkpoints", {"to": "runctl's state"}, via="ssh")
             add(step, f"DELETE /v2/pods/{target}" if rest else "podTerminate", {"podId": target})
         else:
             add(step, step)
