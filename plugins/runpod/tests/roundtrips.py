@@ -1,6 +1,7 @@
 """Round trips on RunPod's critical path, counted by the stand-in (issue 15.3): API requests, SSH commands and
 SFTP sessions (none since the core SSH transport) between "pod accepted" (createPod answered) and "job started"
-(the launcher ran), for a first job and for a second job on a kept pod. Used by test_runpod_roundtrips.py and benchmarks/bench.py."""
+(the launcher ran), for a first job and for a second job on a kept pod. Used by test_runpod_roundtrips.py and
+benchmarks/bench.py."""
 
 from __future__ import annotations
 
