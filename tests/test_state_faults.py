@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from runctl_core import state as state_module
+from runctl_core.state import database as state_database  # where the database is opened (_connect)
 from runctl_core.testing.faults import pids_alive
 
 
@@ -72,7 +72,7 @@ class _Faulty:
 
 
 def test_read_only_state_store(invoke, home: Path, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(state_module, "_connect", _Faulty("attempt to write a readonly database", None).connect)
+    monkeypatch.setattr(state_database, "_connect", _Faulty("attempt to write a readonly database", None).connect)
     result = invoke("-o", "json", "create")
     assert result.code == 3, result.err
     error = result.error()
@@ -86,7 +86,7 @@ def test_disk_full_during_a_run_still_terminates_its_job(
 ) -> None:
     # the first write after the job started fails as a full disk does
     faults = _Faulty("database or disk is full", arm_on="UPDATE jobs SET instance_id = ?, status = ?")
-    monkeypatch.setattr(state_module, "_connect", faults.connect)
+    monkeypatch.setattr(state_database, "_connect", faults.connect)
     result = invoke("-o", "json", "run", "examples/train.py", "--", "--epochs", "300", "--sleep", "0.3")
     assert faults.armed, result.err
     assert result.code == 3, result.err
@@ -105,7 +105,7 @@ def test_instance_created_but_not_recorded_is_terminated(
     invoke, home: Path, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        state_module, "_connect", _Faulty("database or disk is full", None, "INSERT INTO instances").connect
+        state_database, "_connect", _Faulty("database or disk is full", None, "INSERT INTO instances").connect
     )
     result = invoke("-o", "json", "create")
     assert result.code == 3, result.err
