@@ -274,3 +274,34 @@ def _wait_until(condition: Any, timeout: float = 30) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met"
         time.sleep(0.05)
+
+
+def test_the_remote_job_layer_runs_a_job_over_ssh(server: Any, tmp_path: Path) -> None:
+    """JobHost (sync, launch, status, logs, checkpoints, collect) through the SSH transport; ``env`` on every
+    runner command goes through the stdin prelude, and the job's own secret never reaches a command line."""
+    import time
+
+    from runctl_core.files import scan_project
+    from runctl_core.models import JobSpec, JobState
+    from runctl_core.remote.jobs import JobHost
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "job.py").write_text(
+        "import os\nprint('token', len(os.environ['TOKEN']), os.environ['RUNCTL_MARK'], flush=True)\n"
+        "open(os.path.join(os.environ['RUNCTL_CHECKPOINT_DIR'], 'ck.txt'), 'w').write('1')\n"
+    )
+    host = JobHost(pinned(server), str(tmp_path / "machine"), python=sys.executable, env={"RUNCTL_MARK": "m 1"})
+    assert host.sync(scan_project(project)).files_sent == 1
+    job = JobSpec(job_id="job-ssh001", script="job.py", env={"TOKEN": SECRET, "RUNCTL_MARK": "m 1"})
+    assert host.launch(job, use_uv=False).state is not JobState.LOST
+    deadline = time.monotonic() + 120
+    while not (status := host.status("job-ssh001")).state.terminal:
+        assert time.monotonic() < deadline, "the job did not end"
+        time.sleep(0.2)
+    assert status.state is JobState.SUCCEEDED, host.logs("job-ssh001", 0).data
+    assert f"token {len(SECRET)} m 1" in host.logs("job-ssh001", 0).data
+    assert [c.name for c in host.checkpoints("job-ssh001")] == ["ck.txt"]
+    assert [p.name for p in host.collect("job-ssh001", tmp_path / "out").files] == ["ck.txt"]
+    if isinstance(server, AsyncsshServer):
+        assert not any("s3cr3t" in c for c in server.commands)
