@@ -237,6 +237,28 @@ def test_login_node_over_ssh_with_a_host_alias(
     assert _active(slurm_cluster) == []
 
 
+def test_login_node_with_an_unknown_host_key_is_refused(
+    cli: Callable[..., CliResult], project: Path, slurm_cluster: SlurmCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The login node is reached as `ssh login` would: a host key your known_hosts does not list is refused (never
+    trusted on first use), with the command that lets you check and accept it."""
+    home = project.parent / "user-home"
+    (home / ".ssh").mkdir(parents=True)
+    config = slurm_cluster.ssh_config("login").replace(f"  UserKnownHostsFile {slurm_cluster.known_hosts}\n", "")
+    (home / ".ssh" / "config").write_text(config)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    (project / ".runctl.toml").write_text(
+        tomli_w.dumps({"providers": {"slurm": _settings(slurm_cluster, host="login")}})
+    )
+    result = cli("-o", "json", "run", "examples/ddp_train.py", "--", "--steps", "1")
+    assert result.code == 4, result.err
+    error = json.loads(result.err)["error"]
+    assert error["code"] == "auth" and "the login node login" in error["message"], error
+    assert "known_hosts" in error["message"] and "ssh login" in error["hint"]
+    assert _active(slurm_cluster) == []
+
+
 def test_prerequisites_fail_with_the_fixing_command(cli: Callable[..., CliResult], project: Path) -> None:
     (project / ".runctl.toml").write_text(
         tomli_w.dumps({"providers": {"slurm": {"partition": "nosuch", "workdir": str(project / "w")}}})
