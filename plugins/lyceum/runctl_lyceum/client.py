@@ -30,7 +30,7 @@ from runctl_core.errors import (
     TransientError,
     UsageError,
 )
-from runctl_lyceum.auth import KEY_HINT
+from runctl_lyceum.auth import KEY_HINT, TokenSource
 from runctl_lyceum.models import (
     ExecutionRecord,
     ExecutionStarted,
@@ -102,11 +102,13 @@ class LyceumClient:
         retries: int = 2,
         base_delay: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        token: TokenSource | None = None,
     ) -> None:
         import httpx
 
         self.base_url = base_url.rstrip("/")
         self._key = api_key
+        self._token = token  # a CLI login: refreshed before a request when it is about to expire (auth.py)
         self._retries = retries
         self._base_delay = base_delay
         self._sleep = sleep
@@ -129,6 +131,8 @@ class LyceumClient:
         return text
 
     def _auth(self) -> dict[str, str]:
+        if self._token is not None:
+            self._key = self._token.current()
         if self._key is None:
             from runctl_core.errors import CredentialsError
 

@@ -19,7 +19,7 @@ from runctl_core.errors import (
 from runctl_core.models import Instance, InstanceSpec, InstanceState, ProviderContext
 from runctl_core.remote.records import runctl_tags
 from runctl_lyceum import offers
-from runctl_lyceum.auth import KEY_HINT, find_credentials
+from runctl_lyceum.auth import KEY_HINT, TokenSource, find_credentials
 from runctl_lyceum.client import LyceumClient, StorageClient
 from runctl_lyceum.models import Reservation
 from runctl_lyceum.offers import NAME, gpu_of
@@ -61,6 +61,7 @@ class Context:
     def client(self) -> LyceumClient:
         if self._client is None:
             s = self.settings
+            token = TokenSource(self.credentials, s.resolved_base_url()) if self.credentials.path else None
             self._client = LyceumClient(
                 s.resolved_base_url(),
                 self.credentials.api_key,
@@ -68,6 +69,7 @@ class Context:
                 timeout=s.http_timeout,
                 retries=s.http_retries,
                 base_delay=s.retry_base_delay,
+                token=token,
             )
         return self._client
 

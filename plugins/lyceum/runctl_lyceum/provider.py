@@ -44,7 +44,7 @@ from runctl_core.models import (
     SyncResult,
 )
 from runctl_lyceum import compute, jobs, offers, plan, results
-from runctl_lyceum.auth import KEY_HINT
+from runctl_lyceum.auth import KEY_HINT, LOGIN_HINT
 from runctl_lyceum.compute import Context
 from runctl_lyceum.jobs import map_status
 from runctl_lyceum.settings import LyceumSettings
@@ -67,6 +67,8 @@ class LyceumProvider:
         creds = c.credentials
         if creds.api_key is None:
             return CredentialStatus(found=False, message=creds.problem, hint=KEY_HINT)
+        if creds.expired and creds.refresh_token is None:  # an expired CLI login that cannot be renewed
+            return CredentialStatus(found=False, source=creds.source, message=creds.problem, hint=LOGIN_HINT)
         if not probe:
             return CredentialStatus(found=True, source=creds.source, message=creds.problem)
         try:
@@ -79,7 +81,7 @@ class LyceumProvider:
                 accepted=False,
                 source=creds.source,
                 message=f"refused by Lyceum: {exc.message}",
-                hint=KEY_HINT,
+                hint=exc.hint if isinstance(exc, CredentialsError) else KEY_HINT,
             )
         return CredentialStatus(
             found=True, accepted=True, source=creds.source, identity=identity, message="accepted by Lyceum"

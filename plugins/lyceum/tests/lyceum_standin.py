@@ -17,6 +17,13 @@ Undocumented behaviour, each a switch so tests cover both readings: ``import_sub
 subdirectory, not next to the code), ``python_in_thread`` (the code runs off the interpreter's main thread, as a
 kernel may run it), ``system_error_objects`` (``system_errors`` as objects, not strings).
 
+Logins (``login(expires_in)``): what ``lyceum auth login`` stores - a JWT access token (``exp`` claim) and a refresh
+token. The bearer may be the API key or an unexpired access token. ``POST /auth/refresh`` with
+``{"refresh_token"}`` answers ``{"access_token", "refresh_token"}`` (rotated: the old one stops working) or 401
+``{"detail"}`` - the request and the fields the CLI sends and reads (lyceum-cli 1.2.2, lyceum/shared/config.py,
+refresh_access_token). Undocumented, so assumed: an expired access token is answered 401 like a wrong key, and
+refresh tokens rotate (the CLI saves a new one when the answer has it).
+
 Faults: ``fail(method, path_regex, status, times, ...)`` answers matching requests with an error;
 ``system_failure_next`` ends the next execution after its first output as ``failed_system``;
 ``drop_stream_after`` cuts the first stream connection of an execution after that many events.
@@ -52,6 +59,36 @@ TERMINAL = {"completed", "failed_user", "failed_system", "failed", "timeout", "c
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _jwt(exp: float) -> str:
+    """A signed JWT (HS256, the stand-in's own secret) with ``exp``; clients read it without verifying."""
+    import hashlib
+    import hmac
+
+    head = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = _b64(json.dumps({"sub": "standin-user", "exp": int(exp), "jti": uuid.uuid4().hex}).encode())
+    signature = hmac.new(b"standin-secret", f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{_b64(signature)}"
+
+
+def _jwt_exp(token: str) -> float:
+    import base64
+
+    part = token.split(".")[1]
+    return float(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))["exp"])
+
+
+class RefreshBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: str
 
 
 def free_port() -> int:
@@ -185,6 +222,9 @@ class StandIn:
         self.system_failure_next = False
         self.drop_stream_after: int | None = None
         self.image_timeout_max: int | None = None
+        self.access_tokens: dict[str, float] = {}  # JWT access token -> exp (epoch seconds)
+        self.refresh_tokens: set[str] = set()  # valid refresh tokens
+        self.refreshed_lifetime = 3600.0  # seconds an access token from /auth/refresh lives
         self.import_subdir: str | None = None
         self.python_in_thread = False
         self.system_error_objects = False
@@ -205,6 +245,16 @@ class StandIn:
     @property
     def url(self) -> str:
         return self.root + PREFIX
+
+    def login(self, expires_in: float) -> tuple[str, str]:
+        """An access token expiring ``expires_in`` seconds from now (negative: already expired) and a refresh
+        token, as ``lyceum auth login`` receives them."""
+        access = _jwt(time.time() + expires_in)
+        refresh = f"rt_{uuid.uuid4().hex}"
+        with self._lock:
+            self.access_tokens[access] = _jwt_exp(access)
+            self.refresh_tokens.add(refresh)
+        return access, refresh
 
     def fail(
         self,
@@ -472,8 +522,23 @@ class StandIn:
             return await call_next(request)
 
         def authorised(request: Request) -> None:
-            if request.headers.get("authorization") != f"Bearer {standin.api_key}":
+            header = request.headers.get("authorization") or ""
+            if header == f"Bearer {standin.api_key}":
+                return
+            exp = standin.access_tokens.get(header.removeprefix("Bearer "))
+            if exp is None or exp <= time.time():
                 raise HTTPException(status_code=401, detail="Invalid or missing API key")
+
+        @app.post(PREFIX + "/auth/refresh")
+        def refresh(body: RefreshBody) -> Any:
+            with standin._lock:
+                if body.refresh_token not in standin.refresh_tokens:
+                    return JSONResponse({"detail": "Invalid refresh token"}, status_code=401)
+                standin.refresh_tokens.discard(body.refresh_token)
+                access, rotated = _jwt(time.time() + standin.refreshed_lifetime), f"rt_{uuid.uuid4().hex}"
+                standin.access_tokens[access] = _jwt_exp(access)
+                standin.refresh_tokens.add(rotated)
+            return {"access_token": access, "refresh_token": rotated, "token_type": "bearer"}
 
         auth = [Depends(authorised)]
 
