@@ -1,5 +1,5 @@
 """runctl_core.remote.ssh: the Transport contract over SSH, against an asyncssh server in this process and the real
-OpenSSH sshd (see ssh_servers.py): every operation, the error cases, atomic put, a dropped connection, the
+OpenSSH sshd (runctl_core.testing.ssh_servers): every operation, the error cases, atomic put, a dropped connection, the
 host-key policies, and no secret on a command line or in an error."""
 
 from __future__ import annotations
@@ -15,14 +15,11 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from ssh_servers import AsyncsshServer, OpensshServer, free_port
-
 from runctl_core.errors import AuthError, PrerequisiteError, ProviderError, TransientError
 from runctl_core.remote import ssh as ssh_module
 from runctl_core.remote.ssh import SshTarget, SshTransport, generate_key_pair
 from runctl_core.remote.transport import Transport
+from runctl_core.testing.ssh_servers import AsyncsshServer, OpensshServer, free_port
 
 SECRET = "s3cr3t-'quoted' $HOME `x`\nsecond line"
 

@@ -1,4 +1,6 @@
-"""Two SSH servers on 127.0.0.1 for the tests of runctl_core.remote.ssh, with the same handle:
+"""Two SSH servers on 127.0.0.1 for tests of runctl_core.remote.ssh and of providers that use it (needs
+asyncssh: ``runctl[ssh]``), with the same handle (``port``, ``user``, ``client_key_file``, ``host_public``,
+``drop()``, ``stop()``):
 
 * :class:`AsyncsshServer` - an asyncssh server in this process: each exec request runs through ``/bin/sh -c``
   as OpenSSH's sshd does with the user's login shell (sshd(8), "LOGIN PROCESS": the command is run by the
