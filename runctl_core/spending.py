@@ -55,7 +55,8 @@ def cost_report(session: Session, window_seconds: float) -> CostReport:
 
 
 class NotOffered(BaseModel):
-    """A provider that answered but has no offer of the ``--instance-type`` asked for, with its closest types."""
+    """A provider that answered but has no offer of the ``--instance-type`` (or ``--gpu``) asked for, with its
+    closest names."""
 
     model_config = ConfigDict(defer_build=True)
 
@@ -69,28 +70,36 @@ class PriceList(BaseModel):
     query: dict[str, Any]
     offers: list[Offer]
     skipped: list[dict[str, str]] = Field(default_factory=list)  # providers that could not answer, and why
-    not_offered: list[NotOffered] = Field(default_factory=list)  # answered: no such instance type there
-    suggestions: dict[str, list[str]] = Field(default_factory=dict)  # skipped providers' close types, where known
+    not_offered: list[NotOffered] = Field(default_factory=list)  # answered: no such instance type / GPU there
+    suggestions: dict[str, list[str]] = Field(default_factory=dict)  # skipped providers' close names, where known
 
 
-def close_types(provider: Any, wanted: str) -> list[str]:
-    """The instance types of ``provider``'s offers closest to ``wanted`` (its unfiltered, on-demand listing;
-    nothing when it cannot list)."""
+def close_names(provider: Any, wanted: str, field: str) -> list[str]:
+    """The names (``field``: ``instance_type`` or ``gpu``) in ``provider``'s offers closest to ``wanted``, from its
+    unfiltered on-demand listing; nothing when it cannot list. ``wanted`` itself is never suggested (a GPU it has,
+    but not in the count asked for)."""
     import difflib
 
     try:
-        names = sorted({o.instance_type for o in provider.price(PriceQuery(spot=False))})
+        names = sorted({str(getattr(o, field)) for o in provider.price(PriceQuery(spot=False)) if getattr(o, field)})
     except RunctlError:
         return []
-    lowered = {n.lower(): n for n in names}
+    lowered = {n.lower(): n for n in names if n.lower() != wanted.lower()}
     close = difflib.get_close_matches(wanted.lower(), list(lowered), n=3, cutoff=0.6)
     return [lowered[c] for c in close]
 
 
+def _credentials_found(provider: Any) -> bool:
+    try:
+        return bool(provider.check_credentials(probe=False).found)
+    except RunctlError:
+        return False
+
+
 def price_list(session: Session, query: PriceQuery, only: str | None = None) -> PriceList:
     """Offers from every installed provider (or ``only`` one, whose errors are raised), cheapest first by the
-    price asked for (spot with ``query.spot``, else on-demand). For ``query.instance_type``, a provider with no
-    offer of it is ``not_offered`` (when it answered) with did-you-mean from its own offers."""
+    price asked for (spot with ``query.spot``, else on-demand). For ``query.instance_type`` (or ``query.gpu``), a
+    provider with no offer of it is ``not_offered`` (when it answered) with did-you-mean from its own offers."""
     from runctl_core.plugins import installed_providers
 
     names = [only] if only else [i.name for i in installed_providers() if not i.blocked]
@@ -98,6 +107,7 @@ def price_list(session: Session, query: PriceQuery, only: str | None = None) -> 
     skipped: list[dict[str, str]] = []
     not_offered: list[NotOffered] = []
     suggestions: dict[str, list[str]] = {}
+    wanted, field = (query.instance_type, "instance_type") if query.instance_type else (query.gpu, "gpu")
     for name in names:
         provider = None
         try:
@@ -108,13 +118,15 @@ def price_list(session: Session, query: PriceQuery, only: str | None = None) -> 
             if only:
                 raise
             skipped.append({"provider": name, "reason": exc.message, "hint": exc.hint})
-            close = close_types(provider, query.instance_type) if provider and query.instance_type else []
+            if provider is not None and not _credentials_found(provider):
+                skipped[-1]["credentials"] = "missing"  # text output names these in one line
+            close = close_names(provider, wanted, field) if provider and wanted else []
             if close:
                 suggestions[name] = close
             continue
         offers.extend(found)
-        if query.instance_type and not found:
-            not_offered.append(NotOffered(provider=name, suggestions=close_types(provider, query.instance_type)))
+        if wanted and not found and _credentials_found(provider):  # one without could not have offered it
+            not_offered.append(NotOffered(provider=name, suggestions=close_names(provider, wanted, field)))
 
     def sort_key(offer: Offer) -> tuple[float, str]:
         value = offer.spot_hourly if query.spot else offer.on_demand_hourly

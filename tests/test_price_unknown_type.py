@@ -24,3 +24,21 @@ def test_slurm_offers_only_its_partition(cli, project: Path) -> None:
     assert doc["not_offered"][0]["suggestions"] == []
     own = cli("--provider", "slurm", "-o", "json", "price", "--instance-type", "gpu").json()
     assert [o["instance_type"] for o in own["offers"]] == ["gpu"]
+
+
+def test_providers_without_credentials_are_one_line_with_their_suggestions(
+    cli, project: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "RUNPOD_API_KEY", "LYCEUM_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    text = cli("price", "--instance-type", "g5.xlarg")
+    assert text.code == 0, text.err
+    lines = text.out.splitlines()
+    (quiet,) = [line for line in lines if line.startswith("not asked (no credentials)")]
+    assert "aws" in quiet and "runpod" in quiet and "lyceum" in quiet and "runctl providers" in quiet
+    assert "RUNPOD_API_KEY" not in text.out and "did you mean: g5.xlarge (aws)" in text.out
+    doc = cli("-o", "json", "price", "--instance-type", "g5.xlarge").json()
+    runpod = next(s for s in doc["skipped"] if s["provider"] == "runpod")
+    assert runpod["credentials"] == "missing" and "RUNPOD_API_KEY" in runpod["hint"]  # JSON keeps the detail
+    assert [o["instance_type"] for o in doc["offers"]] == ["g5.xlarge"]

@@ -78,22 +78,29 @@ def price_cmd(
             )
         for provider_name, source in sorted({(o.provider, o.source) for o in offers if o.source}):
             click.echo(f"{provider_name} prices: {source}")
-        for missing in result.not_offered:  # answered: no such instance type there
-            close = ", ".join(missing.suggestions)
+        if result.not_offered:  # answered: no such instance type / GPU there; one line, not one per provider
+            missing = [m.provider for m in result.not_offered]
+            close = [(m.provider, s) for m in result.not_offered for s in m.suggestions]
+            named = [s if len(missing) == 1 else f"{s} ({p})" for p, s in close]
+            look = f"runctl --provider {missing[0] if len(missing) == 1 else 'NAME'} price"
             click.echo(
-                f"{instance_type}: not offered by {missing.provider}"
-                + (
-                    f" - did you mean: {close}?"
-                    if close
-                    else f" - its offers: runctl --provider {missing.provider} price"
-                )
+                f"{instance_type or gpu}: not offered by {', '.join(missing)}"
+                + (f" - did you mean: {', '.join(named)}?" if named else f" - see what is offered: {look}")
             )
+        quiet = [] if session.options.provider else [k for k in skipped if k.get("credentials") == "missing"]
         for skip in skipped:
-            close = ", ".join(result.suggestions.get(skip["provider"], []))
+            if skip not in quiet:
+                click.echo(
+                    f"{skip['provider']}: not asked - {skip['reason']}"
+                    + (f" ({skip['hint']})" if skip["hint"] else "")
+                )
+        if quiet:
             click.echo(
-                f"{skip['provider']}: not asked - {skip['reason']}"
-                + (f" ({skip['hint']})" if skip["hint"] else "")
-                + (f"; did you mean: {close}?" if close else "")
+                f"not asked (no credentials): {', '.join(k['provider'] for k in quiet)} - `runctl providers` says "
+                "how to set up each; `--provider NAME` shows one's details"
             )
+        close = [f"{s} ({p})" for p, names in result.suggestions.items() for s in names]
+        if close:
+            click.echo(f"did you mean: {', '.join(close)}?")
 
     emit(session, doc, text)
