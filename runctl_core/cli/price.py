@@ -99,8 +99,8 @@ def price_cmd(
                 f"not asked (no credentials): {', '.join(k['provider'] for k in quiet)} - `runctl providers` says "
                 "how to set up each; `--provider NAME` shows one's details"
             )
-        close = [f"{s} ({p})" for p, names in result.suggestions.items() for s in names]
-        if close:
-            click.echo(f"did you mean: {', '.join(close)}?")
+        guesses = [f"{s} ({p})" for p, names in result.suggestions.items() for s in names]
+        if guesses:
+            click.echo(f"did you mean: {', '.join(guesses)}?")
 
     emit(session, doc, text)
