@@ -26,6 +26,13 @@ def jobs_cmd(ctx: click.Context, instance_id: str | None, show_all: bool) -> Non
     only = session.options.provider
     if only:
         session.provider(only)  # an unknown provider fails here, as with every other command
+    if instance_id and not any(row.instance.id == instance_id for row in session.store.instances()):
+        from runctl_core.errors import UsageError
+
+        raise UsageError(
+            f"runctl has no instance {instance_id!r}",
+            "list instances with: runctl resources list (or every job: runctl jobs --all)",
+        )
     notes = refresh_active(session, only=only, instance_id=instance_id)
     jobs = [j for j in summary(session, show_all, only=only)["jobs"] if instance_id in (None, j["instance_id"])]
 

@@ -191,6 +191,30 @@ def _report(error: dict[str, Any], as_json: bool, verbose_trace: str | None = No
         sys.stderr.write(redact(verbose_trace))
 
 
+def _usage_example(exc: click.ClickException) -> str | None:
+    """What to do next after a usage error: a bad option value gets the option's own example (from its help),
+    anything else (a missing argument...) the command's first example."""
+    import re
+
+    param = getattr(exc, "param", None)
+    ctx = getattr(exc, "ctx", None)
+    named = getattr(exc, "param_hint", None)  # raised in a command's body: the option by name
+    if param is None and isinstance(named, str) and ctx is not None:
+        param = next((p for p in ctx.command.params if named in getattr(p, "opts", ())), None)
+    if isinstance(param, click.Option) and param.help:
+        found = re.search(r"\be\.g\.\s*(.+?)(?:\)|;|\.\s|\.?$)", param.help)
+        if found:
+            return f"{max(param.opts, key=len)}: e.g. {found.group(1).strip()}"
+    epilog = ctx.command.epilog if ctx is not None else None
+    if not epilog or "Examples:" not in epilog:
+        return None
+    lines = [line.strip() for line in epilog.split("Examples:", 1)[1].splitlines() if line.strip()]
+    if not lines:
+        return None
+    first = re.sub(r"\s+#.*$", "", lines[0])
+    return f"e.g. {first}; every option: {ctx.command_path if ctx else 'runctl'} --help"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI and turn every outcome into an exit code."""
     from runctl_core import signals
@@ -208,20 +232,23 @@ def main(argv: list[str] | None = None) -> None:
         _report({"error": {"code": "interrupted", "message": "interrupted", "hint": ""}}, as_json)
         code = EXIT_INTERRUPTED
     except click.ClickException as exc:
+        own = getattr(exc, "hint", None)  # HintedUsageError: its own "what to do next"
+        example = None if own else _usage_example(exc)
         if as_json:
-            hint = getattr(exc, "hint", None)  # HintedUsageError: its own "what to do next"
             _report(
                 {
                     "error": {
                         "code": "usage",
-                        "message": exc.message if hint else exc.format_message(),
-                        "hint": hint or "see: runctl --help, or runctl COMMAND --help",
+                        "message": exc.message if own else exc.format_message(),
+                        "hint": own or example or "see: runctl --help, or runctl COMMAND --help",
                     }
                 },
                 True,
             )
         else:
             exc.show()
+            if example:
+                sys.stderr.write(f"hint: {example}\n")
         code = EXIT_USAGE if exc.exit_code in (1, 2) else exc.exit_code
     except RunctlError as exc:
         result = exc.details.get("result") if isinstance(exc.details, dict) else None

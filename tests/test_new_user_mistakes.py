@@ -1,0 +1,39 @@
+"""What a new user types wrong, through the CLI: every message says what went wrong and what to do next (an
+example of the command or option), in text and in JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    ("args", "example"),
+    [
+        (("terminate",), "e.g. runctl terminate i-0abc123 --yes"),
+        (("logs",), "e.g. runctl logs job-7f3a9c"),
+        (("sync",), "e.g. runctl sync local-1a2b3c4d"),
+        (("train", "local-x"), "e.g. runctl train local-1a2b3c4d examples/train.py --wait -- --epochs 3"),
+        (("config", "set", "run.spot"), "e.g. runctl config set run.spot true"),
+    ],
+)
+def test_a_missing_argument_gets_an_example(cli, project: Path, args: tuple[str, ...], example: str) -> None:
+    text = cli(*args)
+    assert text.code == 2 and "Missing argument" in text.err and f"hint: {example}" in text.err, text.err
+    error = cli(*args, "--output", "json").error()
+    assert error["code"] == "usage" and example in error["hint"], error
+
+
+def test_a_bad_option_value_gets_the_option_s_example(cli, project: Path) -> None:
+    bad_env = cli("run", "examples/train.py", "--env", "BAD")
+    assert bad_env.code == 2 and "hint: --env: e.g. --env WANDB_API_KEY=$WANDB_API_KEY" in bad_env.err, bad_env.err
+    bad_timeout = cli("-o", "json", "run", "examples/train.py", "--timeout", "abc").error()
+    assert "--timeout" in bad_timeout["message"] and "2h" in bad_timeout["hint"], bad_timeout
+
+
+def test_jobs_of_an_unknown_instance_is_an_error(cli, project: Path) -> None:
+    result = cli("jobs", "nosuch")
+    assert (
+        result.code == 2 and "runctl has no instance 'nosuch'" in result.err and "runctl resources list" in result.err
+    )
