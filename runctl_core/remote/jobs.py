@@ -20,7 +20,8 @@ returning the record and the bytes together.
 from __future__ import annotations
 
 import base64
-import hashlib
+import contextlib
+import io
 import json
 import secrets
 from collections.abc import Mapping, Sequence
@@ -29,36 +30,46 @@ from pathlib import Path
 from typing import Any
 
 from runctl_core.errors import NotFoundError, ProviderError, UsageError
-from runctl_core.files import changed_files, pack_tar
+from runctl_core.files import changed_files
 from runctl_core.models import Checkpoint, Collected, JobSpec, JobStatus, LogChunk, Project, SyncResult
-from runctl_core.remote import RANKS_PATH, RUNNER_PATH
+from runctl_core.remote.bundle import (
+    ENVSETUP_PATH as ENVSETUP_PATH,
+)
+from runctl_core.remote.bundle import (
+    EXIT_NEED_TOOLS,
+    Bundle,
+    bootstrap_argv,
+    core_tools,
+)
+from runctl_core.remote.bundle import (
+    TOOLS as TOOLS,
+)
+from runctl_core.remote.bundle import (
+    tools_hash as tools_hash,
+)
+from runctl_core.remote.hostcache import HostCache, manifest_digest
 from runctl_core.remote.records import TERMINAL_JOB_STATES, decode_log_chunk, job_status_from_record
 from runctl_core.remote.transport import CommandResult, Transport
 
-ENVSETUP_PATH = RUNNER_PATH.with_name("envsetup.py")
-TOOLS = (RUNNER_PATH, ENVSETUP_PATH, RANKS_PATH)
 LOG_CHUNK = 1 << 20
 EXIT_JOB_EXISTS = 17
 EXIT_SCRIPT_MISSING = 18
+EXIT_STALE_PROJECT = 19  # runner.py --expect-manifest: the machine holds another sync than the one expected
 
 
-def tools_hash() -> str:
-    """A short hash of runctl's machine-side tools; providers that ship them another way can key on it."""
-    digest = hashlib.sha256()
-    for path in TOOLS:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
+class StaleProject(ProviderError):
+    """The machine's project is not the one runctl remembered (another runctl synced to it)."""
+
+    code = "stale_project"
 
 
-def _run_inline(argv: list[str]) -> CommandResult:
-    import contextlib
-    import io
-
-    from runctl_core.remote import runner
+def _run_inline(argv: list[str], data: bytes | None = None) -> CommandResult:
+    """``runner.py ARGV`` in this process (``data``: through bootstrap.py first, whose arguments lead ARGV)."""
+    from runctl_core.remote import bootstrap, runner
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = runner.main(argv)
+        code = runner.main(argv) if data is None else bootstrap.main(argv, runner_main=runner.main, data=data)
     return CommandResult(exit_code=code, stdout=out.getvalue().encode(), stderr=err.getvalue().encode())
 
 
@@ -70,6 +81,11 @@ class JobHost:
     environments are kept (default: under
     ``root``; the local provider shares them across its sandboxes). ``env`` is added to every command's
     environment (e.g. ``RUNCTL_PYTHON``: the base interpreter for job environments).
+
+    ``cache`` (:class:`~runctl_core.remote.hostcache.HostCache`) is the laptop's memory of this machine: with
+    it, an unchanged project is not synced again and the tools are not re-sent, so a second job on a kept
+    machine starts in one round trip (without it: correct, a few more). ``extra_tools`` (``name -> content``)
+    are a provider's own machine-side helpers, installed in ``ROOT/bin`` (0755) with runctl's tools.
     """
 
     def __init__(
@@ -83,6 +99,8 @@ class JobHost:
         envs_dir: str | None = None,
         env: Mapping[str, str] | None = None,
         inline: bool = False,
+        cache: HostCache | None = None,
+        extra_tools: Mapping[str, bytes] | None = None,
     ) -> None:
         if not root.startswith("/"):
             raise ValueError(f"the machine root must be an absolute path, got {root!r}")
@@ -97,6 +115,11 @@ class JobHost:
         # stop, apply-sync) in this process - the same code, without starting a Python per poll. ``launch``
         # always goes through the transport, so the supervisor gets the transport's environment.
         self.inline = inline
+        self.cache = cache
+        if cache is not None:
+            cache.about(self.root)
+        self.extra_tools = dict(extra_tools or {})
+        self.tools_version = tools_hash(self.extra_tools)
 
     # ---------------------------------------------------------------------------------------------- paths
 
@@ -104,13 +127,19 @@ class JobHost:
     def project_dir(self) -> str:
         return f"{self.root}/project"
 
+    @property
+    def manifest_path(self) -> str:
+        return f"{self.root}/manifest.json"
+
     def job_dir(self, job_id: str) -> str:
         if not job_id or "/" in job_id or ".." in job_id:
             raise NotFoundError(f"{job_id!r} is not a job id", "job ids look like job-1a2b3c")
         return f"{self.root}/jobs/{job_id}"
 
+    # ---------------------------------------------------------------------------------------------- commands
+
     def _runner(self, *args: str, timeout: float | None = 120) -> Any:
-        """Run ``runner.py ARGS`` on the machine and return its JSON answer."""
+        """Run ``runner.py ARGS`` on the machine (no files sent) and return its JSON answer."""
         if self.inline and args[0] != "launch":
             result = _run_inline(list(args))
         else:
@@ -120,10 +149,44 @@ class JobHost:
                 cwd=self.root,
                 timeout=timeout,
             )
+        return self._answer(result)
+
+    def _send(self, bundle: Bundle, token: str, args: Sequence[str], timeout: float | None = 120) -> Any:
+        """Run ``runner.py ARGS`` with ``bundle`` (staged as ``ROOT/.incoming/TOKEN``) in ONE round trip; the
+        tools ride along unless the cache knows they are installed (if it was wrong: once more, with them)."""
+        cache = self.cache
+        ship_tools = cache is None or cache.tools != self.tools_version
+        while True:
+            tools = {**core_tools(), **self.extra_tools} if ship_tools else None
+            data = bundle.build(tools)
+            if self.inline and args[0] != "launch":
+                result = _run_inline([self.root, token, self.tools_version, str(len(data)), *args], data)
+            else:
+                python = [self.python, *self.python_args]
+                result = self.transport.run(
+                    bootstrap_argv(python, self.root, token, self.tools_version, len(data), args),
+                    env=self.env,
+                    cwd=None,
+                    timeout=timeout,
+                    stdin=data,
+                )
+            if result.exit_code == EXIT_NEED_TOOLS and not ship_tools:
+                ship_tools = True
+                continue
+            break
+        answered = result.exit_code in (0, EXIT_JOB_EXISTS, EXIT_SCRIPT_MISSING, EXIT_STALE_PROJECT)
+        if cache is not None and answered and cache.tools != self.tools_version:
+            cache.tools = self.tools_version  # the runner answered: this version is installed
+            cache.save()
+        return self._answer(result)
+
+    def _answer(self, result: CommandResult) -> Any:
         if result.exit_code == EXIT_JOB_EXISTS:
             raise UsageError(result.error_text or "the job already exists", "use a new job id")
         if result.exit_code == EXIT_SCRIPT_MISSING:
             raise UsageError(result.error_text or "the script is not in the synced project", "sync first")
+        if result.exit_code == EXIT_STALE_PROJECT:
+            raise StaleProject(result.error_text or "the project on the machine is not the expected one")
         if result.exit_code != 0:
             raise ProviderError(
                 f"runctl's runner failed on the machine (exit {result.exit_code}): {result.error_text[-500:]}",
@@ -136,43 +199,69 @@ class JobHost:
                 f"runctl's runner gave an unreadable answer: {result.text[-200:]!r}", "report this as a runctl bug"
             ) from None
 
+    def _staging(self) -> tuple[str, str]:
+        token = secrets.token_hex(6)
+        return token, f"{self.root}/.incoming/{token}"
+
     # ---------------------------------------------------------------------------------------------- setup
 
     def install_tools(self) -> None:
-        """Put runner.py and envsetup.py into ``root/bin`` unless this version is already there."""
-        marker = f"{self.root}/bin/.tools-{tools_hash()}"
-        try:
-            self.transport.read_range(marker, 0, 1)
+        """Make sure ``root/bin`` holds this version of runctl's tools (and ``extra_tools``): one round trip,
+        none when the cache knows they are there. ``sync`` and ``launch`` do it anyway."""
+        if self.cache is not None and self.cache.tools == self.tools_version:
             return
-        except FileNotFoundError:
-            pass
-        for path in TOOLS:
-            self.transport.put(path.read_bytes(), f"{self.root}/bin/{path.name}", mode=0o755)
-        self.transport.put(b"", marker)
+        self._send(Bundle(), self._staging()[0], ["version"])
+
+    def _machine_manifest(self) -> dict[str, str]:
+        try:
+            raw = self.transport.read_range(self.manifest_path, 0, 1 << 30)
+            loaded = json.loads(raw.decode("utf-8"))
+        except (FileNotFoundError, ValueError):
+            return {}
+        return loaded if isinstance(loaded, dict) else {}
 
     def sync(self, project: Project) -> SyncResult:
         """Make ``root/project`` equal to ``project``: only files whose hash changed since the last sync are sent
-        (one tar), files gone from the project are deleted, and the manifest on the machine is replaced last."""
-        self.install_tools()
-        previous: dict[str, str] = {}
+        (in the command that applies them), files gone from the project are deleted, and the manifest on the
+        machine is replaced last. With a cache that knows the machine's manifest: no round trip when nothing
+        changed, else one (refused, and redone after reading the machine's manifest, if another sync changed it)."""
+        cache = self.cache
+        if cache is not None:
+            cache.skipped_sync = None
+            if cache.manifest is not None:
+                if cache.manifest == project.manifest():
+                    cache.skipped_sync = project  # the launch checks the machine agrees (--expect-manifest)
+                    return self._result(project, [], [])
+                try:
+                    return self._apply(project, cache.manifest)
+                except StaleProject:
+                    cache.clear()
         try:
-            raw = self.transport.read_range(f"{self.root}/manifest.json", 0, 1 << 30)
-            loaded = json.loads(raw.decode("utf-8"))
-            previous = loaded if isinstance(loaded, dict) else {}
-        except (FileNotFoundError, ValueError):
-            previous = {}
+            return self._apply(project, self._machine_manifest())
+        except StaleProject as exc:
+            raise ProviderError(
+                f"the project on the machine changed while runctl was syncing it ({exc.message})",
+                "another runctl is syncing to the same machine: wait for it, then run the command again",
+            ) from None
+
+    def _apply(self, project: Project, previous: dict[str, str]) -> SyncResult:
         send, delete = changed_files(project, previous)
         manifest = project.manifest()
         if send or delete or manifest != previous:
-            token = secrets.token_hex(4)
-            args = ["apply-sync", "--dest", self.project_dir, "--manifest", f"{self.root}/manifest.json"]
-            if send:
-                tar = f"{self.root}/.sync-{token}.tar.gz"
-                self.transport.put(pack_tar(project, send), tar, mode=0o600)
-                args += ["--tar", tar]
-            meta = f"{self.root}/.sync-{token}.json"
-            self.transport.put(json.dumps({"delete": delete, "manifest": manifest}).encode(), meta, mode=0o600)
-            self._runner(*args, "--meta", meta, timeout=600)
+            token, staging = self._staging()
+            bundle = Bundle()
+            bundle.add_project("project", project, send)
+            bundle.add_json("sync.json", {"delete": delete, "manifest": manifest})
+            args = ["apply-sync", "--dest", self.project_dir, "--manifest", self.manifest_path]
+            args += ["--files", f"{staging}/project", "--meta", f"{staging}/sync.json"]
+            args += ["--expect-manifest", manifest_digest(previous)]
+            self._send(bundle, token, args, timeout=600)
+        if self.cache is not None:
+            self.cache.manifest = manifest
+            self.cache.save()
+        return self._result(project, send, delete)
+
+    def _result(self, project: Project, send: Sequence[Any], delete: Sequence[str]) -> SyncResult:
         return SyncResult(
             remote_path=self.project_dir,
             files_total=len(project.files),
@@ -191,31 +280,26 @@ class JobHost:
         use_uv: bool = True,
         extra: Sequence[str] = (),
     ) -> JobStatus:
-        """Start ``job`` detached and return its status (``pending`` at first, never ``lost``).
+        """Start ``job`` detached and return its status (``pending`` at first, never ``lost``), in ONE round trip.
 
         ``extra`` are further ``runner.py supervise`` options (``--interrupt-check CMD``, ``--after CMD``,
-        ``--shutdown-after``...). The job's environment variables travel in a 0600 file, never on a command
-        line; the resume checkpoints (a local directory) are copied to the machine first."""
-        self.install_tools()
+        ``--shutdown-after``...). The job's environment variables travel in a 0600 file sent with the command
+        (never on a command line), with its setup commands and resume checkpoints (a local directory). When
+        the last ``sync`` was skipped on the cache's word, the machine checks its project is that one; if it
+        is not (another runctl synced to it), the project is synced again and the job launched after that."""
+        cache = self.cache
+        skipped = cache.skipped_sync if cache is not None else None
         job_dir = self.job_dir(job.job_id)
-        args = [
-            "launch",
-            "--job-dir",
-            job_dir,
-            "--workdir",
-            self.project_dir,
-            "--checkpoint-dir",
-            f"{job_dir}/checkpoints",
-            "--job-id",
-            job.job_id,
-            "--grace",
-            f"{grace:g}",
-        ]
+        token, staging = self._staging()
+        bundle = Bundle()
+        args = ["launch", "--job-dir", job_dir, "--workdir", self.project_dir]
+        args += ["--checkpoint-dir", f"{job_dir}/checkpoints", "--job-id", job.job_id, "--grace", f"{grace:g}"]
+        args += ["--staged", staging]
         if job.env:
-            self.transport.put(json.dumps(job.env).encode(), f"{job_dir}/env.json", mode=0o600)
+            bundle.add_json("env.json", job.env)
             args += ["--env-file", f"{job_dir}/env.json"]
         if job.setup:
-            self.transport.put(json.dumps(job.setup).encode(), f"{job_dir}/setup-commands.json", mode=0o600)
+            bundle.add_json("setup-commands.json", job.setup)
             args += ["--setup-file", f"{job_dir}/setup-commands.json"]
         if job.python:
             args += ["--python", job.python]
@@ -227,16 +311,28 @@ class JobHost:
             args += ["--tools-dir", self.tools_dir]
         if self.envs_dir:
             args += ["--envs-dir", self.envs_dir]
-        if job.resume_dir and Path(job.resume_dir).is_dir():
-            base = Path(job.resume_dir)
-            for path in sorted(base.rglob("*")):
-                if path.is_file():
-                    self.transport.put(path, f"{job_dir}/resume/{path.relative_to(base).as_posix()}")
+        if job.resume_dir and Path(job.resume_dir).is_dir() and bundle.add_tree("resume", Path(job.resume_dir)):
             args += ["--resume-dir", f"{job_dir}/resume"]
+        if skipped is not None and cache is not None and cache.manifest is not None:
+            args += ["--expect-manifest", manifest_digest(cache.manifest), "--manifest", self.manifest_path]
         if job.nodes > 1 or job.launcher != "python":  # N ranks through ranks.py (see its docstring)
             args += ["--nodes", str(job.nodes), "--launcher", job.launcher, "--nproc-per-node", str(job.procs_per_node)]
         args += [*extra, "--", job.script, *job.args]
-        return job_status_from_record(job.job_id, self._runner(*args))
+        try:
+            record = self._send(bundle, token, args)
+        except StaleProject as exc:
+            if cache is not None:
+                cache.clear()
+            if skipped is None:  # pragma: no cover - the runner checks only what launch asked it to
+                raise ProviderError(
+                    f"the project on the machine is not the one runctl synced there ({exc.message})",
+                    "run the command again: runctl reads the machine's project afresh and syncs the differences",
+                ) from None
+            self.sync(skipped)  # the machine is asked what it holds now, and sent the differences
+            return self.launch(job, grace=grace, use_uv=use_uv, extra=extra)
+        if cache is not None:
+            cache.skipped_sync = None
+        return job_status_from_record(job.job_id, record)
 
     def status(self, job_id: str) -> JobStatus:
         return job_status_from_record(job_id, self._runner("status", "--job-dir", self.job_dir(job_id)))
@@ -304,4 +400,7 @@ class JobHost:
     def remove_project(self) -> None:
         """Remove the synced project and its manifest (jobs' records, logs and checkpoints are kept)."""
         self.transport.remove(self.project_dir)
-        self.transport.remove(f"{self.root}/manifest.json")
+        self.transport.remove(self.manifest_path)
+        if self.cache is not None:
+            self.cache.manifest, self.cache.skipped_sync = {}, None
+            self.cache.save()

@@ -29,11 +29,18 @@ Usage::
     runner.py status --job-dir D      # prints job.json, with a dead supervisor reported as "lost"
     runner.py stop --job-dir D [--grace S]
     runner.py read-log --job-dir D --offset N --max M   # JSON: the record and base64 log bytes from N
-    runner.py apply-sync --dest DIR --tar T --meta M --manifest F  # unpack a sync, delete, save the manifest
+    runner.py apply-sync --dest DIR (--files STAGED | --tar T) --meta M --manifest F [--expect-manifest D]
+                                      # put the sent files in place, delete, save the manifest
+
+``launch`` and ``apply-sync`` take ``--expect-manifest DIGEST`` (see ``manifest_digest``): when the machine's
+manifest is not that one, they exit 19 before changing anything. Files sent with a command (``bootstrap.py``
+stages them) are moved into place only once its checks passed: ``launch --staged DIR`` moves DIR's entries into
+the job directory, ``apply-sync --files DIR`` moves DIR's files into ``--dest``.
 """
 
 import argparse
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -47,6 +54,8 @@ from datetime import datetime, timezone
 TERMINAL = ("succeeded", "failed", "cancelled", "interrupted", "lost")
 EXIT_JOB_EXISTS = 17
 EXIT_SCRIPT_MISSING = 18
+# --expect-manifest: the machine's project is not the one the sender expected (another laptop synced to it)
+EXIT_STALE_PROJECT = 19
 # a pending record whose supervisor has not announced itself after this long: the launch failed
 PENDING_START_GRACE = 120.0
 # ``status`` right after the older recipe (``supervise ... &``) may run before the supervisor wrote anything
@@ -367,19 +376,57 @@ def supervise(opts):
     return 0
 
 
+def manifest_digest(path):
+    """sha256 of the manifest file ``path`` as canonical JSON (a missing or unreadable one is ``{}``): what a
+    sender that remembers the manifest expects (runctl_core.remote.hostcache.manifest_digest)."""
+    try:
+        with open(path) as fh:
+            manifest = json.load(fh)
+    except (OSError, ValueError):
+        manifest = {}
+    if not isinstance(manifest, dict):
+        manifest = {}
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+def _stale(opts):
+    """True (and a message on stderr) when ``--expect-manifest`` is given and the machine's manifest differs."""
+    if not opts.expect_manifest or manifest_digest(opts.manifest) == opts.expect_manifest:
+        return False
+    sys.stderr.write("runctl: the project on this machine is not the one expected (%s holds another sync)\n"
+                     % opts.manifest)
+    return True
+
+
+def _move_entries(staged, dest):
+    """Move every entry of the directory ``staged`` into ``dest`` (same file system: renames)."""
+    if not staged or not os.path.isdir(staged):
+        return
+    os.makedirs(dest, exist_ok=True)
+    for name in os.listdir(staged):
+        target = os.path.join(dest, name)
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
+        os.replace(os.path.join(staged, name), target)
+
+
 def launch(opts):
     """Write the pending record, then start the supervisor detached; print the record.
 
     The record exists before the supervisor does, so a ``status`` right after ``launch`` says ``pending``
-    (never ``lost``). Exit 17 when the job already exists, 18 when the script is not in the project."""
+    (never ``lost``). Exit 17 when the job already exists, 18 when the script is not in the project, 19 when
+    the project is not the expected one (``--expect-manifest``); nothing is written then."""
     job_dir = opts.job_dir
     if os.path.exists(os.path.join(job_dir, "job.json")):
         sys.stderr.write("runctl: job %s already exists on this machine\n" % (opts.job_id or job_dir))
         return EXIT_JOB_EXISTS
+    if _stale(opts):
+        return EXIT_STALE_PROJECT
     if not os.path.isfile(os.path.join(opts.workdir, opts.script)):
         sys.stderr.write("runctl: %s is not in the synced project\n" % opts.script)
         return EXIT_SCRIPT_MISSING
     os.makedirs(job_dir, exist_ok=True)
+    _move_entries(opts.staged, job_dir)  # env.json, setup-commands.json, resume/ sent with this command
     _write_state(job_dir, state="pending", job_id=opts.job_id, submitted_at=_now())
     flags = ["-S"] if sys.flags.no_site else []  # started stdlib-only: so is the supervisor
     if opts.nodes > 1 or opts.launcher != "python":
@@ -505,13 +552,31 @@ def read_log(opts):
     return 0
 
 
+def _move_files(staged, dest):
+    """Move every file under the directory ``staged`` to the same relative path under ``dest`` (each replaced
+    atomically; ``dest`` is a realpath)."""
+    for base, _dirs, names in os.walk(staged):
+        for name in names:
+            source = os.path.join(base, name)
+            target = os.path.realpath(os.path.join(dest, os.path.relpath(source, staged)))
+            if not target.startswith(dest + os.sep) or os.path.islink(source):
+                continue
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(source, target)
+
+
 def apply_sync(opts):
-    """Unpack a sync tar into ``--dest`` (refusing absolute paths and ``..``), delete what ``--meta`` lists
-    under "delete", then save its "manifest" to ``--manifest`` (atomically) and remove the tar and meta."""
+    """Put the sent files into ``--dest`` (``--files``: a staged directory; ``--tar``: a tar, refusing absolute
+    paths and ``..``), delete what ``--meta`` lists under "delete", then save its "manifest" to ``--manifest``
+    (atomically) and remove the tar and meta. Exit 19, changing nothing, when ``--expect-manifest`` differs."""
+    if _stale(opts):
+        return EXIT_STALE_PROJECT
     dest = os.path.realpath(opts.dest)
     os.makedirs(dest, exist_ok=True)
     with open(opts.meta) as fh:
         meta = json.load(fh)
+    if opts.files:
+        _move_files(opts.files, dest)
     if opts.tar:
         with tarfile.open(opts.tar, "r:*") as tar:
             for member in tar.getmembers():
@@ -614,6 +679,10 @@ def _job_options(parser):
     parser.add_argument("--after", default="")
     parser.add_argument("--shutdown-after", action="store_true")
     parser.add_argument("--shutdown-cmd", default="shutdown -h now")
+    parser.add_argument("--staged", default="", help="launch only: files sent with the command, moved to --job-dir")
+    parser.add_argument("--expect-manifest", default="", help="launch only: refuse (exit 19) unless --manifest has "
+                        "this digest")
+    parser.add_argument("--manifest", default="", help="the project's manifest file (for --expect-manifest)")
     parser.add_argument("script")
     parser.add_argument("args", nargs=argparse.REMAINDER)
 
@@ -636,8 +705,11 @@ def main(argv=None):
     p = sub.add_parser("apply-sync")
     p.add_argument("--dest", required=True)
     p.add_argument("--tar", default="")
+    p.add_argument("--files", default="")
     p.add_argument("--meta", required=True)
     p.add_argument("--manifest", required=True)
+    p.add_argument("--expect-manifest", default="")
+    sub.add_parser("version")
     opts = parser.parse_args(argv)
     opts.raw = argv
     if opts.cmd in ("supervise", "launch"):
@@ -647,6 +719,9 @@ def main(argv=None):
     handlers = {"status": status, "stop": stop, "read-log": read_log, "apply-sync": apply_sync}
     if opts.cmd in handlers:
         return handlers[opts.cmd](opts)
+    if opts.cmd == "version":  # the tools answer (JobHost.install_tools)
+        print(json.dumps({"runner": os.path.abspath(__file__)}))
+        return 0
     parser.print_help()
     return 2
 

@@ -35,6 +35,7 @@ from runctl_core.models import (
     SyncResult,
 )
 from runctl_core.redact import job_environment
+from runctl_core.remote.hostcache import HostCache
 from runctl_core.remote.jobs import JobHost
 from runctl_core.remote.records import runctl_tags
 from runctl_core.remote.transport import LocalTransport
@@ -59,6 +60,7 @@ def _host(ctx: ProviderContext, sandbox: Sandbox) -> JobHost:
         tools_dir=str(ctx.state_dir / "tools"),
         env=env,
         inline=True,
+        cache=HostCache.for_instance(ctx.state_dir, sandbox.id),
     )
 
 
@@ -142,6 +144,7 @@ class LocalProvider:
         )
         sandbox.project.mkdir(parents=True)
         sandbox.write(instance)
+        HostCache.for_instance(ctx.state_dir, sandbox.id).mark_new()  # nothing synced: the first sync reads nothing
         return instance
 
     @hookimpl
@@ -207,6 +210,7 @@ class LocalProvider:
         host.stop_all(_settings(ctx).grace_period)
         host.remove_project()
         host.transport.remove(f"{host.root}/envs")
+        HostCache.for_instance(ctx.state_dir, instance.id).clear()
         current = sandbox.read()
         if current.state is not InstanceState.TERMINATED:
             # its jobs/ stays (deliberately): `runctl logs` and `checkpoint pull` still work after the end
