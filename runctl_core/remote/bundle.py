@@ -44,8 +44,9 @@ def tools_hash(extra: Mapping[str, bytes] | None = None) -> str:
 
 @functools.cache
 def bootstrap_source() -> str:
-    """``bootstrap.py``'s source, given to ``python3 -c``."""
-    return BOOTSTRAP_PATH.read_text(encoding="utf-8")
+    """``bootstrap.py``'s source without its docstring, given to ``python3 -c``."""
+    source = BOOTSTRAP_PATH.read_text(encoding="utf-8")
+    return source.split('"""', 2)[2].lstrip() if source.startswith('"""') else source
 
 
 def bootstrap_argv(

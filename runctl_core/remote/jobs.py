@@ -4,17 +4,21 @@ A provider whose machines have a shell builds a :class:`JobHost` from its transp
 the machine, and its ``sync``/``train``/``status``/``logs``/``cancel``/``list_checkpoints``/``collect`` hooks
 become one line each (see ``plugins/local/runctl_local/provider.py``). Layout under ``root``::
 
-    bin/runner.py, bin/envsetup.py   runctl's tools (installed once per content hash)
+    bin/runner.py, bin/envsetup.py...   runctl's tools (installed once per content hash: bin/.tools-HASH)
     project/                         the synced project
     manifest.json                    path -> sha256 of what was synced (incremental sync)
     envs/<key>/                      cached Python environments (the environment step)
     tools/                           uv, when runctl had to install it
     jobs/<job>/                      job.json (the record), log, checkpoints/, env.json while starting
+    .incoming/<token>/               files sent with one command, until it moves them into place
 
-Every operation is one or two transport calls, so that slow channels (SSM: about a second per command) stay
-usable: ``launch`` is one ``run`` (the runner writes the pending record *before* starting the supervisor, so
-``status`` right after ``train`` is never ``lost``), ``status`` is one ``run``, ``logs`` is one ``run``
-returning the record and the bytes together.
+Every operation is ONE transport call, so that slow channels (SSM: about a second per command) stay usable:
+what an operation needs on the machine travels with its command (:mod:`runctl_core.remote.bundle`, unpacked by
+``bootstrap.py``): ``sync`` is one ``run`` carrying the changed files (none when the
+:class:`~runctl_core.remote.hostcache.HostCache` knows nothing changed), ``launch`` one ``run`` carrying the env
+file, setup commands and resume checkpoints (the runner writes the pending record *before* starting the
+supervisor, so ``status`` right after ``train`` is never ``lost``), ``status`` one ``run``, ``logs`` one ``run``
+returning the record and the bytes together. runctl's tools ride along until the machine is known to have them.
 """
 
 from __future__ import annotations

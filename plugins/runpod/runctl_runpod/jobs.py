@@ -30,7 +30,8 @@ from runctl_core.models import (
     StatusReport,
     SyncResult,
 )
-from runctl_core.remote.jobs import TOOLS, JobHost, tools_hash
+from runctl_core.remote.hostcache import HostCache
+from runctl_core.remote.jobs import JobHost
 from runctl_core.remote.records import job_status_from_record
 from runctl_runpod.compute import PodRecord, client, instance_from_pod, now, parse_time
 from runctl_runpod.transport import PodAccess, cached, connect
@@ -46,9 +47,21 @@ def local_dir(ctx: ProviderContext, job_id: str) -> Path:
     return ctx.state_dir / "jobs" / job_id
 
 
+def host_cache(ctx: ProviderContext, pod_id: str) -> HostCache:
+    """What runctl last installed and synced on the pod (see :mod:`runctl_core.remote.hostcache`)."""
+    return HostCache.for_instance(ctx.state_dir, pod_id)
+
+
 def host(access: PodAccess) -> JobHost:
-    """runctl's jobs on this pod, under runctl's directory on it."""
-    return JobHost(access.ssh, access.base(), python=access.s.python)
+    """runctl's jobs on this pod, under runctl's directory on it: every operation one SSH command, files sent
+    with it; end_pod.py (a detached run's pod ending itself) rides with runctl's tools into ``bin/``."""
+    return JobHost(
+        access.ssh,
+        access.base(),
+        python=access.s.python,
+        cache=host_cache(access.ctx, access.record.pod_id),
+        extra_tools={END_POD.name: END_POD.read_bytes()},
+    )
 
 
 def job_status(access: PodAccess, job_id: str) -> JobStatus:
@@ -87,25 +100,17 @@ def end_pod_command(access: PodAccess, pod_id: str, after: float = 0.0, path: st
     return " ".join(shlex.quote(a) for a in args)
 
 
-def end_pod_file(access: PodAccess) -> tuple[str, bytes, int]:
-    """end_pod.py as a file to write next to the runner."""
-    return posixpath.join(access.base(), "end_pod.py"), END_POD.read_bytes(), 0o755
-
-
 def first_contact(access: PodAccess, pod_id: str) -> None:
     """The first useful command on a new pod, in one round trip: make runctl's directory (and learn its absolute
-    path), install the core's job tools there, and, for ``max_runtime``, install end_pod.py and start the timer
-    that ends the pod when the time runs out, counted from its creation."""
+    path) and, for ``max_runtime``, install end_pod.py and start the timer that ends the pod when the time runs
+    out, counted from its creation. (runctl's job tools ride with the first sync.)"""
     record = access.record
     ends_at = parse_time(record.ends_at)
     timer = ends_at is not None and not record.watchdog
     if record.base and not timer:
         return
     remote = shlex.quote(access.s.remote_dir)
-    script = f"mkdir -p {remote}/bin && cd {remote} && pwd"
-    for tool in TOOLS:  # the core's runner and environment step, installed as JobHost.install_tools would
-        script += f" && echo {base64.b64encode(tool.read_bytes()).decode()} | base64 -d > bin/{tool.name}"
-    script += f" && chmod 755 bin/*.py && : > bin/.tools-{tools_hash()}"
+    script = f"mkdir -p {remote} && cd {remote} && pwd"
     if timer and ends_at is not None:
         left = max(0.0, (ends_at - now()).total_seconds())
         encoded = base64.b64encode(END_POD.read_bytes()).decode()
@@ -205,12 +210,11 @@ def train(ctx: ProviderContext, instance: Instance, job: JobSpec) -> JobStatus:
     def work(access: PodAccess) -> JobStatus:
         extra: list[str] = []
         if job.terminate_on_exit:  # a detached run: the pod ends itself, after a window for runctl to collect
-            path, data, mode = end_pod_file(access)
-            host(access).transport.put(data, path, mode=mode)
+            end_pod = posixpath.join(access.base(), "bin", END_POD.name)  # installed with the tools
             extra = [
                 "--shutdown-after",
                 "--shutdown-cmd",
-                end_pod_command(access, instance.id, access.s.detached_grace),
+                end_pod_command(access, instance.id, access.s.detached_grace, path=end_pod),
             ]
         return host(access).launch(job, grace=access.s.grace_period, use_uv=access.s.use_uv, extra=extra)
 

@@ -102,10 +102,12 @@ class RunpodProvider:
             raise CredentialsError(f"{API_KEY_ENV} is not set", KEY_HINT)  # before anything is made
         public_key = generate_key_pair(key_path, comment=f"runctl-{spec.intent_id}")
         try:
-            return compute.create(ctx, spec, public_key, key_path)
+            instance = compute.create(ctx, spec, public_key, key_path)
         except RunctlError:  # nothing was created: the key pair is of no use
             key_path.unlink(missing_ok=True)
             raise
+        jobs.host_cache(ctx, instance.id).mark_new()  # nothing synced yet: the first sync reads nothing
+        return instance
 
     @hookimpl
     def ready(self, ctx: ProviderContext, instance: Instance) -> Instance:
@@ -120,6 +122,7 @@ class RunpodProvider:
         outputs.save_before_terminate(ctx, instance)
         access = cached(ctx, instance)
         final = compute.terminate(ctx, instance)
+        jobs.host_cache(ctx, instance.id).clear()
         if access is not None:
             access.ssh.close()
         return final

@@ -6,11 +6,14 @@ benchmarks/bench.py."""
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 from runpod_standin import StandIn
+
+from runctl_core.testing.counting import label as command_label
 
 REPO = Path(__file__).resolve().parents[3]
 API_KEY = "rpa_STANDINSECRET0123456789"
@@ -22,14 +25,22 @@ SETTINGS = {
 }
 
 
+def _ssh_label(command: str) -> str:
+    """An SSH command's name: the runner command it runs (``launch``, ``apply-sync``...), else its program."""
+    try:
+        return command_label(shlex.split(command))
+    except ValueError:  # not a shell line runctl wrote
+        return command.split()[0]
+
+
 def label(kind: str, what: str) -> str:
-    return f"{kind}:{what.split()[0]}" if kind == "ssh" else f"{kind}:{what if kind == 'api' else 'session'}"
+    return f"{kind}:{_ssh_label(what)}" if kind == "ssh" else f"{kind}:{what if kind == 'api' else 'session'}"
 
 
 def path_between(events: list[tuple[float, str, str]], start_op: str | None) -> list[str]:
     """The events after ``start_op`` (an API operation; None: from the first) up to the job's launch."""
     start = 0 if start_op is None else next(i for i, e in enumerate(events) if e[1:] == ("api", start_op)) + 1
-    end = next(i for i, e in enumerate(events) if e[1] == "ssh" and "runner.py launch" in e[2])
+    end = next(i for i, e in enumerate(events) if e[1] == "ssh" and _ssh_label(e[2]) == "launch")
     return [label(kind, what) for _t, kind, what in events[start : end + 1]]
 
 

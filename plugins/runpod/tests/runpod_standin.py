@@ -394,7 +394,7 @@ class StandIn:
                 process.stderr.write(b"interactive shells are not offered by the stand-in\n")
                 process.exit(1)
                 return
-            standin.record("ssh", command[:2000])
+            standin.record("ssh", command[:20000])
             # a non-interactive session: sshd's own environment, not the container's (see the module docstring)
             env = {"PATH": BARE_PATH, "HOME": str(pod.sandbox), "LANG": "C.UTF-8", "USER": "root", **NETWORK}
             proc = await asyncio.create_subprocess_shell(

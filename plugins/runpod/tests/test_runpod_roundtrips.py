@@ -18,8 +18,9 @@ def test_round_trips_from_pod_accepted_to_job_started(tmp_path: Path, monkeypatc
     first, second = paths["accepted -> job started"], paths["2nd job on kept instance"]
     print(f"\nRunPod round trips, pod accepted -> job started: {len(first)}: {first}")
     print(f"second job on the kept pod, command -> job started: {len(second)}: {second}")
-    # before issue 15.3: 17 (2 boot polls; readiness + timer 3; sync 5; train 7). Now, through the core's
-    # remote-job layer (which adds the environment step): 2 boot polls + first contact (directory, tools, timer)
-    # + sync (manifest, tar, meta, apply) + launch (tools check, env file, launch)
-    assert len(first) - first.count("api:getPod") <= 8
-    assert len(second) <= 4  # before: 11 (two pod lookups, one SFTP session per file)
+    # before issue 15.3: 17 (2 boot polls; readiness + timer 3; sync 5; train 7); through the core's remote-job
+    # layer before it sent files with its commands: 10 and 4. Now: the boot polls + first contact (directory,
+    # timer) + sync (the changed files and runctl's tools in one command) + launch (env file in it); a kept pod
+    # whose project did not change: the launch alone (the HostCache knows what the pod holds)
+    assert len(first) - first.count("api:getPod") == 3, first
+    assert second == ["ssh:launch"]  # before: 11 (two pod lookups, one SFTP session per file), then 4
