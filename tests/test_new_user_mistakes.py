@@ -37,3 +37,11 @@ def test_jobs_of_an_unknown_instance_is_an_error(cli, project: Path) -> None:
     assert (
         result.code == 2 and "runctl has no instance 'nosuch'" in result.err and "runctl resources list" in result.err
     )
+
+
+def test_a_group_without_its_command_in_json_names_the_commands(cli, project: Path) -> None:
+    error = cli("-o", "json", "checkpoint").error()
+    assert error["message"] == "missing command: one of info, list, pull", error
+    assert error["hint"] == "every command: runctl checkpoint --help"
+    typo = cli("-o", "json", "stauts").error()
+    assert "Did you mean: status?" in typo["message"] and typo["hint"] == "every command: runctl --help"

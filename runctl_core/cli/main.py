@@ -191,6 +191,15 @@ def _report(error: dict[str, Any], as_json: bool, verbose_trace: str | None = No
         sys.stderr.write(redact(verbose_trace))
 
 
+def _json_message(exc: click.ClickException, own_hint: str | None) -> str:
+    """The error's message for JSON: a group called without its command says so (click's message is the whole
+    help text)."""
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError) and ctx is not None and isinstance(ctx.command, click.Group):
+        return f"missing command: one of {', '.join(sorted(ctx.command.list_commands(ctx)))}"
+    return exc.message if own_hint else exc.format_message()
+
+
 def _usage_example(exc: click.ClickException) -> str | None:
     """What to do next after a usage error: a bad option value gets the option's own example (from its help),
     anything else (a missing argument...) the command's first example."""
@@ -198,6 +207,8 @@ def _usage_example(exc: click.ClickException) -> str | None:
 
     param = getattr(exc, "param", None)
     ctx = getattr(exc, "ctx", None)
+    if ctx is not None and isinstance(ctx.command, click.Group):  # a missing or mistyped command
+        return f"every command: {ctx.command_path} --help"
     named = getattr(exc, "param_hint", None)  # raised in a command's body: the option by name
     if param is None and isinstance(named, str) and ctx is not None:
         param = next((p for p in ctx.command.params if named in getattr(p, "opts", ())), None)
@@ -239,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
                 {
                     "error": {
                         "code": "usage",
-                        "message": exc.message if own else exc.format_message(),
+                        "message": _json_message(exc, own),
                         "hint": own or example or "see: runctl --help, or runctl COMMAND --help",
                     }
                 },
@@ -247,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         else:
             exc.show()
-            if example:
+            if example and not example.startswith("every command:"):  # click's own "Try ... --help" says that
                 sys.stderr.write(f"hint: {example}\n")
         code = EXIT_USAGE if exc.exit_code in (1, 2) else exc.exit_code
     except RunctlError as exc:
