@@ -66,6 +66,8 @@ def estimate(provider: Provider, request: InstanceRequest, *, before_spending: b
             ) from exc
         return None
     if not offers:
+        if before_spending and request.instance_type and provider.capabilities().paid:
+            _not_offered(provider, request.instance_type)
         return None
     key = (
         (lambda o: o.spot_hourly if o.spot_hourly is not None else float("inf"))
@@ -73,6 +75,21 @@ def estimate(provider: Provider, request: InstanceRequest, *, before_spending: b
         else (lambda o: o.on_demand_hourly if o.on_demand_hourly is not None else float("inf"))
     )
     return min(offers, key=key)
+
+
+def _not_offered(provider: Provider, instance_type: str) -> None:
+    """A paid provider answered that it has no offer of ``instance_type``: nothing is created for a machine whose
+    price cannot be shown (a mistyped type, or one it does not have in that region/now)."""
+    from runctl_core.errors import UsageError
+    from runctl_core.spending import close_names
+
+    close = close_names(provider, instance_type, "instance_type")
+    raise UsageError(
+        f"{provider.name} has no offer for --instance-type {instance_type} (not a type it has here, or none "
+        "available now); nothing was created",
+        (f"did you mean: {', '.join(close)}? " if close else "")
+        + f"see what it offers: runctl --provider {provider.name} price",
+    )
 
 
 def describe_estimate(offer: Offer | None, request: InstanceRequest, caps: Capabilities | None = None) -> str:

@@ -47,3 +47,13 @@ def test_without_credentials_an_unknown_type_is_said_unknown_not_priced(
     assert "bundled" in aws["reason"] and "credentials" in aws["reason"]
     known = run_runctl("-o", "json", "price", "--instance-type", "g5.xlarge").json()  # in the table: priced
     assert [o["on_demand_hourly"] for o in known["offers"] if o["provider"] == "aws"] == [1.006]
+
+
+def test_run_with_an_unknown_type_is_refused_before_anything_is_created(project: Path, standin: AwsStandIn) -> None:
+    refused = run_runctl("--provider", "aws", "run", "examples/train.py", "--instance-type", "g5.xlarg")
+    assert refused.code == 2, (refused.code, refused.err)
+    assert "aws has no offer for --instance-type g5.xlarg" in refused.err and "g5.xlarge" in refused.err
+    assert ("ec2", "RunInstances") not in standin.calls
+    created = run_runctl("--provider", "aws", "-o", "json", "create", "--instance-type", "g5.xlarg")
+    assert created.code == 2 and "did you mean" in created.error()["hint"]
+    assert ("ec2", "RunInstances") not in standin.calls
