@@ -1,6 +1,6 @@
 """runctl's figures, each beside its anchor, in one run (printed, never asserted; tests never time anything).
 
-    .venv/bin/python benchmarks/bench.py [--runs N] [--json FILE]
+    .venv/bin/python benchmarks/bench.py [--runs N] [--json FILE] [--only local,resync]
 
 Run it with bytecode compiled (PYTHONDONTWRITEBYTECODE unset: this script unsets it for what it starts) on a quiet
 machine; medians of N runs. Figures (issue 15):
@@ -37,6 +37,7 @@ PYTHON = sys.executable
 RUNCTL = str(Path(PYTHON).with_name("runctl"))
 CLOUD_SDKS = ("boto3", "botocore", "httpx", "runpod", "paramiko", "asyncssh", "fastapi", "moto")
 TARGETS = {"help": 100.0, "local_overhead": 150.0, "dry_run": 300.0}
+FIGURES = ("local", "dry-run", "first-line", "resync", "resources", "round-trips")  # --only; --help always runs
 
 
 class Bench:
@@ -83,6 +84,8 @@ class Bench:
         return statistics.median(samples)
 
     def warm(self, cwd: Path) -> None:  # compile bytecode once, outside the timings
+        for tree in (REPO / "runctl_core", REPO / "runctl", REPO / "plugins"):
+            subprocess.run([PYTHON, "-m", "compileall", "-q", str(tree)], env=self.env, capture_output=True)
         subprocess.run([RUNCTL, "--help"], cwd=cwd, env=self.env, capture_output=True)
 
     # ---------------------------------------------------------------------------------------------- figures
@@ -354,6 +357,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=7, help="runs per timed figure (median shown), e.g. --runs 7")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
+    parser.add_argument(
+        "--only",
+        metavar="NAMES",
+        default="",
+        help="comma-separated figures to measure (default: all): " + ",".join(FIGURES) + "; e.g. --only local,resync",
+    )
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -368,18 +377,22 @@ def main() -> None:
         )
         print(f"{'figure':<44} {'value':>14}  {'anchor':<30} {'ratio':>8}  note")
         bench.warm(project)
-        steps: list[Callable[[], Any]] = []
+        wanted = {name.strip() for name in opts.only.split(",") if name.strip()} or set(FIGURES)
+        unknown = wanted - set(FIGURES)
+        if unknown:
+            parser.error(f"unknown figure(s) {', '.join(sorted(unknown))}; choose from {', '.join(FIGURES)}")
         base = bench.startup(project)
-        steps = [
-            lambda: bench.local_run(project),
-            lambda: bench.dry_runs(project, base),
-            lambda: bench.first_line(project),
-            lambda: bench.resync(tmp),
-            lambda: bench.resources_200(tmp),
-            lambda: bench.round_trips(tmp),
-        ]
-        for step in steps:
-            step()
+        steps: dict[str, Callable[[], Any]] = {
+            "local": lambda: bench.local_run(project),
+            "dry-run": lambda: bench.dry_runs(project, base),
+            "first-line": lambda: bench.first_line(project),
+            "resync": lambda: bench.resync(tmp),
+            "resources": lambda: bench.resources_200(tmp),
+            "round-trips": lambda: bench.round_trips(tmp),
+        }
+        for name, step in steps.items():
+            if name in wanted:
+                step()
         if opts.json:
             opts.json.write_text(json.dumps({"load": load, "rows": bench.rows}, indent=1))
 

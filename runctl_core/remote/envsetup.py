@@ -30,7 +30,6 @@ Usage::
 """
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -58,12 +57,15 @@ def say(text):
 
 # ------------------------------------------------------------------------------------------ what is declared
 
-_HEADER = re.compile(r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$")
+# (compiled on first use: the supervisor imports this module for its first check; see runner.py)
+_HEADER = r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$"
 
 
 def pep723_metadata(source):
     """The script's ``# /// script`` block as a dict (the regex of PEP 723's reference implementation), or None."""
-    blocks = [m for m in _HEADER.finditer(source) if m.group("type") == "script"]
+    if "# /// script" not in source:  # no block can match: skip the regex over a long script
+        return None
+    blocks = [m for m in re.finditer(_HEADER, source) if m.group("type") == "script"]
     if not blocks:
         return None
     if len(blocks) > 1:
@@ -114,6 +116,8 @@ def declared(project, script):
             # a pyproject.toml holding only tool settings ([tool.ruff]...) declares no installable project
             if kind == "pyproject" and not re.search(rb"(?m)^\[(project|build-system)\]", data):
                 continue
+            import hashlib
+
             return kind, hashlib.sha256(data).hexdigest(), []
     return "none", "", []
 
@@ -226,12 +230,23 @@ def build(opts, env_dir, kind, deps, uv):
     return venv_python
 
 
+NOTHING = {"state": "none", "python": "", "seconds": 0.0, "summary": "nothing to install; the machine's Python"}
+
+
+def nothing_declared(kind, deps, setup, python):
+    """The result when the job declares nothing to install (no dependencies, setup commands or Python version;
+    a PEP 723 header without dependencies declares nothing, as ``uv run`` reads it), else None."""
+    if kind in ("none", "pep723") and not deps and not setup and not python:
+        return dict(NOTHING)
+    return None
+
+
 def prepare(opts):
     started = time.monotonic()
     kind, content, deps = declared(opts.project, opts.script)
-    # a PEP 723 header with no dependencies declares "nothing to install" (as ``uv run`` reads it)
-    if kind in ("none", "pep723") and not deps and not opts.setup and not opts.python:
-        return {"state": "none", "python": "", "seconds": 0.0, "summary": "nothing to install; the machine's Python"}
+    nothing = nothing_declared(kind, deps, opts.setup, opts.python)
+    if nothing is not None:
+        return nothing
     tried = []
     uv = None
     if opts.use_uv:
@@ -240,6 +255,8 @@ def prepare(opts):
             say("uv could not be installed (%s); using venv + pip" % "; ".join(tried))
     tool = "uv" if uv else "pip"
     key_source = json.dumps([kind, content, deps, opts.setup, opts.python or opts.base_python, tool], sort_keys=True)
+    import hashlib
+
     key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
     env_dir = os.path.join(opts.envs_dir, key)
     os.makedirs(opts.envs_dir, exist_ok=True)

@@ -53,7 +53,7 @@ from runctl_core.remote.bundle import (
 )
 from runctl_core.remote.hostcache import HostCache, manifest_digest
 from runctl_core.remote.records import TERMINAL_JOB_STATES, decode_log_chunk, job_status_from_record
-from runctl_core.remote.transport import CommandResult, Transport
+from runctl_core.remote.transport import CommandResult, LocalTransport, Transport
 
 LOG_CHUNK = 1 << 20
 EXIT_JOB_EXISTS = 17
@@ -67,13 +67,17 @@ class StaleProject(ProviderError):
     code = "stale_project"
 
 
-def _run_inline(argv: list[str], data: bytes | None = None) -> CommandResult:
-    """``runner.py ARGV`` in this process (``data``: through bootstrap.py first, whose arguments lead ARGV)."""
+def _run_inline(argv: list[str], data: bytes | None = None, launch: dict[str, Any] | None = None) -> CommandResult:
+    """``runner.py ARGV`` in this process (``data``: through bootstrap.py first, whose arguments lead ARGV;
+    ``launch``: how ``runner.launch`` starts the supervisor - interpreter, environment - see runner.main)."""
+    import functools
+
     from runctl_core.remote import bootstrap, runner
 
+    runner_main = functools.partial(runner.main, **launch) if launch else runner.main
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = runner.main(argv) if data is None else bootstrap.main(argv, runner_main=runner.main, data=data)
+        code = runner_main(argv) if data is None else bootstrap.main(argv, runner_main=runner_main, data=data)
     return CommandResult(exit_code=code, stdout=out.getvalue().encode(), stderr=err.getvalue().encode())
 
 
@@ -115,9 +119,12 @@ class JobHost:
         self.tools_dir = tools_dir
         self.envs_dir = envs_dir
         self.env = dict(env or {})
-        # inline: the machine is this one (LocalTransport): run runner.py's quick commands (status, read-log,
-        # stop, apply-sync) in this process - the same code, without starting a Python per poll. ``launch``
-        # always goes through the transport, so the supervisor gets the transport's environment.
+        # inline: the machine is this one (a LocalTransport): run runner.py's commands (status, read-log, stop,
+        # apply-sync, and launch) in this process - the same code, without starting a Python per call. ``launch``
+        # starts the supervisor with the transport's environment and ``python``/``python_args``, as the
+        # transport would have; the supervisor itself is always a process of its own (see _inline_launch).
+        if inline and not isinstance(transport, LocalTransport):
+            raise ValueError("inline=True runs runner.py in this process: only for a LocalTransport")
         self.inline = inline
         self.cache = cache
         if cache is not None:
@@ -163,8 +170,9 @@ class JobHost:
         while True:
             tools = {**core_tools(), **self.extra_tools} if ship_tools else None
             data = bundle.build(tools)
-            if self.inline and args[0] != "launch":
-                result = _run_inline([self.root, token, self.tools_version, str(len(data)), *args], data)
+            if self.inline:
+                launch = self._inline_launch() if args[0] == "launch" else None
+                result = _run_inline([self.root, token, self.tools_version, str(len(data)), *args], data, launch)
             else:
                 python = [self.python, *self.python_args]
                 result = self.transport.run(
@@ -183,6 +191,16 @@ class JobHost:
             cache.tools = self.tools_version  # the runner answered: this version is installed
             cache.save()
         return self._answer(result)
+
+    def _inline_launch(self) -> dict[str, Any]:
+        """How an in-process ``launch`` starts the supervisor: as the transport would (its environment, plus
+        ``env``; ``python``/``python_args``), from the runner.py runctl itself runs - its bytecode is already
+        compiled, where a fresh ``ROOT/bin`` copy would be compiled again for every new sandbox."""
+        assert isinstance(self.transport, LocalTransport)
+        return {
+            "launch_python": [self.python, *self.python_args],
+            "launch_env": {**self.transport.base_env, **self.env},
+        }
 
     def _answer(self, result: CommandResult) -> Any:
         if result.exit_code == EXIT_JOB_EXISTS:

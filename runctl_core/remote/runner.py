@@ -25,7 +25,8 @@ Usage::
 
     runner.py launch --job-dir D --workdir W --checkpoint-dir C [options] -- SCRIPT [ARGS...]
                                       # writes the pending record, then starts the supervisor detached
-    runner.py supervise ...same options...   # the supervisor itself (launch starts it)
+    runner.py supervise ...same options...   # the supervisor itself (launch starts it with supervise-json)
+    runner.py supervise-json JSON [ARGS...]  # the same, the options as launch parsed them (no argparse import)
     runner.py status --job-dir D      # prints job.json, with a dead supervisor reported as "lost"
     runner.py stop --job-dir D [--grace S]
     runner.py read-log --job-dir D --offset N --max M   # JSON: the record and base64 log bytes from N
@@ -38,18 +39,15 @@ stages them) are moved into place only once its checks passed: ``launch --staged
 the job directory, ``apply-sync --files DIR`` moves DIR's files into ``--dest``.
 """
 
-import argparse
-import base64
-import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import time
-from datetime import datetime, timezone
+
+# argparse, base64, datetime, hashlib, select, shutil and tarfile are imported where they are used: the supervisor
+# starts once per job, and what it imports is time before the script starts
 
 TERMINAL = ("succeeded", "failed", "cancelled", "interrupted", "lost")
 EXIT_JOB_EXISTS = 17
@@ -61,10 +59,20 @@ PENDING_START_GRACE = 120.0
 # ``status`` right after the older recipe (``supervise ... &``) may run before the supervisor wrote anything
 NO_RECORD_WAIT = 5.0
 HERE = os.path.dirname(os.path.abspath(__file__))
+# How launch starts the supervisor: this file imported as a module (``-c``, its path as the first argument, so
+# ``ps`` shows "runner.py supervise ..."), not run as a script - a script is compiled from source every time, a
+# module's bytecode is cached in __pycache__ beside it. Its directory replaces sys.path[0] (-c's current
+# directory, the user's project: a json.py there must not shadow the standard library). It ends with os._exit once
+# the end is recorded (the log and record are closed and synced): whoever waits for the process to end (the local
+# provider's wait_change) need not wait for the interpreter's teardown.
+SUPERVISOR_BOOT = ("import os, sys; sys.path[0] = os.path.dirname(sys.argv[1]); import runner; "
+                   "os._exit(runner.main(sys.argv[2:]))")
 
 
 def _now():
-    return datetime.now(timezone.utc).isoformat()
+    """Now, in UTC, as ISO 8601 with microseconds (what ``datetime.now(timezone.utc).isoformat()`` gives)."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%06d+00:00" % int(now % 1 * 1e6)
 
 
 def _write_state(job_dir, **fields):
@@ -105,6 +113,8 @@ def _alive(pid):
 
 
 def find_uv():
+    import shutil
+
     found = shutil.which("uv")
     if found:
         return found
@@ -145,7 +155,8 @@ def _is_supervisor(pid, job_dir, start=None):
 def _inconclusive(state):
     """A pending job whose supervisor was just started and cannot be told apart yet (alive, no start time
     recorded, command line not yet published): never call it lost from that."""
-    return state.get("state") == "pending" and not state.get("supervisor_start") and _alive(state["supervisor_pid"])
+    return state.get("state") == "pending" and not state.get("supervisor_start") and _alive(
+        state.get("supervisor_pid"))
 
 
 def _group_is_job(pgid, job_id):
@@ -210,6 +221,8 @@ def _command(script, args, use_uv):
 
 
 def _copy_tree(src, dst):
+    import shutil
+
     for base, _dirs, files in os.walk(src):
         rel = os.path.relpath(base, src)
         target = os.path.join(dst, rel) if rel != "." else dst
@@ -252,11 +265,13 @@ def _watch(proc, opts, stop_request, log, started, timeout):
     interruption notice. Returns (exit code, final state or None, message)."""
     next_check = started + opts.interrupt_every
     final_state, message = None, ""
+    ended = _exit_notice(proc.pid)
     while True:
-        try:
-            return proc.wait(timeout=0.1), final_state, message
-        except subprocess.TimeoutExpired:
-            pass
+        code = _wait_a_little(proc, ended, 0.1)
+        if code is not None:
+            if ended is not None:
+                os.close(ended)
+            return code, final_state, message
         if stop_request:
             final_state, message = stop_request[0]
         elif timeout and time.monotonic() - started > timeout:
@@ -270,7 +285,51 @@ def _watch(proc, opts, stop_request, log, started, timeout):
         if final_state:
             log.write(("\nrunctl: %s\n" % message).encode())
             _kill_group(proc.pid, opts.grace, proc)
+            if ended is not None:
+                os.close(ended)
             return proc.wait(), final_state, message
+
+
+def _exit_notice(pid):
+    """A descriptor that becomes readable the moment process ``pid`` ends (Linux >= 5.3: a pidfd), or None."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _wait_a_little(proc, ended, seconds):
+    """``proc``'s exit code, or None after ``seconds``. With a pidfd the end is seen at once; Popen.wait(timeout)
+    polls with growing sleeps (up to 50 ms late)."""
+    if ended is None:
+        try:
+            return proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            return None
+    import select
+
+    try:
+        select.select([ended], [], [], seconds)
+    except (OSError, ValueError):
+        time.sleep(seconds)
+    return proc.poll()
+
+
+def _nothing_declared(opts):
+    """The environment step's first check, made in this process: its result when the job declares nothing to
+    install (the common case needs no second interpreter), else None and the step runs as a process. Any
+    doubt (a PEP 723 block it cannot read...) is None too: the step itself reports it."""
+    if opts.setup_file or opts.python:
+        return None
+    try:
+        if HERE not in sys.path:
+            sys.path.insert(0, HERE)  # envsetup.py is shipped beside this file
+        import envsetup
+
+        kind, _content, deps = envsetup.declared(opts.workdir, opts.script)
+        return envsetup.nothing_declared(kind, deps, [], "")
+    except Exception:
+        return None
 
 
 def _environment(opts, env, log, stop_request):
@@ -281,6 +340,9 @@ def _environment(opts, env, log, stop_request):
     tool = os.path.join(HERE, "envsetup.py")
     if opts.no_env or not os.path.isfile(tool):
         return {"state": "skipped"}, None
+    nothing = _nothing_declared(opts)
+    if nothing is not None:
+        return nothing, None
     root = os.path.dirname(os.path.dirname(os.path.abspath(opts.job_dir)))
     result_path = os.path.join(opts.job_dir, "setup.json")
     argv = [sys.executable, tool, "--project", opts.workdir, "--script=" + opts.script,
@@ -379,6 +441,8 @@ def supervise(opts):
 def manifest_digest(path):
     """sha256 of the manifest file ``path`` as canonical JSON (a missing or unreadable one is ``{}``): what a
     sender that remembers the manifest expects (runctl_core.remote.hostcache.manifest_digest)."""
+    import hashlib
+
     try:
         with open(path) as fh:
             manifest = json.load(fh)
@@ -402,6 +466,8 @@ def _move_entries(staged, dest):
     """Move every entry of the directory ``staged`` into ``dest`` (same file system: renames)."""
     if not staged or not os.path.isdir(staged):
         return
+    import shutil
+
     os.makedirs(dest, exist_ok=True)
     for name in os.listdir(staged):
         target = os.path.join(dest, name)
@@ -410,12 +476,15 @@ def _move_entries(staged, dest):
         os.replace(os.path.join(staged, name), target)
 
 
-def launch(opts):
+def launch(opts, python=None, env=None, bin_dir=None):
     """Write the pending record, then start the supervisor detached; print the record.
 
     The record exists before the supervisor does, so a ``status`` right after ``launch`` says ``pending``
     (never ``lost``). Exit 17 when the job already exists, 18 when the script is not in the project, 19 when
-    the project is not the expected one (``--expect-manifest``); nothing is written then."""
+    the project is not the expected one (``--expect-manifest``); nothing is written then.
+    ``python`` (the interpreter and its options), ``env`` and ``bin_dir`` (the directory of the runner.py the
+    supervisor runs) are for a caller that runs ``launch`` in its own process (the local provider): the
+    supervisor gets them instead of this process's interpreter, environment and directory."""
     job_dir = opts.job_dir
     if os.path.exists(os.path.join(job_dir, "job.json")):
         sys.stderr.write("runctl: job %s already exists on this machine\n" % (opts.job_id or job_dir))
@@ -428,14 +497,25 @@ def launch(opts):
     os.makedirs(job_dir, exist_ok=True)
     _move_entries(opts.staged, job_dir)  # env.json, setup-commands.json, resume/ sent with this command
     _write_state(job_dir, state="pending", job_id=opts.job_id, submitted_at=_now())
-    flags = ["-S"] if sys.flags.no_site else []  # started stdlib-only: so is the supervisor
+    if python is None:
+        python = [sys.executable] + (["-S"] if sys.flags.no_site else [])  # started stdlib-only: so is the supervisor
+    here = bin_dir or HERE
     if opts.nodes > 1 or opts.launcher != "python":
-        argv = [sys.executable] + flags + _ranks_argv(opts)
-    else:
-        argv = [sys.executable] + flags + [os.path.abspath(__file__), "supervise", "--launched"] + _strip_ranks(
-            opts.raw[1:])
-    proc = subprocess.Popen(argv, cwd=opts.workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+        argv = list(python) + _ranks_argv(opts, here)
+    else:  # the options as parsed here, as JSON (the script's arguments after it, one argv element each: one
+        # element is limited to 128 KiB): the supervisor need not import argparse to read them again
+        fields = dict((k, v) for k, v in vars(opts).items() if k not in ("cmd", "raw", "args"))
+        fields["launched"] = True
+        argv = list(python) + ["-c", SUPERVISOR_BOOT, os.path.join(here, "runner.py"), "supervise-json",
+                               json.dumps(fields)] + list(opts.args)
+    try:
+        proc = subprocess.Popen(argv, cwd=opts.workdir, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                close_fds=True)
+    except OSError as exc:  # e.g. an argument list longer than the system allows: the job never started
+        _write_state(job_dir, state="failed", ended_at=_now(), message="could not start the job: %s" % exc)
+        sys.stderr.write("runctl: could not start the job's supervisor: %s\n" % exc)
+        return 1
     # the supervisor waits for its pid in the record before writing anything (see _await_launch), so this
     # read-modify-write cannot overwrite its state, and ``stop`` can signal it from now on
     _write_state(job_dir, supervisor_pid=proc.pid, supervisor_start=start_time(proc.pid))
@@ -443,27 +523,9 @@ def launch(opts):
     return 0
 
 
-def _strip_ranks(raw):
-    """The launch arguments without the multi-node ones (``supervise`` does not take them)."""
-    out, skip = [], False
-    for i, arg in enumerate(raw):
-        if skip:
-            skip = False
-            continue
-        if arg == "--":
-            return out + raw[i:]
-        if arg in ("--nodes", "--launcher", "--nproc-per-node"):
-            skip = True
-            continue
-        if arg.split("=", 1)[0] in ("--nodes", "--launcher", "--nproc-per-node"):
-            continue
-        out.append(arg)
-    return out
-
-
-def _ranks_argv(opts):
+def _ranks_argv(opts, here):
     """``ranks.py launch`` (shipped beside this file) for a multi-node job: N ranks, each under a runner."""
-    argv = [os.path.join(HERE, "ranks.py"), "launch", "--job-dir", opts.job_dir, "--nodes", str(opts.nodes),
+    argv = [os.path.join(here, "ranks.py"), "launch", "--job-dir", opts.job_dir, "--nodes", str(opts.nodes),
             "--launcher", opts.launcher, "--nproc-per-node", str(opts.nproc_per_node), "--workdir", opts.workdir,
             "--checkpoint-dir", opts.checkpoint_dir, "--job-id", opts.job_id, "--grace", "%g" % opts.grace]
     for flag, value in (("--resume-dir", opts.resume_dir), ("--env-file", opts.env_file)):
@@ -495,6 +557,8 @@ def _supervising(state, job_dir):
 
 
 def _age(stamp):
+    from datetime import datetime, timezone
+
     try:
         then = datetime.fromisoformat(stamp)
     except (TypeError, ValueError):
@@ -536,6 +600,8 @@ def status(opts):
 def read_log(opts):
     """One round trip for a log reader: the job record (read first, so ``complete`` is never claimed early),
     then up to ``--max`` bytes of the log from ``--offset`` (base64), and whether the file ends there."""
+    import base64
+
     record = job_record(opts.job_dir)
     data = b""
     at_end = True
@@ -571,6 +637,9 @@ def apply_sync(opts):
     (atomically) and remove the tar and meta. Exit 19, changing nothing, when ``--expect-manifest`` differs."""
     if _stale(opts):
         return EXIT_STALE_PROJECT
+    import shutil
+    import tarfile
+
     dest = os.path.realpath(opts.dest)
     os.makedirs(dest, exist_ok=True)
     with open(opts.meta) as fh:
@@ -655,6 +724,8 @@ def stop(opts):
 
 
 def _job_options(parser):
+    import argparse
+
     parser.add_argument("--job-dir", required=True)
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--checkpoint-dir", required=True)
@@ -687,8 +758,14 @@ def _job_options(parser):
     parser.add_argument("args", nargs=argparse.REMAINDER)
 
 
-def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
+_PARSER = []  # built once per process: runctl runs status/read-log in its own process at every poll
+
+
+def _parser():
+    if _PARSER:
+        return _PARSER[0]
+    import argparse
+
     parser = argparse.ArgumentParser(prog="runner.py")
     sub = parser.add_subparsers(dest="cmd")
     for name in ("supervise", "launch"):
@@ -710,12 +787,25 @@ def main(argv=None):
     p.add_argument("--manifest", required=True)
     p.add_argument("--expect-manifest", default="")
     sub.add_parser("version")
+    _PARSER.append(parser)
+    return parser
+
+
+def main(argv=None, launch_python=None, launch_env=None, launch_bin=None):
+    """The command line. ``launch_python``/``launch_env``/``launch_bin``: see :func:`launch` (a caller running it
+    in its own process)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["supervise-json"] and len(argv) >= 2:  # started by launch: the options it parsed, the args
+        import types
+
+        return supervise(types.SimpleNamespace(args=argv[2:], **json.loads(argv[1])))
+    parser = _parser()
     opts = parser.parse_args(argv)
     opts.raw = argv
     if opts.cmd in ("supervise", "launch"):
         if opts.args and opts.args[0] == "--":
             opts.args = opts.args[1:]
-        return supervise(opts) if opts.cmd == "supervise" else launch(opts)
+        return supervise(opts) if opts.cmd == "supervise" else launch(opts, launch_python, launch_env, launch_bin)
     handlers = {"status": status, "stop": stop, "read-log": read_log, "apply-sync": apply_sync}
     if opts.cmd in handlers:
         return handlers[opts.cmd](opts)
