@@ -112,3 +112,15 @@ def test_older_recipe_status_right_after_supervise_is_not_lost(tmp_path: Path) -
     status = [sys.executable, str(RUNNER_PATH), "status", "--job-dir", str(job_dir)]
     out = subprocess.run(status, capture_output=True, text=True, check=True).stdout
     assert json.loads(out)["state"] != "lost", out
+
+
+def test_stop_of_a_pending_record_without_a_supervisor(tmp_path: Path) -> None:
+    """A launch that wrote its pending record but could not start the supervisor (e.g. the system refused the
+    argument list) leaves no supervisor_pid: stop (and terminate, which stops every job) still records the job
+    cancelled instead of failing with a KeyError."""
+    host = _host(tmp_path)
+    host.install_tools()
+    job_dir = Path(host.job_dir("job-nopid"))
+    job_dir.mkdir(parents=True)
+    (job_dir / "job.json").write_text('{"state": "pending", "job_id": "job-nopid"}')
+    assert host.stop("job-nopid", 0).state is JobState.CANCELLED
