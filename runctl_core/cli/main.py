@@ -17,6 +17,13 @@ def _startup_interrupt(_signum: int, _frame: object) -> None:
 if os.path.basename(sys.argv[0]).startswith("runctl") or sys.argv[0].endswith("__main__.py"):  # the real CLI
     signal.signal(signal.SIGINT, _startup_interrupt)
     signal.signal(signal.SIGTERM, _startup_interrupt)
+    # A command allocates ~100k objects (modules, models, a 5,000-file project's records) that live until it exits:
+    # with Python's default thresholds (700, 10, 10) the collector traverses them again and again - measured 12 ms
+    # of a local `run` and 45 ms of a 5,000-file re-sync. Collect young objects every 100k allocations instead
+    # (still regularly during a long `run` or `logs --follow`). The Python API leaves its host process's GC alone.
+    import gc
+
+    gc.set_threshold(100_000, 10, 10)
 
 import importlib  # noqa: E402 - after the handlers above, so an early Ctrl-C never prints a traceback
 from typing import Any  # noqa: E402
