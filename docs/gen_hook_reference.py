@@ -18,7 +18,8 @@ END = "<!-- end of hook reference -->"
 
 
 ORDER = ("create", "sync", "train", "status", "terminate", "price", "capabilities", "check_credentials",
-         "ready", "stage", "logs", "list_instances", "list_checkpoints", "collect", "remove_job_files", "cancel",
+         "ready", "stage", "logs", "wait_change", "list_instances", "list_checkpoints", "collect",
+         "remove_job_files", "cancel",
          "shell", "plan", "settings_schema")
 
 

@@ -218,6 +218,16 @@ def logs(ctx: ProviderContext, instance: Instance, job: JobStatus, offset: int, 
 
 
 @hookspec(firstresult=True)
+def wait_change(ctx: ProviderContext, instance: Instance, job: JobStatus, seconds: float) -> None:
+    """Wait up to ``seconds`` between two ``status`` polls of a running job, returning as soon as the job may
+    have changed (e.g. its supervisor process ended) - a job that ends in 20 ms is then seen ended at once,
+    however long the poll interval has grown. Return ``None``; never raise and never wait much longer than
+    ``seconds`` (when in doubt, just sleep ``seconds``): the core polls ``status`` right after. Fallback: the core
+    sleeps ``seconds``.
+    """
+
+
+@hookspec(firstresult=True)
 def list_instances(ctx: ProviderContext) -> list[Instance]:  # type: ignore[empty-body]
     """Every live-or-recent instance at the provider that carries runctl's tags/labels (any owner; the core
     filters by ``tags['runctl:owner']``). Never include instances runctl did not tag. Fallback: the

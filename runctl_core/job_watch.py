@@ -32,12 +32,15 @@ def wait_job(
     delay = caps.poll_interval
     deadline = time.monotonic() + timeout if timeout else None
     current = status
+    first = True
     follow = sink is not None and provider.has("logs")
     while True:
         signals.raise_pending()
         report = provider.status(instance, current)
-        current = report.job or current
-        session.store.update_job(current.job_id, status=current)
+        previous, current = current, report.job or current
+        if current != previous or first:  # a poll that brings nothing new writes nothing
+            session.store.update_job(current.job_id, status=current)
+        first = False
         got_output = False
         if follow:
             read = read_logs(
@@ -53,7 +56,7 @@ def wait_job(
             )
         session.progress.update(f"job {current.job_id} {current.state.value} on {instance.id}")
         delay = caps.poll_interval if got_output else min(delay * 1.3, caps.poll_interval * 5, 10.0)
-        time.sleep(delay)
+        provider.wait_change(instance, current, delay)  # returns early when the provider sees the job end
 
 
 class LogRead(BaseModel):

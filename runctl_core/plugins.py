@@ -282,6 +282,18 @@ class Provider:
         )
         return result
 
+    def wait_change(self, instance: Instance, job: JobStatus, seconds: float) -> None:
+        """Wait up to ``seconds`` for the job to change (optional hook: returns early when the provider can tell),
+        else sleep. Never raises: a failing hook only costs the wait it would have saved."""
+        if self.has("wait_change"):
+            started = time.monotonic()
+            try:
+                self._call("wait_change", type(None), retry=False, instance=instance, job=job, seconds=seconds)
+                return
+            except RunctlError:
+                seconds -= time.monotonic() - started
+        time.sleep(max(0.0, seconds))
+
     def list_instances(self) -> list[Instance] | None:
         if not self.has("list_instances"):
             return None

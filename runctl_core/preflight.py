@@ -60,7 +60,7 @@ def project_files(session: Session, root: Path, outputs_dir: Path | None = None)
     and every earlier job's), or credential files (unless `[run] send_credential_files` lists them); an unusually
     large project is said first."""
     has_jobs = (session.home / "state.db").exists()  # a dry run on a fresh machine creates no state store
-    collected = [Path(job.outputs_dir) for job in session.store.jobs() if job.outputs_dir] if has_jobs else []
+    collected = [Path(directory) for directory in session.store.outputs_dirs()] if has_jobs else []
     project = scan_project(
         root,
         exclude=[session.home, *([outputs_dir] if outputs_dir else []), *collected],

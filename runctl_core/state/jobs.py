@@ -124,6 +124,12 @@ class JobsTable(Database):
         rows = self._read(f"SELECT * FROM jobs{where} ORDER BY created_at", params)
         return [self._job(r) for r in rows]
 
+    def outputs_dirs(self) -> list[str]:
+        """Every directory checkpoints were collected into, once each (one query: no job record is parsed, so a
+        long history costs a run nothing)."""
+        rows = self._read("SELECT DISTINCT outputs_dir FROM jobs WHERE outputs_dir IS NOT NULL AND outputs_dir != ''")
+        return [str(r[0]) for r in rows]
+
     @staticmethod
     def _job(row: sqlite3.Row) -> JobRow:
         return JobRow(

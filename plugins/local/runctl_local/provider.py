@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from runctl_core.remote.hostcache import HostCache
 from runctl_core.remote.jobs import JobHost
 from runctl_core.remote.records import runctl_tags
 from runctl_core.remote.transport import LocalTransport
-from runctl_local.sandbox import Sandbox
+from runctl_local.sandbox import Sandbox, wait_for_supervisor
 from runctl_local.settings import LocalSettings
 
 
@@ -183,6 +184,14 @@ class LocalProvider:
             else:
                 job_status = job.model_copy(update={"state": JobState.LOST, "message": "no such job on this instance"})
         return StatusReport(instance=current, job=job_status)
+
+    @hookimpl
+    def wait_change(self, ctx: ProviderContext, instance: Instance, job: JobStatus, seconds: float) -> None:
+        """Sleep until the job's supervisor process ends or ``seconds`` pass: on Linux through a pidfd of the
+        supervisor (found by the pid and start time in the job's record, so a recycled pid is never waited on),
+        which becomes readable the moment the process ends; elsewhere, or in any doubt, a plain sleep."""
+        if not wait_for_supervisor(Sandbox(ctx.state_dir, instance.id).job_dir(job.job_id), seconds):
+            time.sleep(seconds)
 
     @hookimpl
     def logs(self, ctx: ProviderContext, instance: Instance, job: JobStatus, offset: int, rank: int = 0) -> LogChunk:

@@ -12,12 +12,14 @@ Everything but instance.json is the remote-job layer's machine layout (runctl_co
 
 from __future__ import annotations
 
+import os
 import secrets
+import select
 from pathlib import Path
 
 from runctl_core.errors import NotFoundError
 from runctl_core.models import Instance
-from runctl_core.remote.records import write_json_atomic
+from runctl_core.remote.records import read_json, write_json_atomic
 
 
 class Sandbox:
@@ -64,3 +66,30 @@ class Sandbox:
 
     def write(self, instance: Instance) -> None:
         write_json_atomic(self.root / "instance.json", instance.model_dump(mode="json"))
+
+
+def wait_for_supervisor(job_dir: Path, seconds: float) -> bool:
+    """Wait up to ``seconds`` for the supervisor recorded in ``job_dir/job.json`` to end, returning as soon as it
+    does; False (nothing waited) when that cannot be done: no pidfd (not Linux >= 5.3), no record or pid, a pid
+    now used by another process (its start time differs), or any error. The caller then sleeps instead."""
+    if not hasattr(os, "pidfd_open"):
+        return False
+    record = read_json(job_dir / "job.json", {})
+    pid, start = (record.get("supervisor_pid"), record.get("supervisor_start")) if isinstance(record, dict) else (0, 0)
+    if not isinstance(pid, int) or pid <= 0 or not start:
+        return False
+    from runctl_core.remote.runner import start_time  # how the runner recorded it
+
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:  # gone already (the next status poll sees its end) or not allowed
+        return False
+    try:
+        if start_time(pid) != start:  # checked after opening: the pidfd now names this process for good
+            return False
+        select.select([fd], [], [], max(0.0, seconds))  # readable once the process has ended
+        return True
+    except (OSError, ValueError):
+        return False
+    finally:
+        os.close(fd)
