@@ -45,3 +45,16 @@ def test_a_group_without_its_command_in_json_names_the_commands(cli, project: Pa
     assert error["hint"] == "every command: runctl checkpoint --help"
     typo = cli("-o", "json", "stauts").error()
     assert "Did you mean: status?" in typo["message"] and typo["hint"] == "every command: runctl --help"
+
+
+def test_terminating_what_has_already_ended_needs_no_confirmation(cli, project: Path) -> None:
+    run = cli("run", "examples/train.py", "--output", "json", "--", "--epochs", "1", "--samples", "50")
+    assert run.code == 0, run.err
+    job, instance = run.json()["job"]["job_id"], run.json()["instance"]["id"]
+    again = cli("terminate", job)
+    assert again.code == 0 and "had already ended" in again.out, again.err
+    assert cli("terminate", instance).code == 0
+    live = cli("create", "--output", "id").out.strip()
+    refused = cli("terminate", live)  # alive: a script must still say --yes
+    assert refused.code == 2 and "--yes" in refused.err
+    assert cli("terminate", live, "--yes").code == 0

@@ -29,9 +29,11 @@ def terminate_cmd(ctx: click.Context, ident: str, yes: bool) -> None:
 
     session = session_of(ctx)
     if session.store.job(ident) is not None:
-        _row, _provider, instance, kept = stop_target(session, ident)
-        what = f"stop job {ident}" + ("" if kept else f" and terminate {instance.id}")
-        confirm_or_require_yes(session, yes, f"{what}?")
+        row, _provider, instance, kept = stop_target(session, ident)
+        journalled = session.store.instance(instance.id, row.provider)
+        if not (row.state.terminal and journalled is not None and journalled.ended_at is not None):
+            what = f"stop job {ident}" + ("" if kept else f" and terminate {instance.id}")
+            confirm_or_require_yes(session, yes, f"{what}?")  # nothing to confirm when both have ended
         doc = stop_job(session, ident)
         session.progress.close()
         emit(
@@ -47,7 +49,9 @@ def terminate_cmd(ctx: click.Context, ident: str, yes: bool) -> None:
         )
         return
     provider, instance = resolve_instance(session, ident, or_job=True)
-    confirm_or_require_yes(session, yes, f"terminate {provider.name} instance {instance.id}?")
+    journalled = session.store.instance(instance.id, provider.name)
+    if journalled is None or journalled.ended_at is None:  # one already ended is only checked again
+        confirm_or_require_yes(session, yes, f"terminate {provider.name} instance {instance.id}?")
     final = terminate_by_id(session, ident)
     session.progress.close()
     emit(session, final, f"{final.id} {final.state.value}", final.id)
