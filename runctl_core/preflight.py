@@ -108,7 +108,11 @@ def resolve_script(project_root: Path, script: str) -> tuple[Path, str]:
     path = Path(script)
     absolute = (path if path.is_absolute() else Path.cwd() / path).resolve()
     if not absolute.is_file():
-        raise UsageError(f"script {script} does not exist", "check the path (it is relative to the current directory)")
+        raise UsageError(
+            f"script {script} does not exist",
+            "check the path: a SCRIPT argument is relative to the current directory, a job file's `script:` to its "
+            "`project:` (default: the job file's directory)",
+        )
     _check_python_script(script, absolute)
     try:
         relative = absolute.relative_to(root).as_posix()

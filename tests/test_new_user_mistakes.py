@@ -58,3 +58,18 @@ def test_terminating_what_has_already_ended_needs_no_confirmation(cli, project: 
     refused = cli("terminate", live)  # alive: a script must still say --yes
     assert refused.code == 2 and "--yes" in refused.err
     assert cli("terminate", live, "--yes").code == 0
+
+
+def test_a_global_option_after_the_command_says_where_it_goes(cli, project: Path) -> None:
+    quiet = cli("run", "examples/train.py", "-q")
+    assert quiet.code == 2 and "runctl -q run examples/train.py" in quiet.err, quiet.err
+    verbose = cli("status", "-v")
+    assert verbose.code == 2 and "goes before the command" in verbose.err and "runctl -v status" in verbose.err
+    error = cli("-o", "json", "status", "--no-progress").error()
+    assert "runctl --no-progress -o json status" in error["hint"], error
+
+
+def test_a_missing_script_of_a_job_file_says_where_it_is_looked_for(cli, project: Path) -> None:
+    (project / "runctl.yaml").write_text("script: nosuch.py\n")
+    result = cli("run", "--dry-run")
+    assert result.code == 2 and "nosuch.py does not exist" in result.err and "job file's directory" in result.err

@@ -207,13 +207,19 @@ def _json_message(exc: click.ClickException, own_hint: str | None) -> str:
     return exc.message if own_hint else exc.format_message()
 
 
-def _usage_example(exc: click.ClickException) -> str | None:
+def _usage_example(exc: click.ClickException, args: list[str]) -> str | None:
     """What to do next after a usage error: a bad option value gets the option's own example (from its help),
     anything else (a missing argument...) the command's first example."""
     import re
 
     param = getattr(exc, "param", None)
     ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.NoSuchOption) and ctx is not None:
+        from runctl_core.cli.options import global_option
+
+        if global_option(ctx, exc.option_name):
+            line = " ".join(["runctl", exc.option_name, *(a for a in args if a != exc.option_name)])
+            return f"{exc.option_name} is one of runctl's own options and goes before the command: {line}"
     if ctx is not None and isinstance(ctx.command, click.Group):  # a missing or mistyped command
         return f"every command: {ctx.command_path} --help"
     named = getattr(exc, "param_hint", None)  # raised in a command's body: the option by name
@@ -251,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
         code = EXIT_INTERRUPTED
     except click.ClickException as exc:
         own = getattr(exc, "hint", None)  # HintedUsageError: its own "what to do next"
-        example = None if own else _usage_example(exc)
+        example = None if own else _usage_example(exc, args)
         if as_json:
             _report(
                 {

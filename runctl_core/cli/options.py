@@ -321,6 +321,14 @@ def ask_before_paying(session: Session, provider: Any, request: InstanceRequest,
     proceed_if_paid(session, yes, rate, f"{provider.name} {offer.instance_type if offer else 'instance'}")
 
 
+def global_option(ctx: click.Context | None, name: str) -> bool:
+    """``name`` is an option of ``runctl`` itself (before the command), not of ``ctx``'s command."""
+    if ctx is None:
+        return False
+    root = ctx.find_root().command
+    return any(name in (*p.opts, *p.secondary_opts) for p in root.params if isinstance(p, click.Option))
+
+
 class HintedUsageError(click.UsageError):
     """A usage error with a separate "what to do next": shown as ``hint:`` in text, the ``hint`` field in JSON."""
 
@@ -347,6 +355,8 @@ class ScriptCommand(click.Command):
             name = exc.option_name
             if name not in args or "--" in args[: args.index(name)]:
                 raise
+            if global_option(ctx, name):  # runctl's own -q/-v/--config, written after the command
+                raise  # main() says where it goes
             bad = args.index(name)
             if not any(not a.startswith("-") and Path(a).is_file() for a in args[:bad]):
                 raise  # no script before it: a plain typo, and click's own message says so
