@@ -73,3 +73,13 @@ def test_a_missing_script_of_a_job_file_says_where_it_is_looked_for(cli, project
     (project / "runctl.yaml").write_text("script: nosuch.py\n")
     result = cli("run", "--dry-run")
     assert result.code == 2 and "nosuch.py does not exist" in result.err and "job file's directory" in result.err
+
+
+def test_checkpoint_pull_into_an_unwritable_dest_is_a_clear_error(cli, project: Path) -> None:
+    run = cli("run", "examples/train.py", "--output", "json", "--", "--epochs", "1", "--samples", "50")
+    job = run.json()["job"]["job_id"]
+    (project / "afile").write_text("x")
+    refused = cli("checkpoint", "pull", job, "afile/sub")
+    assert refused.code == 2 and "cannot write DEST" in refused.err and "internal error" not in refused.err
+    assert f"runctl checkpoint pull {job} ./ckpt" in refused.err
+    assert cli("checkpoint", "pull", job, "ckpt").code == 0 and (project / "ckpt" / "metrics.json").is_file()

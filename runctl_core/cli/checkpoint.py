@@ -90,6 +90,17 @@ def checkpoint_pull(ctx: click.Context, job_id: str, dest: Path | None) -> None:
     from runctl_core.jobs import outputs_destination, pull_checkpoints
 
     session = session_of(ctx)
+    if dest is not None:
+        from runctl_core.errors import UsageError
+        from runctl_core.preflight import check_outputs_dir
+
+        try:
+            check_outputs_dir(dest.expanduser())
+        except UsageError as exc:  # before anything is fetched: say it about DEST, not --outputs
+            raise UsageError(
+                exc.message.replace("the outputs directory", "DEST"),
+                f"pass a DEST you can write (created when missing), e.g. runctl checkpoint pull {job_id} ./ckpt",
+            ) from None
     files = pull_checkpoints(session, job_id, dest)
     session.progress.close()
     where = str(dest.expanduser().resolve() if dest else outputs_destination(session, job_id))
