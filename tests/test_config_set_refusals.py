@@ -56,3 +56,11 @@ def test_negative_numbers_are_values(cli, project: Path) -> None:
     assert cli("config", "set", "run.max_restarts", "0").code == 0
     refused = cli("config", "set", "providers.local.grace_period", "-1")
     assert refused.code == 3 and "No such option" not in refused.err
+
+
+def test_default_provider_must_be_installed(cli, project: Path) -> None:
+    refused = cli("config", "set", "default_provider", "nosuch")
+    assert refused.code == 3 and "an installed provider" in refused.err and "local" in refused.err
+    assert "runctl config set default_provider local" in refused.err
+    assert "nosuch" not in (project / ".runctl.toml").read_text()
+    assert cli("config", "set", "default_provider", "local").code == 0

@@ -131,6 +131,8 @@ def config_set(ctx: click.Context, key: str, value: str, user: bool) -> None:
     from runctl_core.errors import ConfigError
 
     parsed = parse_value(value)
+    if key == "default_provider":
+        _check_default_provider(path, parsed)
     before = path.read_bytes() if path.is_file() else None
 
     def write(candidate: Any) -> None:
@@ -176,6 +178,23 @@ def config_validate(ctx: click.Context) -> None:
         {"valid": True, "sources": sources, "providers_checked": checked},
         f"configuration is valid ({', '.join(sources) or 'defaults only'}); providers checked: "
         f"{', '.join(checked) or 'none configured'}",
+    )
+
+
+def _check_default_provider(path: Path, value: object) -> None:
+    """default_provider names an installed provider: another name would break every later run (auto too: it is
+    for `run --provider auto` only; create and train need one provider)."""
+    from runctl_core.errors import ConfigError
+    from runctl_core.plugins import installed_providers
+
+    names = sorted(info.name for info in installed_providers() if not info.blocked)
+    if value in names:
+        return
+    raise ConfigError(
+        f"{path}: default_provider = {value!r} is not accepted: an installed provider ({', '.join(names)})",
+        f"nothing was written to {path}; e.g. runctl config set default_provider local (to add a provider, "
+        f"install its package first: pip install runctl-{value})",
+        details={"file": str(path), "key": "default_provider", "accepted": ", ".join(names)},
     )
 
 
