@@ -87,12 +87,16 @@ class Bundle:
                 count += 1
         return count
 
-    def build(self, tools: Mapping[str, bytes] | None = None) -> bytes:
-        """The tar.gz (b"" when there is nothing to send); ``tools`` are added as ``bin/NAME``."""
+    def build(self, tools: Mapping[str, bytes] | None = None, compress: bool = True) -> bytes:
+        """The tar.gz (b"" when there is nothing to send); ``tools`` are added as ``bin/NAME``. ``compress=False``
+        (a bundle that never leaves this machine: the local provider) gives a plain tar, which ``bootstrap.py``
+        reads the same way ("r:*"), without the CPU of gzip."""
         if not self._items and not tools:
             return b""
         buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
+        with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) if compress else tarfile.open(
+            fileobj=buffer, mode="w"
+        ) as tar:
             for name, data in (tools or {}).items():
                 self._add(tar, f"bin/{name}", data, 0o755)
             for name, source, mode in self._items:

@@ -90,7 +90,8 @@ class HostCache:
     def save(self) -> None:
         """Write the memory (0600, atomically). A state directory that cannot be written only costs round trips."""
         try:
-            write_json_atomic(self.path, {"root": self.root, "tools": self.tools, "manifest": self.manifest})
+            memory = {"root": self.root, "tools": self.tools, "manifest": self.manifest}
+            write_json_atomic(self.path, memory, indent=None)  # a manifest can list thousands of files
         except OSError:
             pass
         self._stamp = _stamp(self.path)

@@ -53,7 +53,7 @@ from runctl_core.remote.bundle import (
 )
 from runctl_core.remote.hostcache import HostCache, manifest_digest
 from runctl_core.remote.records import TERMINAL_JOB_STATES, decode_log_chunk, job_status_from_record
-from runctl_core.remote.transport import CommandResult, LocalTransport, Transport
+from runctl_core.remote.transport import CommandResult, Transport
 
 LOG_CHUNK = 1 << 20
 EXIT_JOB_EXISTS = 17
@@ -123,8 +123,6 @@ class JobHost:
         # apply-sync, and launch) in this process - the same code, without starting a Python per call. ``launch``
         # starts the supervisor with the transport's environment and ``python``/``python_args``, as the
         # transport would have; the supervisor itself is always a process of its own (see _inline_launch).
-        if inline and not isinstance(transport, LocalTransport):
-            raise ValueError("inline=True runs runner.py in this process: only for a LocalTransport")
         self.inline = inline
         self.cache = cache
         if cache is not None:
@@ -169,9 +167,9 @@ class JobHost:
         ship_tools = cache is None or cache.tools != self.tools_version
         while True:
             tools = {**core_tools(), **self.extra_tools} if ship_tools else None
-            data = bundle.build(tools)
-            if self.inline:
-                launch = self._inline_launch() if args[0] == "launch" else None
+            data = bundle.build(tools, compress=not self.inline)  # inline: bytes passed in memory
+            launch = self._inline_launch() if self.inline and args[0] == "launch" else None
+            if self.inline and (launch is not None or args[0] != "launch"):
                 result = _run_inline([self.root, token, self.tools_version, str(len(data)), *args], data, launch)
             else:
                 python = [self.python, *self.python_args]
@@ -192,15 +190,15 @@ class JobHost:
             cache.save()
         return self._answer(result)
 
-    def _inline_launch(self) -> dict[str, Any]:
+    def _inline_launch(self) -> dict[str, Any] | None:
         """How an in-process ``launch`` starts the supervisor: as the transport would (its environment, plus
         ``env``; ``python``/``python_args``), from the runner.py runctl itself runs - its bytecode is already
-        compiled, where a fresh ``ROOT/bin`` copy would be compiled again for every new sandbox."""
-        assert isinstance(self.transport, LocalTransport)
-        return {
-            "launch_python": [self.python, *self.python_args],
-            "launch_env": {**self.transport.base_env, **self.env},
-        }
+        compiled, where a fresh ``ROOT/bin`` copy would be compiled again for every new sandbox. None when the
+        transport does not say what environment its commands start from: launch then goes through it."""
+        base_env = getattr(self.transport, "base_env", None)
+        if base_env is None:
+            return None
+        return {"launch_python": [self.python, *self.python_args], "launch_env": {**base_env, **self.env}}
 
     def _answer(self, result: CommandResult) -> Any:
         if result.exit_code == EXIT_JOB_EXISTS:

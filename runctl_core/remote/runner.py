@@ -666,7 +666,7 @@ def apply_sync(opts):
             os.unlink(target)
     tmp = opts.manifest + ".tmp"
     with open(tmp, "w") as fh:
-        json.dump(meta.get("manifest", {}), fh)
+        fh.write(json.dumps(meta.get("manifest", {})))  # one write: json.dump writes chunk by chunk
     os.replace(tmp, opts.manifest)
     os.unlink(opts.meta)
     print(json.dumps({"sent": len(meta.get("manifest", {})), "deleted": len(meta.get("delete", []))}))

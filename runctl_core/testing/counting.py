@@ -56,6 +56,12 @@ class CountingTransport:
         self.commands.append((list(argv), stdin))
         return self.inner.run(argv, env=env, cwd=cwd, timeout=timeout, stdin=stdin)
 
+    @property
+    def base_env(self) -> Mapping[str, str] | None:
+        """The wrapped transport's starting environment, when it has one (a LocalTransport: an inline JobHost
+        starts the supervisor with it)."""
+        return getattr(self.inner, "base_env", None)
+
     def put(self, source: bytes | Path, path: str, *, mode: int = 0o644) -> None:
         self.calls.append("put")
         self.inner.put(source, path, mode=mode)
@@ -83,8 +89,8 @@ def count_inline(monkeypatch: Any, calls: list[str]) -> None:
 
     original = jobs._run_inline
 
-    def counted(argv: list[str], data: bytes | None = None) -> CommandResult:
+    def counted(argv: list[str], data: bytes | None = None, launch: dict[str, Any] | None = None) -> CommandResult:
         calls.append(label(argv))
-        return original(argv, data)
+        return original(argv, data, launch)
 
     monkeypatch.setattr(jobs, "_run_inline", counted)
