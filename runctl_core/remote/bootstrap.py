@@ -9,7 +9,8 @@ This program reads the bundle from stdin (exactly SIZE bytes; 0: none) and, with
 * installs its ``bin/*`` members (runctl's tools, a provider's own helpers) into ``ROOT/bin`` with mode 0755,
   each replaced atomically, then writes the marker ``ROOT/bin/.tools-TOOLS_HASH`` (other versions' markers are
   removed first: the marker always names what ``bin/`` holds);
-* stages every other member under ``ROOT/.incoming/TOKEN/`` (owner-only modes: env files hold secrets), for
+* stages every other member under ``ROOT/.incoming/TOKEN/`` (a 0700 directory; each file keeps the mode it has in
+  the bundle: a project file its own, an env file 0600, as :class:`runctl_core.remote.bundle.Bundle` sets it), for
   the runner command to move into place once its checks pass (a refused command changes nothing);
 * refuses with exit 20 when ``ROOT/bin`` does not hold the tools of TOOLS_HASH and the bundle brought none (the
   sender then sends them);
@@ -61,7 +62,7 @@ def unpack(root, token, tools_hash, data):
                 continue
             target = _inside(staging, member.name)
             if target is not None:
-                _write(target, bundle.extractfile(member), member.mode & 0o700)
+                _write(target, bundle.extractfile(member), member.mode & 0o777)
         if tools:
             os.makedirs(bin_dir, mode=0o755, exist_ok=True)
             marker = os.path.join(bin_dir, ".tools-" + tools_hash)

@@ -8,11 +8,13 @@ costs one round trip whatever the channel (SSH: one session; SSM: one command; l
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import io
 import json
 import tarfile
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 from runctl_core.models import Project, ProjectFile
@@ -90,13 +92,15 @@ class Bundle:
     def build(self, tools: Mapping[str, bytes] | None = None, compress: bool = True) -> bytes:
         """The tar.gz (b"" when there is nothing to send); ``tools`` are added as ``bin/NAME``. ``compress=False``
         (a bundle that never leaves this machine: the local provider) gives a plain tar, which ``bootstrap.py``
-        reads the same way ("r:*"), without the CPU of gzip."""
+        reads the same way ("r:*"), without the CPU of gzip. Deterministic: the same items give the same bytes
+        (gzip header time 0; members' times are their files' or 0), so a transport can recognise a bundle it
+        uploaded ahead of time."""
         if not self._items and not tools:
             return b""
         buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) if compress else tarfile.open(
-            fileobj=buffer, mode="w"
-        ) as tar:
+        with (
+            gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=6, mtime=0) if compress else nullcontext(buffer)
+        ) as packed, tarfile.open(fileobj=packed, mode="w") as tar:
             for name, data in (tools or {}).items():
                 self._add(tar, f"bin/{name}", data, 0o755)
             for name, source, mode in self._items:

@@ -35,7 +35,7 @@ from typing import Any
 
 from runctl_core.errors import NotFoundError, ProviderError, UsageError
 from runctl_core.files import changed_files
-from runctl_core.models import Checkpoint, Collected, JobSpec, JobStatus, LogChunk, Project, SyncResult
+from runctl_core.models import Checkpoint, Collected, JobSpec, JobStatus, LogChunk, Project, ProjectFile, SyncResult
 from runctl_core.remote.bundle import (
     ENVSETUP_PATH as ENVSETUP_PATH,
 )
@@ -82,7 +82,8 @@ def _run_inline(argv: list[str], data: bytes | None = None, launch: dict[str, An
 
 
 class JobHost:
-    """runctl's jobs on one machine reached through ``transport``, under the absolute directory ``root``.
+    """runctl's jobs on one machine reached through ``transport``, under the absolute directory ``root`` (or
+    ``$HOME/...`` for a transport that expands it on the machine, as ``runctl_aws``'s SSM transport does).
 
     ``python`` is the interpreter that runs runctl's tools on the machine (``python3``; the local provider uses
     its own), ``python_args`` its options (``-S``). ``tools_dir``/``envs_dir`` override where uv and
@@ -110,8 +111,8 @@ class JobHost:
         cache: HostCache | None = None,
         extra_tools: Mapping[str, bytes] | None = None,
     ) -> None:
-        if not root.startswith("/"):
-            raise ValueError(f"the machine root must be an absolute path, got {root!r}")
+        if not root.startswith(("/", "$HOME/")):
+            raise ValueError(f"the machine root must be an absolute path (or $HOME/...), got {root!r}")
         self.transport = transport
         self.root = root.rstrip("/")
         self.python = python
@@ -166,8 +167,7 @@ class JobHost:
         cache = self.cache
         ship_tools = cache is None or cache.tools != self.tools_version
         while True:
-            tools = {**core_tools(), **self.extra_tools} if ship_tools else None
-            data = bundle.build(tools, compress=not self.inline)  # inline: bytes passed in memory
+            data = bundle.build(self._tools(ship_tools), compress=not self.inline)  # inline: bytes passed in memory
             launch = self._inline_launch() if self.inline and args[0] == "launch" else None
             if self.inline and (launch is not None or args[0] != "launch"):
                 result = _run_inline([self.root, token, self.tools_version, str(len(data)), *args], data, launch)
@@ -199,6 +199,9 @@ class JobHost:
         if base_env is None:
             return None
         return {"launch_python": [self.python, *self.python_args], "launch_env": {**base_env, **self.env}}
+
+    def _tools(self, ship: bool) -> dict[str, bytes] | None:
+        return {**core_tools(), **self.extra_tools} if ship else None
 
     def _answer(self, result: CommandResult) -> Any:
         if result.exit_code == EXIT_JOB_EXISTS:
@@ -264,14 +267,37 @@ class JobHost:
                 "another runctl is syncing to the same machine: wait for it, then run the command again",
             ) from None
 
-    def _apply(self, project: Project, previous: dict[str, str]) -> SyncResult:
+    def sync_payload(self, project: Project) -> bytes:
+        """The bytes the next ``sync(project)`` will send with its command (``b""`` when it will send none, or when
+        the cache does not know what the machine holds), for a provider that uploads them ahead of time, while the
+        machine boots (the ``stage`` hook). The bundle is deterministic: built again by ``sync`` from an unchanged
+        project, it is the same bytes, which the transport can recognise (``runctl_aws``'s ``prestage``)."""
+        cache = self.cache
+        if cache is None or cache.manifest is None:
+            return b""
+        bundle, _send, _delete = self._sync_bundle(project, cache.manifest)
+        if bundle is None:
+            return b""
+        return bundle.build(self._tools(cache.tools != self.tools_version), compress=not self.inline)
+
+    def _sync_bundle(
+        self, project: Project, previous: dict[str, str]
+    ) -> tuple[Bundle | None, list[ProjectFile], list[str]]:
+        """What a sync from ``previous`` sends (None: nothing to do), the files sent and the paths deleted."""
         send, delete = changed_files(project, previous)
         manifest = project.manifest()
-        if send or delete or manifest != previous:
+        if not (send or delete or manifest != previous):
+            return None, send, delete
+        bundle = Bundle()
+        bundle.add_project("project", project, send)
+        bundle.add_json("sync.json", {"delete": delete, "manifest": manifest})
+        return bundle, send, delete
+
+    def _apply(self, project: Project, previous: dict[str, str]) -> SyncResult:
+        manifest = project.manifest()
+        bundle, send, delete = self._sync_bundle(project, previous)
+        if bundle is not None:
             token, staging = self._staging()
-            bundle = Bundle()
-            bundle.add_project("project", project, send)
-            bundle.add_json("sync.json", {"delete": delete, "manifest": manifest})
             args = ["apply-sync", "--dest", self.project_dir, "--manifest", self.manifest_path]
             args += ["--files", f"{staging}/project", "--meta", f"{staging}/sync.json"]
             args += ["--expect-manifest", manifest_digest(previous)]
