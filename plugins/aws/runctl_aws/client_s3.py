@@ -142,6 +142,14 @@ class S3Calls:
             )
         )
 
+    def presign_delete(self, bucket: str, key: str, expires: int = 900) -> str:
+        """A presigned DELETE of one key (the instance removes a staged object as soon as it has read it)."""
+        return str(
+            self.client("s3", self.bucket_region(bucket)).generate_presigned_url(
+                "delete_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires
+            )
+        )
+
     def presign_post(self, bucket: str, prefix: str, expires: int) -> dict[str, Any]:
         """A presigned POST letting the holder upload any key under ``prefix`` (and nothing else)."""
         reply = self.client("s3", self.bucket_region(bucket)).generate_presigned_post(

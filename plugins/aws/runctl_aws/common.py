@@ -1,5 +1,5 @@
 """Plumbing shared by the AWS provider's modules: settings, the boto3 client cache, per-instance records on
-the laptop, EC2 -> Instance, SSM command helpers and installing runctl's tools on an instance."""
+the laptop (when runctl received each id: EC2's consistency window), EC2 -> Instance, S3 key prefixes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runctl_aws import prices, scripts
+from runctl_aws import prices
 from runctl_aws.settings import AwsSettings, resolve_region
 from runctl_core.errors import (
     NotFoundError,
@@ -27,7 +27,7 @@ from runctl_core.remote.records import job_status_from_record as job_status  # n
 
 if TYPE_CHECKING:  # boto3 is imported only when AWS is really called (not by the dry run, price table, --help)
     from runctl_aws.client import AwsClient
-    from runctl_aws.models import CommandResult, Ec2Instance
+    from runctl_aws.models import Ec2Instance
 
 EC2_STATES = {
     "pending": InstanceState.PENDING,
@@ -50,8 +50,6 @@ PROFILE_PROPAGATION = "Invalid IAM Instance Profile"
 PROFILE_WAIT = 90.0  # seconds a just-created instance profile is given to reach EC2 (IAM is eventually consistent)
 SPOT_RECLAIMED = {"Server.SpotInstanceTermination", "Server.SpotInstanceShutdown"}
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-LOG_SSM_CHUNK = 12000  # bytes per SSM read: base64 of it stays under SSM's 24,000-character output limit
-LOG_S3_CHUNK = 1 << 20
 S3_PUT_LIMIT = 5 * 1024**3
 IAM_STEPS = (
     "aws iam create-role --role-name {name} --assume-role-policy-document "
@@ -80,21 +78,6 @@ def parse_time(value: Any) -> datetime | None:
         except ValueError:
             return None
     return None
-
-
-def utf8_cut(data: bytes, at_end: bool) -> bytes:
-    """Drop a trailing partial UTF-8 character (it comes whole with the next chunk) unless nothing follows."""
-    if at_end:
-        return data
-    for cut in range(0, min(4, len(data)) + 1):
-        candidate = data[: len(data) - cut]
-        try:
-            candidate.decode("utf-8")
-            return candidate
-        except UnicodeDecodeError as exc:
-            if exc.start < len(candidate) - 4:  # invalid in the middle: no point cutting the end
-                return data
-    return data
 
 
 def client_for(ctx: ProviderContext, region: str | None = None) -> AwsClient:
@@ -232,77 +215,3 @@ def require_running(ctx: ProviderContext, instance: Instance) -> tuple[AwsClient
             "wait until it is ready: runctl status " + instance.id,
         )
     return client, ec2
-
-
-def run_command(
-    client: AwsClient, instance_id: str, script: str, what: str, timeout: float | None = None
-) -> CommandResult:
-    result: CommandResult = client.run_command(instance_id, script, timeout=timeout, comment=f"runctl {what}")
-    return result
-
-
-def command_failed(client: AwsClient, instance_id: str, what: str, result: CommandResult) -> ProviderError:
-    detail = client.scrub((result.stderr or result.stdout).strip()[-800:])
-    return ProviderError(
-        f"{what} on {instance_id} failed (SSM status {result.status}, exit {result.exit_code}): {detail}",
-        f"see the SSM console's command history for {result.command_id}",
-    )
-
-
-def tools_prefix(ctx: ProviderContext, client: AwsClient, instance_id: str) -> str:
-    """The shell lines that install runner.py and agent.py, to run in front of the first useful command on an
-    instance (no round trip of their own); "" when this runctl already installed this version there."""
-    from runctl_aws.remote import tools_tarball
-
-    if read_state(ctx, instance_id).get("tools") == tools_tarball()[1]:
-        return ""
-    return bootstrap_script(ctx, client)
-
-
-def tools_installed(ctx: ProviderContext, instance_id: str) -> None:
-    from runctl_aws.remote import tools_tarball
-
-    write_state(ctx, instance_id, tools=tools_tarball()[1], ready=True, remote_dir=settings_of(ctx).remote_dir)
-
-
-def run_first(
-    ctx: ProviderContext,
-    client: AwsClient,
-    instance: Instance,
-    script: str,
-    what: str,
-    timeout: float | None = None,
-    *,
-    explain: bool = True,
-) -> CommandResult:
-    """Run ``script`` (with the tools installed first when needed) on an instance assumed running: no
-    DescribeInstances first. When SSM cannot reach it, EC2 is asked why (``explain``), for a precise error."""
-    prefix = tools_prefix(ctx, client, instance.id)
-    try:
-        result = run_command(client, instance.id, prefix + script, what, timeout)
-    except NotFoundError:
-        if explain:
-            require_running(ctx, instance)  # raises "terminated" / "not running"
-        raise
-    if prefix and result.ok:
-        tools_installed(ctx, instance.id)
-    return result
-
-
-def bootstrap_script(ctx: ProviderContext, client: AwsClient) -> str:
-    from runctl_aws.remote import tools_tarball
-
-    settings = settings_of(ctx)
-    bucket = bucket_of(settings)
-    data, digest = tools_tarball()
-    key = f"{settings.prefix}/_tools/tools-{digest}.tar.gz"
-    marker = ctx.state_dir / "tools-uploaded.json"  # which bucket/key this laptop uploaded: no HeadObject each time
-    try:
-        uploaded = set(json.loads(marker.read_text()))
-    except (OSError, ValueError):
-        uploaded = set()
-    if f"{bucket}/{key}" not in uploaded:
-        client.put_bytes(bucket, key, data)
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps(sorted(uploaded | {f"{bucket}/{key}"})))
-    return scripts.bootstrap(settings.remote_dir, client.presign_get(bucket, key, 3600), digest)

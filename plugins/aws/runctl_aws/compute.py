@@ -8,7 +8,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from runctl_aws import prices, scripts
+from runctl_aws import prices
 from runctl_aws.client import AwsClient
 from runctl_aws.common import (
     EC2_STATES,
@@ -23,8 +23,6 @@ from runctl_aws.common import (
     job_status,
     not_visible_yet,
     read_state,
-    run_command,
-    run_first,
     settings_of,
     staging_prefix,
     state_file,
@@ -37,7 +35,6 @@ from runctl_aws.models import Ec2Instance
 from runctl_core.errors import (
     AuthError,
     CapacityError,
-    NotFoundError,
     ProviderError,
     QuotaError,
     RunctlError,
@@ -122,7 +119,7 @@ def create(ctx: ProviderContext, spec: InstanceSpec) -> Instance:
         params = run_params(ctx, spec, instance_type, image, tags, True, root_device)
         try:
             ec2 = run_instances(ctx, client, params)
-            write_state(ctx, ec2.id, created=time.time())
+            _created(ctx, ec2.id)
             instance = to_instance(ec2, region)
             return instance.model_copy(update={"hourly_price": spot_price(client, instance_type)})
         except (CapacityError, QuotaError) as exc:
@@ -139,8 +136,17 @@ def create(ctx: ProviderContext, spec: InstanceSpec) -> Instance:
         ec2 = run_instances(ctx, client, params)
     except QuotaError as exc:
         raise quota_error(exc, instance_type, region, spot=False) from None
-    write_state(ctx, ec2.id, created=time.time())
+    _created(ctx, ec2.id)
     return to_instance(ec2, region)
+
+
+def _created(ctx: ProviderContext, instance_id: str) -> None:
+    """RunInstances answered ``instance_id``: NotFound means "not visible yet" for a while (see ``young``), and the
+    laptop's memory of the machine starts empty (nothing synced, no tools: the first sync reads nothing first)."""
+    from runctl_aws.jobs import memory
+
+    write_state(ctx, instance_id, created=time.time())
+    memory(ctx, instance_id).mark_new()
 
 
 def run_instances(ctx: ProviderContext, client: AwsClient, params: dict[str, Any]) -> Ec2Instance:
@@ -277,41 +283,26 @@ def status(ctx: ProviderContext, instance: Instance, job: JobStatus | None) -> S
         if current.state.alive and ec2.state_reason not in SPOT_RECLAIMED:
             return StatusReport(instance=current, job=job)  # shutting down: the record may still come
         return StatusReport(instance=current, job=job_on_dead_instance(ctx, client, ec2, job))
-    settings = settings_of(ctx)
-    try:
-        result = run_first(
-            ctx, client, instance, scripts.job_status(settings.remote_dir, job.job_id), "status", 60, explain=False
-        )
-    except NotFoundError:  # SSM does not reach it (any more)
-        return StatusReport(instance=current, job=job.model_copy(update={"message": "SSM cannot reach the instance"}))
-    if not result.ok:
-        return StatusReport(instance=current, job=job.model_copy(update={"message": "could not read the job state"}))
-    try:
-        record = json.loads(result.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return StatusReport(instance=current, job=job)
-    return StatusReport(instance=current, job=job_status(job.job_id, record))
+    from runctl_aws.jobs import job_on_instance
+
+    return StatusReport(instance=current, job=job_on_instance(ctx, client, instance, job))
 
 
 def terminate(ctx: ProviderContext, instance: Instance) -> Instance:
+    from runctl_aws.jobs import memory, stop_all
+
     settings = settings_of(ctx)
     client, ec2 = describe(ctx, instance)
     if (
         ec2 is not None
         and ec2.state == "running"
         and settings.stop_jobs_on_terminate
-        and read_state(ctx, instance.id).get("tools")
+        and memory(ctx, instance.id).tools
     ):
         ctx.report(f"stopping jobs on {instance.id} (checkpoints go to S3)")
         try:
             if client.ping_status(instance.id) == "Online":
-                run_command(
-                    client,
-                    instance.id,
-                    scripts.stop_all(settings.remote_dir, settings.grace_period),
-                    "stop jobs",
-                    timeout=settings.grace_period + 60,
-                )
+                stop_all(ctx, client, instance)
         except RunctlError:
             pass  # best effort: terminating stops everything anyway
     new_state: str | None = "terminated"
@@ -352,8 +343,10 @@ def cleanup(ctx: ProviderContext, client: AwsClient, instance_id: str, ec2: Ec2I
         except RunctlError as exc:
             if isinstance(exc, TransientError):
                 raise
+    from runctl_aws.jobs import memory
+
     state_file(ctx, instance_id).unlink(missing_ok=True)
-    state_file(ctx, instance_id).with_suffix(".manifest.json").unlink(missing_ok=True)
+    memory(ctx, instance_id).clear()
 
 
 def list_instances(ctx: ProviderContext) -> list[Instance]:

@@ -1,259 +1,222 @@
-"""Jobs on an instance through SSM + S3: sync, train, cancel, logs, checkpoints and collect."""
+"""Jobs on an EC2 instance: the core's remote-job layer (:class:`~runctl_core.remote.jobs.JobHost`) over the SSM + S3
+transport (:class:`~runctl_aws.transport.SsmTransport`), with the laptop's memory of each instance
+(:class:`~runctl_core.remote.hostcache.HostCache`), plus what only AWS does:
+
+* **staging while the instance boots** (``stage``): right after RunInstances the bundle the first ``sync`` will send
+  (runctl's tools and the whole project) is uploaded to S3; that sync's SSM command then fetches it instead of
+  uploading it after the SSM agent came online;
+* **work that survives the instance**: when a job ends, ``agent.py push`` (the supervisor's ``--after``) uploads its
+  checkpoints, log and final record to ``s3://BUCKET/PREFIX/JOB/`` through a presigned POST limited to that prefix
+  (the instance needs no S3 rights); ``logs``, ``status``, ``list_checkpoints`` and ``collect`` read S3 once the
+  instance is gone;
+* **spot**: the supervisor asks IMDS for an interruption notice (``--interrupt-check agent.py spot-notice``);
+* a detached job ends its instance (``--shutdown-after``; ``InstanceInitiatedShutdownBehavior=terminate``).
+
+Round trips: ``sync`` makes none when nothing changed and one SSM command otherwise; ``train`` one SSM command (and an
+S3 upload when the job has env, setup commands or resume checkpoints); ``status``, ``logs`` and ``cancel`` one each.
+"""
 
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
-import tarfile
-import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
-from runctl_aws import scripts
-from runctl_aws.client import AwsClient
 from runctl_aws.common import (
     JOB_ID_RE,
-    LOG_S3_CHUNK,
-    LOG_SSM_CHUNK,
     S3_PUT_LIMIT,
     bucket_of,
     client_for,
-    command_failed,
     describe,
     job_prefix,
-    job_status,
     parse_time,
-    read_state,
     region_of,
-    run_command,
-    run_first,
+    require_running,
     settings_of,
     staging_prefix,
-    state_file,
-    utf8_cut,
 )
-from runctl_aws.compute import status
-from runctl_core.errors import (
-    NotFoundError,
-    RunctlError,
-    UsageError,
-)
+from runctl_core.errors import NotFoundError, ProviderError, RunctlError, TransientError, UsageError
 from runctl_core.models import (
     Checkpoint,
     Collected,
     Instance,
     JobSpec,
-    JobState,
     JobStatus,
     LogChunk,
     Project,
     ProviderContext,
     SyncResult,
 )
+from runctl_core.remote.hostcache import HostCache
+from runctl_core.remote.records import decode_log_chunk
+
+if TYPE_CHECKING:
+    from runctl_aws.client import AwsClient
+    from runctl_aws.transport import SsmTransport
+    from runctl_core.remote.jobs import JobHost
+
+T = TypeVar("T")
+# the supervisor runs --after/--interrupt-check in the project directory (ROOT/project): the agent is ROOT/bin's
+AGENT = "python3 ../bin/agent.py"
+LOG_S3_CHUNK = 1 << 20
 
 
-def sync(ctx: ProviderContext, instance: Instance, project: Project) -> SyncResult:
-    from runctl_core.files import changed_files, pack_tar
+@cache
+def agent_tools() -> dict[str, bytes]:
+    """The AWS helper installed beside runctl's tools (``ROOT/bin/agent.py``)."""
+    return {"agent.py": Path(__file__).with_name("remote").joinpath("agent.py").read_bytes()}
+
+
+def memory(ctx: ProviderContext, instance_id: str) -> HostCache:
+    """What this laptop installed and synced on the instance (tools version, project manifest)."""
+    return HostCache.for_instance(ctx.state_dir, instance_id)
+
+
+def host(ctx: ProviderContext, instance: Instance, client: AwsClient | None = None) -> JobHost:
+    from runctl_aws.transport import SsmTransport
+    from runctl_core.remote.jobs import JobHost
 
     settings = settings_of(ctx)
-    bucket = bucket_of(settings)
+    client = client or client_for(ctx, region_of(instance, ctx))
+    staging = staging_prefix(settings, instance.id)
+    transport = SsmTransport(client, instance.id, bucket_of(settings), staging, timeout=settings.command_timeout)
+    return JobHost(
+        transport, settings.remote_dir, cache=memory(ctx, instance.id), extra_tools=agent_tools(), python="python3"
+    )
+
+
+def _explained(ctx: ProviderContext, instance: Instance, call: Callable[[], T]) -> T:
+    """``call()``; when SSM cannot reach the instance, EC2 is asked why (terminated, stopped...) for the error."""
+    try:
+        return call()
+    except NotFoundError:
+        require_running(ctx, instance)
+        raise
+
+
+def _check_size(project: Project) -> None:
     if project.total_bytes > S3_PUT_LIMIT:
         raise UsageError(
             f"the project is {project.total_bytes / 1024**3:.1f} GiB; runctl syncs at most 5 GiB",
             "add large data to .runctlignore and read it from S3 in the script",
         )
-    client = client_for(ctx, region_of(instance, ctx))
-    staging = staging_prefix(settings, instance.id)
-    previous = remote_manifest(ctx, client, instance)
-    send, delete = changed_files(project, previous)
-    remote_path = settings.remote_dir + "/project"
-    if not send and not delete:
-        return SyncResult(remote_path=remote_path, files_total=len(project.files), files_sent=0, bytes_sent=0)
-    ctx.report(f"syncing {len(send)} file(s) to {instance.id} through S3")
-    stamp = f"{time.time_ns()}"
-    tar_key, meta_key = staging + f"sync-{stamp}.tar.gz", staging + f"sync-{stamp}.json"
-    tar_url = ""
-    if send:
-        client.put_bytes(bucket, tar_key, pack_tar(project, send))
-        tar_url = client.presign_get(bucket, tar_key)
-    client.put_bytes(bucket, meta_key, json.dumps({"delete": delete, "manifest": project.manifest()}).encode())
-    meta_url = client.presign_get(bucket, meta_key)
-    # the staging objects stay until terminate deletes the instance's staging prefix (no round trips here)
-    result = run_first(ctx, client, instance, scripts.sync(settings.remote_dir, tar_url, meta_url), "sync")
-    if not result.ok:
-        raise command_failed(client, instance.id, "sync", result)
-    write_manifest(ctx, instance.id, project.manifest())
-    return SyncResult(
-        remote_path=remote_path,
-        files_total=len(project.files),
-        files_sent=len(send),
-        bytes_sent=sum(f.size for f in send),
-        files_deleted=len(delete),
-    )
 
 
-def manifest_file(ctx: ProviderContext, instance_id: str) -> Path:
-    return state_file(ctx, instance_id).with_suffix(".manifest.json")
+def stage(ctx: ProviderContext, instance: Instance, project: Project) -> None:
+    """Upload what the first ``sync`` of the just-created instance will send, while it boots (S3 only)."""
+    _check_size(project)
+    jobs = host(ctx, instance)
+    data = jobs.sync_payload(project)
+    if data:
+        ctx.report(f"uploading the project for {instance.id} to S3 while it starts")
+        transport: SsmTransport = jobs.transport  # type: ignore[assignment]
+        transport.prestage(data)
 
 
-def write_manifest(ctx: ProviderContext, instance_id: str, manifest: dict[str, str]) -> None:
-    path = manifest_file(ctx, instance_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(manifest))
-    os.replace(tmp, path)
+def sync(ctx: ProviderContext, instance: Instance, project: Project) -> SyncResult:
+    _check_size(project)
+    return _explained(ctx, instance, lambda: host(ctx, instance).sync(project))
 
 
-def remote_manifest(ctx: ProviderContext, client: AwsClient, instance: Instance) -> dict[str, str]:
-    """What the instance's project holds (path -> hash): this laptop's record of its last sync there; for an
-    instance it created and never synced, nothing; otherwise (another laptop synced it) read from the instance."""
-    try:
-        data: dict[str, str] = json.loads(manifest_file(ctx, instance.id).read_text())
-        return data
-    except (OSError, ValueError):
-        pass
-    if "created" in read_state(ctx, instance.id) and "tools" not in read_state(ctx, instance.id):
-        return {}
-    result = run_first(ctx, client, instance, scripts.read_manifest(settings_of(ctx).remote_dir), "manifest")
-    try:
-        found: dict[str, str] = json.loads(result.stdout.strip().splitlines()[-1]) if result.ok else {}
-    except (ValueError, IndexError):
-        found = {}
-    return found
+def _upload_policy(ctx: ProviderContext, client: AwsClient, job_id: str) -> str:
+    """A presigned POST for ``s3://BUCKET/PREFIX/JOB/`` only, base64 (shell-safe) for ``agent.py push --upload``."""
+    settings = settings_of(ctx)
+    policy = client.presign_post(bucket_of(settings), job_prefix(settings, job_id), settings.upload_url_expiry)
+    return base64.b64encode(json.dumps(policy).encode()).decode()
 
 
 def train(ctx: ProviderContext, instance: Instance, job: JobSpec) -> JobStatus:
     settings = settings_of(ctx)
     if not JOB_ID_RE.match(job.job_id):
         raise UsageError(f"job id {job.job_id!r} has characters runctl cannot use on AWS", "use letters, digits, -_.")
-    bucket = bucket_of(settings)
     client = client_for(ctx, region_of(instance, ctx))
-    staging = staging_prefix(settings, instance.id)
-    expiry = settings.upload_url_expiry
-    bundle: dict[str, Any] = {
-        "env": job.env,
-        "upload": client.presign_post(bucket, job_prefix(settings, job.job_id), expiry),
-        "setup": job.setup,
-    }
-    keys = [staging + f"{job.job_id}-bundle.json"]
-    has_resume = bool(job.resume_dir and job.resume_dir.is_dir())
-    if has_resume and job.resume_dir is not None:
-        keys.append(staging + f"{job.job_id}-resume.tar.gz")
-        client.put_bytes(bucket, keys[1], tar_directory(job.resume_dir))
-        bundle["resume_url"] = client.presign_get(bucket, keys[1])
-    if job.env or has_resume:  # env values may be secrets: through S3, never in the SSM command's text
-        client.put_bytes(bucket, keys[0], json.dumps(bundle).encode())
-        bundle_url = client.presign_get(bucket, keys[0])
-    else:  # only the upload policy (a presigned POST, in the command like every presigned URL): inline
-        keys = []
-        bundle_url = "data:application/json;base64," + base64.b64encode(json.dumps(bundle).encode()).decode()
-    script = scripts.train(
-        settings.remote_dir,
-        job,
-        bundle_url,
-        grace=settings.grace_period,
-        use_uv=settings.use_uv,
-        spot=instance.spot,
-        interrupt_every=settings.interrupt_check_every,
-        has_resume=has_resume,
+    push = f"{AGENT} push --final --job-dir ../jobs/{job.job_id} --upload {_upload_policy(ctx, client, job.job_id)}"
+    extra = ["--after", push]
+    if instance.spot:
+        extra += [
+            "--interrupt-check",
+            f"{AGENT} spot-notice",
+            "--interrupt-every",
+            f"{settings.interrupt_check_every:g}",
+        ]
+    if job.terminate_on_exit:
+        extra += ["--shutdown-after", "--shutdown-cmd", "shutdown -h now"]
+    jobs = host(ctx, instance, client)
+    return _explained(
+        ctx, instance, lambda: jobs.launch(job, grace=settings.grace_period, use_uv=settings.use_uv, extra=extra)
     )
+
+
+def job_on_instance(ctx: ProviderContext, client: AwsClient, instance: Instance, job: JobStatus) -> JobStatus:
+    """The job's record read on the running instance (one SSM command); the last known status with a message when
+    SSM cannot reach it or the record cannot be read."""
+    jobs = host(ctx, instance, client)
     try:
-        result = run_first(ctx, client, instance, script, f"train {job.job_id}")
-    finally:
-        for key in keys:
-            try:
-                client.delete_object(bucket, key)
-            except RunctlError:
-                pass
-    if result.exit_code == scripts.EXIT_SCRIPT_MISSING:
-        raise UsageError(
-            f"{job.script} is not in the synced project on {instance.id}",
-            f"sync first (runctl sync {instance.id}) or check the script path",
-        )
-    if result.exit_code == scripts.EXIT_JOB_EXISTS:
-        raise UsageError(f"a job {job.job_id} already exists on {instance.id}", "use a new job id")
-    if not result.ok:
-        raise command_failed(client, instance.id, f"starting job {job.job_id}", result)
-    try:
-        record = json.loads(result.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        record = {"state": "pending"}
-    return job_status(job.job_id, record)
+        try:
+            return jobs.status(job.job_id)
+        except ProviderError:
+            if jobs.cache is not None and jobs.cache.tools == jobs.tools_version:
+                raise
+            jobs.install_tools()  # runctl never started a job there (this laptop's memory says): ask properly
+            return jobs.status(job.job_id)
+    except NotFoundError:  # SSM does not reach it (any more)
+        return job.model_copy(update={"message": "SSM cannot reach the instance"})
+    except TransientError:
+        raise
+    except RunctlError:
+        return job.model_copy(update={"message": "could not read the job state"})
 
 
 def cancel(ctx: ProviderContext, instance: Instance, job: JobStatus) -> JobStatus:
-    settings = settings_of(ctx)
+    from runctl_aws.compute import status
+
     client, ec2 = describe(ctx, instance)
     if ec2 is None or ec2.state != "running":
         return job if job.state.terminal else status(ctx, instance, job).job or job
     try:
-        result = run_first(
-            ctx,
-            client,
-            instance,
-            scripts.stop_job(settings.remote_dir, job.job_id, settings.grace_period),
-            "stop",
-            settings.grace_period + 60,
-            explain=False,
-        )
+        return host(ctx, instance, client).stop(job.job_id, settings_of(ctx).grace_period)
     except NotFoundError:
         return job
-    if not result.ok:
-        raise command_failed(client, instance.id, f"stopping job {job.job_id}", result)
-    try:
-        return job_status(job.job_id, json.loads(result.stdout.strip().splitlines()[-1]))
-    except (ValueError, IndexError):
-        return job
 
 
-def logs(ctx: ProviderContext, instance: Instance, job: JobStatus, offset: int) -> LogChunk:
+def stop_all(ctx: ProviderContext, client: AwsClient, instance: Instance) -> None:
+    """Stop every job on the instance in ONE SSM command (each uploads its checkpoints on the way out)."""
+    settings = settings_of(ctx)
+    jobs = host(ctx, instance, client)
+    script = (
+        'for d in "$1"/jobs/*/; do [ -f "$d/job.json" ] && '
+        'python3 "$1/bin/runner.py" stop --job-dir "$d" --grace "$2" >/dev/null || true; done'
+    )
+    grace = settings.grace_period
+    jobs.transport.run(["sh", "-c", script, "sh", jobs.root, f"{grace:g}"], timeout=grace + 60)
+
+
+def logs(ctx: ProviderContext, instance: Instance, job: JobStatus, offset: int, rank: int = 0) -> LogChunk:
     settings = settings_of(ctx)
     client, ec2 = describe(ctx, instance)
     if ec2 is not None and ec2.state == "running":
         try:
-            result = run_first(
-                ctx,
-                client,
-                instance,
-                scripts.read_log(settings.remote_dir, job.job_id, offset, LOG_SSM_CHUNK),
-                "logs",
-                60,
-                explain=False,
-            )
-        except NotFoundError:
-            result = None
-        if result is not None and result.ok:
-            reply = json.loads(result.stdout.strip().splitlines()[-1])
-            data = base64.b64decode(reply["data"])
-            size = int(reply.get("size", 0))
-            at_end = offset + len(data) >= size
-            terminal = reply["record"].get("state") in {s.value for s in JobState if s.terminal}
-            data = utf8_cut(data, at_end and terminal)
-            return LogChunk(
-                data=data.decode("utf-8", errors="replace"),
-                offset=offset,
-                next_offset=offset + len(data),
-                complete=terminal and at_end,
-            )
-    # the instance is gone (or SSM cannot reach it): the log the job pushed to S3 when it ended
+            return host(ctx, instance, client).logs(job.job_id, offset, rank=rank)
+        except TransientError:
+            raise
+        except RunctlError:
+            pass  # SSM cannot reach it, or the record is not there: what the job pushed to S3
     if not settings.bucket:
         return LogChunk(data="", offset=offset, next_offset=offset, complete=True)
-    key = job_prefix(settings, job.job_id) + "log"
+    key = job_prefix(settings, job.job_id) + "log"  # what agent.py push uploaded (AWS runs single-node jobs)
     stored = client.object_size(settings.bucket, key)
     alive = ec2 is not None and ec2.state in ("pending", "running")
     if stored is None or offset >= stored:
         return LogChunk(data="", offset=offset, next_offset=offset, complete=not alive)
     data = client.get_bytes(settings.bucket, key, f"bytes={offset}-{offset + LOG_S3_CHUNK - 1}") or b""
     at_end = offset + len(data) >= stored
-    data = utf8_cut(data, at_end)
+    text, used = decode_log_chunk(data, final=at_end)
     return LogChunk(
-        data=data.decode("utf-8", errors="replace"),
-        offset=offset,
-        next_offset=offset + len(data),
-        complete=at_end and not alive,
+        data=text, offset=offset, next_offset=offset + used, complete=at_end and used == len(data) and not alive
     )
 
 
@@ -275,36 +238,26 @@ def s3_checkpoints(ctx: ProviderContext, client: AwsClient, job_id: str) -> list
 
 
 def list_checkpoints(ctx: ProviderContext, instance: Instance, job: JobStatus) -> list[Checkpoint]:
-    settings = settings_of(ctx)
     client, ec2 = describe(ctx, instance)
     found = s3_checkpoints(ctx, client, job.job_id)
-    if found or ec2 is None or ec2.state != "running" or not read_state(ctx, instance.id).get("tools"):
+    if found or ec2 is None or ec2.state != "running" or not memory(ctx, instance.id).tools:
         return found
-    try:
-        result = run_command(client, instance.id, scripts.list_files(settings.remote_dir, job.job_id), "list", 60)
-    except NotFoundError:
+    try:  # still running (nothing pushed yet): what is on the instance, one SSM command
+        on_instance = host(ctx, instance, client).checkpoints(job.job_id)
+    except (NotFoundError, ProviderError):
         return []
-    if not result.ok:
-        return []
-    where = f"{settings.remote_dir}/jobs/{job.job_id}/checkpoints"
-    return [
-        Checkpoint(
-            name=item["name"],
-            size=int(item["size"]),
-            modified_at=datetime.fromtimestamp(float(item["mtime"]), timezone.utc),
-            location=f"{instance.id}:{where}/{item['name']}",
-        )
-        for item in json.loads(result.stdout.strip().splitlines()[-1])
-    ]
+    return [c.model_copy(update={"location": f"{instance.id}:{c.location}"}) for c in on_instance]
 
 
 def collect(ctx: ProviderContext, instance: Instance, job: JobStatus, dest: Path) -> Collected:
     settings = settings_of(ctx)
     client, ec2 = describe(ctx, instance)
     found = s3_checkpoints(ctx, client, job.job_id)
-    if not found and ec2 is not None and ec2.state == "running" and read_state(ctx, instance.id).get("tools"):
+    if not found and ec2 is not None and ec2.state == "running" and memory(ctx, instance.id).tools:
+        jobs = host(ctx, instance, client)
+        push = [f"{jobs.root}/bin/agent.py", "push", "--job-dir", jobs.job_dir(job.job_id)]
         try:  # the job is still running (or never pushed): push what exists now
-            run_command(client, instance.id, scripts.push(settings.remote_dir, job.job_id), "push", 600)
+            jobs.transport.run(["python3", *push, "--upload", _upload_policy(ctx, client, job.job_id)], timeout=600)
         except NotFoundError:
             pass
         found = s3_checkpoints(ctx, client, job.job_id)
@@ -321,12 +274,3 @@ def collect(ctx: ProviderContext, instance: Instance, job: JobStatus, dest: Path
         target.write_bytes(data)
         written.append(target)
     return Collected(directory=dest, files=written)
-
-
-def tar_directory(directory: Path) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for path in sorted(directory.rglob("*")):
-            if path.is_file():
-                tar.add(path, arcname=path.relative_to(directory).as_posix())
-    return buffer.getvalue()

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import TYPE_CHECKING, Any
 
-from runctl_aws import scripts
 from runctl_aws.common import IAM_STEPS, bucket_of, settings_of
 from runctl_core.errors import (
     CredentialsError,
@@ -151,7 +151,7 @@ def run_params(
         "ClientToken": client_token(spec.intent_id, "" if spot else "-od"),
         "IamInstanceProfile": {"Name": settings.instance_profile},
         "InstanceInitiatedShutdownBehavior": "terminate",
-        "UserData": scripts.user_data(spec.max_runtime, spec.job_id),
+        "UserData": user_data(spec.max_runtime, spec.job_id),
         "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
         "TagSpecifications": [{"ResourceType": kind, "Tags": tag_list} for kind in kinds],
     }
@@ -195,3 +195,14 @@ def quota_error(exc: RunctlError, instance_type: str, region: str, *, spot: bool
         + ("; or run on-demand: --on-demand" if spot else "; or use a smaller --instance-type"),
         details={**exc.details, "quota": quota, "spot": spot},
     )
+
+
+def user_data(max_runtime: float | None, job_id: str | None) -> str:
+    """Runs once at boot (cloud-init, as root): arm the self-termination timer. With
+    ``InstanceInitiatedShutdownBehavior=terminate`` the halt terminates the instance, so it ends even if runctl and
+    the laptop are gone."""
+    lines = ["#!/bin/bash", f"# runctl instance for job {job_id or '-'}"]
+    if max_runtime:
+        minutes = max(1, math.ceil(max_runtime / 60))
+        lines.append(f"shutdown -h +{minutes} 'runctl: max runtime reached'")
+    return "\n".join(lines) + "\n"

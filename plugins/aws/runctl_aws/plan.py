@@ -132,51 +132,60 @@ def plan(ctx: ProviderContext, request: PlanRequest) -> list[PlannedCall]:
             add(step, "ec2", "DescribeInstances", InstanceIds=[target])
             add(step, "ssm", "DescribeInstanceInformation", Filters=[{"Key": "InstanceIds", "Values": [target]}])
             # ready = the SSM agent online; runctl's tools go with the first useful command (sync or train)
-        elif step == "sync":
-            staging = staging_prefix(settings, target)
-            tools_key = f"{settings.prefix}/_tools/tools-<hash>.tar.gz"
-            add(step, "s3", "PutObject", Bucket=bucket, Key=tools_key, note="once per bucket and runctl version")
-            add(
-                step,
-                "ssm",
-                "SendCommand (only for an instance another laptop synced)",
-                InstanceIds=[target],
-                DocumentName="AWS-RunShellScript",
-                Parameters={"commands": [f"cat {settings.remote_dir}/project/.runctl-manifest.json"]},
-            )
+        elif step == "stage":
             add(
                 step,
                 "s3",
                 "PutObject",
                 Bucket=bucket,
-                Key=staging + "sync-<n>.tar.gz",
+                Key=staging_prefix(settings, target) + "transport/<n>-stdin",
                 files=request.project_files,
                 bytes=request.project_bytes,
-                note="only files whose hash changed",
+                note="runctl's tools and the whole project, uploaded while the instance boots",
             )
+        elif step == "sync":
+            root = settings.remote_dir
+            staged = "stage" in request.steps
+            if not staged:
+                add(
+                    step,
+                    "ssm",
+                    "SendCommand (only for an instance another laptop synced: read its manifest)",
+                    InstanceIds=[target],
+                    DocumentName="AWS-RunShellScript",
+                    Parameters={"commands": [f"<read {root}/manifest.json>"]},
+                )
+                add(
+                    step,
+                    "s3",
+                    "PutObject (only when files changed)",
+                    Bucket=bucket,
+                    Key=staging_prefix(settings, target) + "transport/<n>-stdin",
+                    note="the changed files (and runctl's tools on a new instance)",
+                )
             add(
                 step,
                 "ssm",
-                "SendCommand",
+                "SendCommand" + ("" if staged else " (only when files changed)"),
                 InstanceIds=[target],
                 DocumentName="AWS-RunShellScript",
                 Parameters={
                     "commands": [
-                        "<first command on the instance: check python3, install runner.py and agent.py>; "
-                        f"python3 {settings.remote_dir}/bin/agent.py sync --url <presigned> "
-                        f"--dest {settings.remote_dir}/project"
+                        f"<fetch the {'staged ' if staged else ''}bundle (presigned GET, then DELETE); install "
+                        f"runctl's tools in {root}/bin; runner.py apply-sync --dest {root}/project>"
                     ]
                 },
             )
+            add(step, "s3", "DeleteObject (only if the instance could not)", Bucket=bucket)
         elif step == "train" and request.job is not None:
             job = request.job
             add(
                 step,
                 "s3",
-                "PutObject",
+                "PutObject (only with env, setup commands or resume checkpoints)",
                 Bucket=bucket,
-                Key=staging_prefix(settings, target) + f"{job.job_id}-bundle.json",
-                note="job env and a presigned POST for s3://" + bucket + "/" + job_prefix(settings, job.job_id),
+                Key=staging_prefix(settings, target) + "transport/<n>-stdin",
+                note="the job's env file (never in the SSM command), setup commands, resume checkpoints",
             )
             runner = "uv run" if settings.use_uv else "python3"
             add(
@@ -187,22 +196,14 @@ def plan(ctx: ProviderContext, request: PlanRequest) -> list[PlannedCall]:
                 DocumentName="AWS-RunShellScript",
                 Parameters={
                     "commands": [
-                        f"nohup setsid python3 {settings.remote_dir}/bin/runner.py supervise "
-                        f"... -- {job.script} {' '.join(job.args)} &"
+                        f"<runner.py launch --job-dir {settings.remote_dir}/jobs/{job.job_id} ... "
+                        f"--after 'agent.py push --final --upload <presigned POST for s3://{bucket}/"
+                        f"{job_prefix(settings, job.job_id)}>' -- {' '.join([job.script, *job.args])}>"
                     ]
                 },
                 runs=[runner, job.script, *job.args],
                 timeout=job.timeout,
             )
-            add(
-                step,
-                "ssm",
-                "SendCommand (polled)",
-                InstanceIds=[target],
-                DocumentName="AWS-RunShellScript",
-                Parameters={"commands": ["python3 runner.py status --job-dir ..."]},
-            )
-            add(step, "s3", "DeleteObject", Bucket=bucket, Key=staging_prefix(settings, target) + f"{job.job_id}-*")
         elif step == "collect":
             prefix = job_prefix(settings, request.job.job_id if request.job else "<job>")
             add(step, "s3", "ListObjectsV2", Bucket=bucket, Prefix=prefix + "checkpoints/")

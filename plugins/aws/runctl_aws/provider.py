@@ -3,7 +3,8 @@
 Only wiring: each hook delegates to the module that does the work (dstack's ``backends/<name>/`` file set):
 
 * :mod:`runctl_aws.compute` - create (spot, fallback, quotas), ready, status, terminate, list;
-* :mod:`runctl_aws.jobs` - sync, train, cancel, logs, checkpoints, collect (through SSM + S3);
+* :mod:`runctl_aws.jobs` - stage, sync, train, cancel, logs, checkpoints, collect: the core's remote-job layer
+  (``JobHost``) over SSM + S3 (:mod:`runctl_aws.transport`), with checkpoints and logs kept in S3;
 * :mod:`runctl_aws.offers` - one GPU/instance-type resolution, images, price, capabilities;
 * :mod:`runctl_aws.plan` - the dry run, from the same request builders as create (:mod:`runctl_aws.launch`);
 * :mod:`runctl_aws.client` - every AWS call, typed, with one retry policy; :mod:`runctl_aws.settings`.
@@ -119,6 +120,12 @@ class AwsProvider:
         return compute.list_instances(ctx)
 
     @hookimpl
+    def stage(self, ctx: ProviderContext, instance: Instance, project: Project) -> None:
+        from runctl_aws import jobs
+
+        jobs.stage(ctx, instance, project)
+
+    @hookimpl
     def sync(self, ctx: ProviderContext, instance: Instance, project: Project) -> SyncResult:
         from runctl_aws import jobs
 
@@ -137,10 +144,10 @@ class AwsProvider:
         return jobs.cancel(ctx, instance, job)
 
     @hookimpl
-    def logs(self, ctx: ProviderContext, instance: Instance, job: JobStatus, offset: int) -> LogChunk:
+    def logs(self, ctx: ProviderContext, instance: Instance, job: JobStatus, offset: int, rank: int = 0) -> LogChunk:
         from runctl_aws import jobs
 
-        return jobs.logs(ctx, instance, job, offset)
+        return jobs.logs(ctx, instance, job, offset, rank)
 
     @hookimpl
     def list_checkpoints(self, ctx: ProviderContext, instance: Instance, job: JobStatus) -> list[Checkpoint]:

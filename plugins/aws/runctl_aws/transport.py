@@ -9,6 +9,11 @@ characters of output and its command parameters are kept in the account's comman
   account's command history (SendCommand's ``Parameters``, readable with ``ssm:ListCommands``), and runctl's
   bundles carry job environment files whose values may be secrets. Output up to ~8 KiB comes back in SSM's own
   output, larger output through a presigned PUT;
+* the instance deletes each staged object as soon as it has read it (a presigned DELETE sent with the command), so
+  no round trip of the laptop's is spent on it; the laptop deletes only what the instance did not report deleted;
+* a path or argument that starts with ``$HOME/`` (``remote_dir`` may) means the home directory of the user SSM
+  runs commands as (root), expanded on the instance as a shell would; SSM's agent may run commands without
+  ``HOME`` set, so it is taken from the password database then, and set for the command;
 * ``prestage(data)``: the same S3 upload made ahead of time (while the instance boots, see the provider's
   ``stage`` hook); a later ``run`` whose ``stdin`` is the same bytes fetches that object instead of uploading;
 * ``put``: the bytes are put in S3 and fetched by the instance with a presigned GET, written to a temporary file,
@@ -26,6 +31,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import shlex
 import uuid
 from collections.abc import Mapping, Sequence
@@ -59,9 +65,22 @@ class Answer:
 PROGRAM = r"""
 import base64, json, os, shutil, subprocess, sys, urllib.request
 req = json.loads(base64.b64decode(sys.argv[1]))
-def fetch(url):
+HOME = os.environ.get("HOME") or os.path.expanduser("~")
+deleted = []
+def here(value):
+    if isinstance(value, str) and (value == "$HOME" or value.startswith("$HOME/")):
+        return HOME + value[5:]
+    return value
+def fetch(url, name=None):
     with urllib.request.urlopen(url, timeout=120) as r:
-        return r.read()
+        data = r.read()
+    if name and req.get(name + "_delete"):
+        try:
+            urllib.request.urlopen(urllib.request.Request(req[name + "_delete"], method="DELETE"), timeout=30).read()
+            deleted.append(name)
+        except Exception:
+            pass
+    return data
 def answer(doc, blobs):
     big = sum(len(b) for b in blobs.values()) > req["inline"]
     if big and req.get("put_url"):
@@ -72,19 +91,21 @@ def answer(doc, blobs):
         doc["via_s3"] = True
     else:
         doc.update({k: base64.b64encode(v).decode() for k, v in blobs.items()})
+    doc["deleted"] = deleted
     print(json.dumps(doc))
 op = req["op"]
 try:
     if op == "run":
-        env = dict(os.environ)
+        env = dict(os.environ, HOME=HOME)
         if req.get("env_url"):
-            env.update(json.loads(fetch(req["env_url"])))
+            env.update(json.loads(fetch(req["env_url"], "env")))
         data = b""
         if req.get("stdin_url"):
-            data = fetch(req["stdin_url"])
+            data = fetch(req["stdin_url"], "stdin")
+        argv = [here(a) for a in req["argv"]]
         try:
             p = subprocess.run(
-                req["argv"], input=data, capture_output=True, cwd=req.get("cwd"), env=env, timeout=req.get("timeout")
+                argv, input=data, capture_output=True, cwd=here(req.get("cwd")), env=env, timeout=req.get("timeout")
             )
             answer({"code": p.returncode}, {"stdout": p.stdout, "stderr": p.stderr})
         except FileNotFoundError:
@@ -92,40 +113,56 @@ try:
         except subprocess.TimeoutExpired:
             answer({"code": -1, "timeout": True}, {"stdout": b"", "stderr": b""})
     elif op == "put":
-        target = req["path"]
+        target = here(req["path"])
         os.makedirs(os.path.dirname(target) or "/", exist_ok=True)
         tmp = target + ".tmp.runctl"
         with open(tmp, "wb") as fh:
-            fh.write(fetch(req["url"]))
+            fh.write(fetch(req["url"], "url"))
         os.chmod(tmp, req["mode"])
         os.replace(tmp, target)
         answer({}, {})
     elif op == "read":
-        with open(req["path"], "rb") as fh:
+        with open(here(req["path"]), "rb") as fh:
             fh.seek(max(0, req["offset"]))
             size = os.fstat(fh.fileno()).st_size
             answer({}, {"data": fh.read(max(0, min(req["length"], size)))})
     elif op == "walk":
-        found = []
-        if os.path.isdir(req["path"]):
-            for base, dirs, names in os.walk(req["path"]):
+        found, top = [], here(req["path"])
+        if os.path.isdir(top):
+            for base, dirs, names in os.walk(top):
                 dirs.sort()
                 for name in names:
                     full = os.path.join(base, name)
                     if os.path.islink(full) or not os.path.isfile(full):
                         continue
                     st = os.stat(full)
-                    found.append([os.path.relpath(full, req["path"]), st.st_size, st.st_mtime])
+                    found.append([os.path.relpath(full, top), st.st_size, st.st_mtime])
         answer({}, {"files": json.dumps(sorted(found)).encode()})
     elif op == "remove":
-        if os.path.isdir(req["path"]) and not os.path.islink(req["path"]):
-            shutil.rmtree(req["path"], ignore_errors=True)
-        elif os.path.lexists(req["path"]):
-            os.unlink(req["path"])
+        target = here(req["path"])
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target, ignore_errors=True)
+        elif os.path.lexists(target):
+            os.unlink(target)
         answer({}, {})
 except FileNotFoundError:
     sys.exit(44)
 """
+
+
+def _comment(request: dict[str, object]) -> str:
+    """The SSM command's comment (shown in its history; SendCommand allows 100 characters): the operation and the
+    plain words of a command line, e.g. ``runctl run: python3 launch`` (never paths, ids or values)."""
+    words = [str(request["op"])]
+    argv = request.get("argv")
+    if isinstance(argv, list):
+        plain = [a for a in argv if isinstance(a, str) and _WORD.fullmatch(a)]
+        words[0] += ":"
+        words += plain[:4]
+    return "runctl " + " ".join(words)[:90]
+
+
+_WORD = re.compile(r"[a-z][a-z0-9]*(-[a-z]+)*")
 
 
 class SsmTransport:
@@ -143,14 +180,28 @@ class SsmTransport:
     def _key(self, what: str) -> str:
         return f"{self.staging}{uuid.uuid4().hex[:12]}-{what}"
 
-    def _call(self, request: dict[str, object], timeout: float | None = None) -> Answer:
-        """Run PROGRAM with ``request`` on the instance and return its answer."""
+    def _call(
+        self, request: dict[str, object], timeout: float | None = None, staged: dict[str, str] | None = None
+    ) -> Answer:
+        """Run PROGRAM with ``request`` on the instance and return its answer. ``staged`` (request field -> S3 key)
+        are the objects the command reads: the instance deletes them after reading; whatever it did not report
+        deleted (it failed, or never ran) is deleted from here."""
+        staged = dict(staged or {})
+        try:
+            return self._call_once(request, timeout, staged)
+        finally:
+            for key in staged.values():
+                self.client.delete_object(self.bucket, key)
+
+    def _call_once(self, request: dict[str, object], timeout: float | None, staged: dict[str, str]) -> Answer:
         answer_key = self._key("answer")
         request = {**request, "inline": INLINE_OUTPUT, "put_url": self.client.presign_put(self.bucket, answer_key)}
+        for name, key in staged.items():
+            request[f"{name}_delete"] = self.client.presign_delete(self.bucket, key)
         encoded = base64.b64encode(json.dumps(request).encode()).decode()
         script = f"python3 - {shlex.quote(encoded)} <<'RUNCTL_TRANSPORT'\n{PROGRAM}\nRUNCTL_TRANSPORT\n"
         limit = (timeout or self.timeout) + 30
-        result = self.client.run_command(self.instance_id, script, timeout=limit, comment=f"runctl {request['op']}")
+        result = self.client.run_command(self.instance_id, script, timeout=limit, comment=_comment(request))
         if result.exit_code == EXIT_MISSING:
             raise FileNotFoundError(f"{self.instance_id}:{request.get('path')}")
         lines = result.stdout.strip().splitlines()
@@ -162,6 +213,9 @@ class SsmTransport:
                 "check that python3 runs on the instance; see the SSM command history",
             )
         fields: dict[str, object] = json.loads(lines[-1])
+        reported = fields.pop("deleted", [])
+        for name in reported if isinstance(reported, list) else []:
+            staged.pop(str(name), None)
         encoded_blobs = {k: str(fields.pop(k)) for k in BLOBS if k in fields}
         if fields.pop("via_s3", False):
             raw = self.client.get_bytes(self.bucket, answer_key) or b"{}"
@@ -174,6 +228,10 @@ class SsmTransport:
         self.client.put_bytes(self.bucket, key, data)
         return key, self.client.presign_get(self.bucket, key)
 
+    def _stage_failed(self, keys: dict[str, str]) -> None:
+        for key in keys.values():
+            self.client.delete_object(self.bucket, key)
+
     # ------------------------------------------------------------------------------------------ Transport
 
     def run(
@@ -185,23 +243,21 @@ class SsmTransport:
         timeout: float | None = None,
         stdin: bytes | None = None,
     ) -> CommandResult:
-        staged: list[str] = []
+        staged: dict[str, str] = {}
         request: dict[str, object] = {"op": "run", "argv": list(argv), "cwd": cwd, "timeout": timeout}
         try:
             if env:  # through S3, never in the command text (SSM keeps command parameters in its history)
-                key, request["env_url"] = self._staged(json.dumps(dict(env)).encode(), "env")
-                staged.append(key)
+                staged["env"], request["env_url"] = self._staged(json.dumps(dict(env)).encode(), "env")
             if stdin:  # through S3 too: a bundle may hold a job's env file
                 prestaged = _PRESTAGED.pop(self._prestage_id(stdin), None)
                 if prestaged is not None:
-                    key, request["stdin_url"] = prestaged, self.client.presign_get(self.bucket, prestaged)
+                    staged["stdin"], request["stdin_url"] = prestaged, self.client.presign_get(self.bucket, prestaged)
                 else:
-                    key, request["stdin_url"] = self._staged(stdin, "stdin")
-                staged.append(key)
-            answer = self._call(request, timeout)
-        finally:
-            for key in staged:
-                self.client.delete_object(self.bucket, key)
+                    staged["stdin"], request["stdin_url"] = self._staged(stdin, "stdin")
+        except BaseException:
+            self._stage_failed(staged)
+            raise
+        answer = self._call(request, timeout, staged)
         if answer.fields.get("timeout"):
             from runctl_core.errors import TransientError
 
@@ -229,10 +285,7 @@ class SsmTransport:
     def put(self, source: bytes | Path, path: str, *, mode: int = 0o644) -> None:
         data = source if isinstance(source, bytes) else source.read_bytes()
         key, url = self._staged(data, "put")
-        try:
-            self._call({"op": "put", "path": path, "url": url, "mode": mode})
-        finally:
-            self.client.delete_object(self.bucket, key)
+        self._call({"op": "put", "path": path, "url": url, "mode": mode}, staged={"url": key})
 
     def get(self, path: str, dest: Path) -> None:
         dest.write_bytes(self.read_range(path, 0, 1 << 62))

@@ -29,9 +29,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, standin: AwsStandIn
 
 
 def critical_path(journal: list[Entry], start: int) -> list[Entry]:
-    """From ``start`` to the answer of the SSM command that starts the job ("runctl train ...")."""
+    """From ``start`` to the answer of the SSM command that starts the job (``runner.py launch``)."""
     entries = journal[start:]
-    train = next(i for i, e in enumerate(entries) if e[2] == "SendCommand" and e[3].startswith("runctl train"))
+    train = next(i for i, e in enumerate(entries) if e[2] == "SendCommand" and " launch" in e[3])
     end = train + 1
     while end < len(entries) and entries[end][2] == "GetCommandInvocation":
         end += 1
@@ -93,7 +93,13 @@ def test_round_trips_from_instance_accepted_to_job_started(project: Path, standi
     }
     print("AWS round trips:", json.dumps(report, indent=1))
     assert run_runctl("--provider", "aws", "terminate", instance_id, "--yes").code == 0
-    # before this work: 21 distinct (37 calls) and 7 (13); now: the instance's readiness polls, the uploads, the
-    # sync command (with the tools), the train command - and for a second job, the train command alone
-    assert report["first_job"]["distinct"] <= 10
+    # issue 15.3: before it, 21 distinct (37 calls) and 7 (13); then 10 with the provider's own SSM scripts; now,
+    # through the core's JobHost: the upload made while the instance boots (the stage hook), the readiness polls,
+    # the sync command (fetching the staged bundle, with the tools), the launch command - and for a second job on the
+    # kept instance the launch command alone (nothing changed: no sync, no upload)
+    assert report["first_job"]["distinct"] <= 7
+    ready = max(i for i, e in enumerate(path_first) if e[2] == "DescribeInstanceInformation")
+    booting, after_ready = path_first[:ready], distinct(path_first[ready + 1 :])
+    assert ("s3", "PutObject") in {(e[1], e[2]) for e in booting}  # the upload overlapped the boot
+    assert after_ready == ["ssm:SendCommand", "ssm:GetCommandInvocation"] * 2  # sync, launch: no S3 round trip
     assert report["second_job_kept_instance"]["path"] == ["ssm:SendCommand", "ssm:GetCommandInvocation"]

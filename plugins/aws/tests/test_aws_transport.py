@@ -56,6 +56,10 @@ def test_every_transport_operation_through_ssm_and_s3(standin: AwsStandIn, tmp_p
         stdin=b"abcdefgh",
     )
     assert ran.exit_code == 0 and ran.stdout == b"s3c" + b"abcdefgh" * 3000  # 24,003 bytes
+    # a path or argument starting with $HOME/ is under the home of the user SSM runs as (remote_dir may use it)
+    homed = transport.run(["python3", "-c", "import sys; print(sys.argv[1])", "$HOME/work"], cwd="$HOME/work")
+    assert homed.stdout.decode().strip() == f"{home}/work"
+    assert transport.read_range("$HOME/work/data.txt", 0, 6) == b"hello\n"
     assert all(secret not in inv.script for inv in standin.invocations.values())
     bundle = b"JOB_TOKEN=" + secret.encode()  # stdin (a bundle holding an env file) is never in the command either
     echoed = transport.run(["python3", "-c", "import sys; sys.stdout.write(sys.stdin.read()[:9])"], stdin=bundle)
@@ -91,6 +95,9 @@ def test_prestaged_stdin_is_not_uploaded_again(standin: AwsStandIn) -> None:
     ran = transport.run(["python3", "-c", "import sys; print(len(sys.stdin.buffer.read()))"], stdin=payload)
     assert ran.stdout.strip() == str(len(payload)).encode()
     assert ("s3", "PutObject") not in standin.calls and ("ssm", "SendCommand") in standin.calls
+    # the instance deleted the object after reading it (a presigned DELETE): no DeleteObject round trip from here
+    assert ("s3", "DeleteObject") not in standin.calls
+    assert list(client.list_objects(BUCKET, f"runctl/_staging/{instance_id}/transport/")) == []
     other = transport.run(["python3", "-c", "import sys; print(len(sys.stdin.buffer.read()))"], stdin=payload)
     assert other.stdout.strip() == str(len(payload)).encode()  # used once: a second run uploads its own copy
     assert ("s3", "PutObject") in standin.calls
