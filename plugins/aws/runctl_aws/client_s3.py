@@ -143,7 +143,10 @@ class S3Calls:
         )
 
     def presign_delete(self, bucket: str, key: str, expires: int = 900) -> str:
-        """A presigned DELETE of one key (the instance removes a staged object as soon as it has read it)."""
+        """A presigned DELETE of one key (the instance removes a staged object as soon as it has read it). A presigned
+        URL grants the one operation it was signed for, DeleteObject included (boto3 ``generate_presigned_url`` with
+        ``ClientMethod="delete_object"``; S3 User Guide, "Sharing objects with presigned URLs"), within the signer's
+        own rights (runctl's ``s3:DeleteObject`` on the bucket, README setup step 5)."""
         return str(
             self.client("s3", self.bucket_region(bucket)).generate_presigned_url(
                 "delete_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires
