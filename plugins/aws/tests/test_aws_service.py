@@ -296,6 +296,13 @@ def test_price_says_aws_has_no_single_a100_and_how_old_the_table_is(project: Pat
 
 
 def test_graviton_gpu_gets_the_arm64_image_and_neuron_types_are_refused(project: Path, standin: AwsStandIn) -> None:
+    # g5g is not in the bundled price table: runctl asks the Price List API (and caches its answer), which lists every
+    # real type (a type with no product there is refused before anything is created); Linux on-demand, us-east-1
+    standin.list_prices = {
+        ("us-east-1", "g5g.xlarge"): 0.42,
+        ("us-east-1", "inf2.xlarge"): 0.7582,
+        ("us-east-1", "trn1.2xlarge"): 1.34375,
+    }
     arm = cli("-o", "json", "create", "--dry-run", "--instance-type", "g5g.xlarge")
     assert arm.code == 0, arm.err
     parameter = next(c for c in arm.json()["calls"] if c["operation"] == "GetParameter")["params"]["Name"]
