@@ -177,7 +177,8 @@ async def connect(t: SshTarget, label: str, connect_timeout: float, on_host_key:
     except asyncssh.PermissionDenied:
         raise AuthError(
             f"{label} refused runctl's SSH key",
-            f"check that `{t.ssh_command()} true` works without a password (key, agent, ~/.ssh/config)",
+            f"check that `{t.ssh_command()} true` works without a password"
+            + (" (key, agent, ~/.ssh/config)" if t.host_keys == "user" else ""),
         ) from None
     except asyncssh.HostKeyNotVerifiable:
         if t.host_keys == "pinned":

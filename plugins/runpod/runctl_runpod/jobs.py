@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from runctl_core.errors import ProviderError, TransientError
+from runctl_core.errors import AuthError, ProviderError, TransientError
 from runctl_core.models import (
     Instance,
     InstanceState,
@@ -192,12 +192,13 @@ def live(ctx: ProviderContext, instance: Instance) -> PodAccess:
 
 def reach(ctx: ProviderContext, instance: Instance, work: Callable[[PodAccess], T]) -> T:
     """Run ``work`` on the pod at its last known SSH address (no API round trip); only if that does not answer,
-    ask the API where the pod is (or whether it is gone) and try once more."""
+    or answers as another pod (addresses are reused: it refuses the pod's key or shows another host key, which
+    happens before any command runs), ask the API where the pod is (or whether it is gone) and try once more."""
     known = cached(ctx, instance)
     if known is not None:
         try:
             return work(known)
-        except TransientError:
+        except (TransientError, AuthError):
             known.ssh.close()
     return work(live(ctx, instance))
 

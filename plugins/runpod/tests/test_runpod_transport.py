@@ -3,6 +3,9 @@ stand-in pod (bare environment). The transport's own contract is tested in tests
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ from runpod_standin import StandIn
 
 from runctl_core.remote.ssh import SshTarget, SshTransport, generate_key_pair
 from runctl_core.remote.transport import Transport
+from runctl_core.testing.cli import CliResult
 
 
 @pytest.fixture
@@ -56,3 +60,24 @@ def test_ssh_transport_follows_the_protocol(transport: SshTransport, tmp_path: P
     transport.remove(f"{home}/d")
     transport.remove(f"{home}/d")  # missing: nothing happens
     assert not (home / "d").exists()
+
+
+def test_a_stale_address_now_serving_another_pod_falls_back_to_the_api(
+    cli: Callable[..., CliResult], standin: StandIn, project: Path
+) -> None:
+    """Pod addresses are reused: the last address runctl saw for pod A may answer as pod B (which refuses A's
+    key, or shows another host key). That address is only a guess: runctl then asks the API where A is."""
+    a = cli("-o", "id", "create", "--gpu", "RTX 4090", "--wait").out.strip()
+    b = cli("-o", "id", "create", "--gpu", "RTX 4090", "--wait").out.strip()
+    record = Path(os.environ["RUNCTL_HOME"]) / "providers" / "runpod" / "pods" / f"{a}.json"
+    data = json.loads(record.read_text())
+    assert data["ssh"] == ["127.0.0.1", standin.pods[a].ssh_port]
+    data["ssh"] = ["127.0.0.1", standin.pods[b].ssh_port]  # A moved; B now listens at A's old address
+    record.write_text(json.dumps(data))
+    synced = cli("-o", "json", "sync", a)
+    assert synced.code == 0, synced.err
+    assert json.loads(record.read_text())["ssh"] == ["127.0.0.1", standin.pods[a].ssh_port]
+    assert (standin.pods[a].sandbox / "runctl" / "project" / "examples" / "train.py").is_file()
+    assert not (standin.pods[b].sandbox / "runctl" / "project").exists()
+    for pod in (a, b):
+        assert cli("terminate", pod, "--yes").code == 0
