@@ -139,10 +139,8 @@ def run_cmd(
     1 when it failed (the end of its log is shown). Ctrl-C collects the job's checkpoints and terminates
     what the run created (exit 130); --resume-from JOB continues from them.
     """
-    from runctl_core.auto import execute_auto
     from runctl_core.errors import UsageError
     from runctl_core.requests import run_request
-    from runctl_core.workflow import execute_run
 
     if script is not None and script.startswith("-"):  # `runctl run -- --epochs 3`: args for the job file's script
         script_args = (script, *script_args)
@@ -185,12 +183,14 @@ def run_cmd(
         print_plan(session, plan)
         return
     if auto:
-        from runctl_core.auto import candidates_for
+        from runctl_core.auto import candidates_for, execute_auto
 
         first = candidates_for(session, request.instance, preference, nodes=request.nodes)[0][0]
         proceed_if_paid(session, yes, first.hourly, f"{first.provider} {first.offer.instance_type}")
         result = execute_auto(session, request, sink=log_sink(session), preference=preference)
     else:
+        from runctl_core.workflow import execute_run
+
         provider = session.provider(provider_name)
         ask_before_paying(session, provider, request.instance, yes)
         result = execute_run(session, provider, request, sink=log_sink(session))
