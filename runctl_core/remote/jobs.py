@@ -24,8 +24,6 @@ returning the record and the bytes together. runctl's tools ride along until the
 from __future__ import annotations
 
 import base64
-import contextlib
-import io
 import json
 import secrets
 from collections.abc import Mapping, Sequence
@@ -36,25 +34,15 @@ from typing import Any
 from runctl_core.errors import NotFoundError, ProviderError, UsageError
 from runctl_core.files import changed_files
 from runctl_core.models import Checkpoint, Collected, JobSpec, JobStatus, LogChunk, Project, ProjectFile, SyncResult
-from runctl_core.remote.bundle import (
-    ENVSETUP_PATH as ENVSETUP_PATH,
-)
-from runctl_core.remote.bundle import (
-    EXIT_NEED_TOOLS,
-    Bundle,
-    bootstrap_argv,
-    core_tools,
-)
-from runctl_core.remote.bundle import (
-    TOOLS as TOOLS,
-)
-from runctl_core.remote.bundle import (
-    tools_hash as tools_hash,
-)
+from runctl_core.remote import bundle as _bundle
+from runctl_core.remote.bundle import EXIT_NEED_TOOLS, Bundle, bootstrap_argv, core_tools
 from runctl_core.remote.hostcache import HostCache, manifest_digest
+from runctl_core.remote.inline import launch_options
+from runctl_core.remote.inline import run_inline as _run_inline  # a module global: tests count its calls
 from runctl_core.remote.records import TERMINAL_JOB_STATES, decode_log_chunk, job_status_from_record
 from runctl_core.remote.transport import CommandResult, Transport
 
+ENVSETUP_PATH, TOOLS, tools_hash = _bundle.ENVSETUP_PATH, _bundle.TOOLS, _bundle.tools_hash  # also offered here
 LOG_CHUNK = 1 << 20
 EXIT_JOB_EXISTS = 17
 EXIT_SCRIPT_MISSING = 18
@@ -65,20 +53,6 @@ class StaleProject(ProviderError):
     """The machine's project is not the one runctl remembered (another runctl synced to it)."""
 
     code = "stale_project"
-
-
-def _run_inline(argv: list[str], data: bytes | None = None, launch: dict[str, Any] | None = None) -> CommandResult:
-    """``runner.py ARGV`` in this process (``data``: through bootstrap.py first, whose arguments lead ARGV;
-    ``launch``: how ``runner.launch`` starts the supervisor - interpreter, environment - see runner.main)."""
-    import functools
-
-    from runctl_core.remote import bootstrap, runner
-
-    runner_main = functools.partial(runner.main, **launch) if launch else runner.main
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = runner_main(argv) if data is None else bootstrap.main(argv, runner_main=runner_main, data=data)
-    return CommandResult(exit_code=code, stdout=out.getvalue().encode(), stderr=err.getvalue().encode())
 
 
 class JobHost:
@@ -120,11 +94,7 @@ class JobHost:
         self.tools_dir = tools_dir
         self.envs_dir = envs_dir
         self.env = dict(env or {})
-        # inline: the machine is this one (a LocalTransport): run runner.py's commands (status, read-log, stop,
-        # apply-sync, and launch) in this process - the same code, without starting a Python per call. ``launch``
-        # starts the supervisor with the transport's environment and ``python``/``python_args``, as the
-        # transport would have; the supervisor itself is always a process of its own (see _inline_launch).
-        self.inline = inline
+        self.inline = inline  # the machine is this one: runner.py's commands run in this process (inline.py)
         self.cache = cache
         if cache is not None:
             cache.about(self.root)
@@ -168,11 +138,11 @@ class JobHost:
         ship_tools = cache is None or cache.tools != self.tools_version
         while True:
             data = bundle.build(self._tools(ship_tools), compress=not self.inline)  # inline: bytes passed in memory
-            launch = self._inline_launch() if self.inline and args[0] == "launch" else None
+            python = [self.python, *self.python_args]
+            launch = launch_options(self.transport, python, self.env) if self.inline and args[0] == "launch" else None
             if self.inline and (launch is not None or args[0] != "launch"):
                 result = _run_inline([self.root, token, self.tools_version, str(len(data)), *args], data, launch)
             else:
-                python = [self.python, *self.python_args]
                 result = self.transport.run(
                     bootstrap_argv(python, self.root, token, self.tools_version, len(data), args),
                     env=self.env,
@@ -189,16 +159,6 @@ class JobHost:
             cache.tools = self.tools_version  # the runner answered: this version is installed
             cache.save()
         return self._answer(result)
-
-    def _inline_launch(self) -> dict[str, Any] | None:
-        """How an in-process ``launch`` starts the supervisor: as the transport would (its environment, plus
-        ``env``; ``python``/``python_args``), from the runner.py runctl itself runs - its bytecode is already
-        compiled, where a fresh ``ROOT/bin`` copy would be compiled again for every new sandbox. None when the
-        transport does not say what environment its commands start from: launch then goes through it."""
-        base_env = getattr(self.transport, "base_env", None)
-        if base_env is None:
-            return None
-        return {"launch_python": [self.python, *self.python_args], "launch_env": {**base_env, **self.env}}
 
     def _tools(self, ship: bool) -> dict[str, bytes] | None:
         return {**core_tools(), **self.extra_tools} if ship else None
