@@ -14,12 +14,19 @@ Install: ``pip install 'runctl[ssh]'`` (asyncssh, imported only when a connectio
   take a subsystem start and one request per directory level, open, write, close, chmod and rename). ``put``
   writes a temporary file next to the target, checks its size (a connection lost mid-transfer gives the
   command a short EOF) and renames it over the target: the file appears whole or not at all.
-* **Environment values never reach a command line**: when ``env`` is given, the command becomes
-  ``sh -c '<prelude>' runctl-env ARGV...`` and the values are sent first on the channel's stdin as quoted
-  ``export`` lines which the prelude reads (one byte at a time, as ``read`` does on a pipe) and evaluates before
-  ``exec``-ing ARGV with the rest of stdin. So neither ``ps`` on the machine nor sshd's logs show them
-  (OpenSSH's ``SetEnv``/``AcceptEnv`` would also hide them, but sshd drops every name its ``AcceptEnv`` does
-  not list - by default all but ``LANG``/``LC_*`` on Debian). Names must be shell identifiers.
+* **Environment values never reach a command line**: when ``env`` is given, the command line is only
+  ``sh -c '<prelude>' runctl`` and the rest travels first on the channel's stdin: one shell line per item
+  (``cd DIR``, ``export K='v'``, ``set -- ARGV...``), which the prelude reads (one byte at a time, as ``read``
+  does on a pipe: the command's own stdin follows untouched), evaluates, then ``exec "$@"``. So neither ``ps``
+  on the machine nor sshd's logs show the values (OpenSSH's ``SetEnv``/``AcceptEnv`` would also hide them, but
+  sshd drops every name its ``AcceptEnv`` does not list - by default all but ``LANG``/``LC_*`` on Debian).
+  Names must be shell identifiers. Without ``env`` the command line is ``cd DIR && sh -c 'exec "$0" "$@"'
+  ARGV`` (readable in ``ps``).
+* **Any login shell**: sshd runs each command line with the user's login shell (``$SHELL -c``), so every
+  command line is one line of single-quoted words, which sh, bash, dash, zsh and csh/tcsh parse alike, handed
+  to ``sh``. A word csh cannot take even quoted (with a newline, a carriage return or ``!``) is written into
+  ``sh``'s own script with those characters as ``$nl``/``$cr``/``$b``, the other words staying arguments (so
+  ``ps`` still shows them). The machine needs ``/bin/sh``, coreutils and GNU ``find``.
 * **Host keys**: ``"user"`` (the user's ``~/.ssh/config``, agent and known_hosts: a login node) or ``"pinned"``
   (runctl's key only; the host key trusted at first contact, then required: machines runctl creates). See
   :mod:`runctl_core.remote.ssh_connect`.
@@ -29,8 +36,6 @@ Install: ``pip install 'runctl[ssh]'`` (asyncssh, imported only when a connectio
   file for ``get``/``read_range`` -> :class:`FileNotFoundError`. This transport cannot tell a machine that is
   gone from one that does not answer: a provider's address lookup raises ``NotFoundError`` (e.g. RunPod asks
   its API). Messages name the program run, never its arguments, environment or stdin.
-
-The remote user's login shell must be POSIX (sh, bash, dash, zsh): it parses each command line.
 """
 
 from __future__ import annotations
@@ -54,10 +59,14 @@ T = TypeVar("T")
 CHUNK = 1 << 16
 MISSING = 44  # exit code of get/read_range scripts for a missing file
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-# reads "N\n" then N lines of `export K='v'` from stdin, evaluates them, and runs "$@" with the rest of stdin
-_ENV_PRELUDE = (
-    'read -r n || exit 125; e=; while [ "$n" -gt 0 ]; do IFS= read -r l || exit 125; e="$e$l\n"; '
-    'n=$((n-1)); done; eval "$e"; unset e l n; exec "$@"'
+_CSH_UNSAFE = {"\n": "nl", "\r": "cr", "!": "b"}  # what csh/tcsh cannot take on a command line, even quoted
+# sh variables holding those characters, defined without writing them (so the line is safe for every shell)
+_DEFS = 'nl=$(printf "\\nx"); nl=${nl%x}; cr=$(printf "\\rx"); cr=${cr%x}; b=$(printf "\\041"); '
+# reads "N\n" then N shell lines from stdin (cd, export, set --), evaluates each, and runs "$@" with the rest of
+# stdin
+_PRELUDE = _DEFS + (
+    'read -r n || exit 125; while [ "$n" -gt 0 ]; do IFS= read -r l || exit 125; eval "$l" || exit $?; '
+    'n=$((n-1)); done; unset l n nl cr b; exec "$@"'
 )
 __all__ = ["SshTarget", "SshTransport", "close_all", "generate_key_pair"]
 
@@ -96,16 +105,8 @@ class SshTransport:
         stdin: bytes | None = None,
     ) -> CommandResult:
         """Run ``argv`` (``env`` sent on stdin, never on the command line; see the module docstring)."""
-        if env:
-            for name in env:
-                if not _NAME.match(name):
-                    raise ValueError(f"environment variable name {name!r} is not a shell identifier")
-            block = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())
-            header = f"{block.count(chr(10)) + 1}\n{block}\n".encode()
-            command = shell_line(["sh", "-c", _ENV_PRELUDE, "runctl-env", *argv], None, cwd)
-            data: list[bytes] = [header, stdin or b""]
-        else:
-            command, data = shell_line(argv, None, cwd), [stdin or b""]
+        command, header = _command(argv, env, cwd)
+        data = [header, stdin or b""]
         return self._call(self._exec(command, _chunks(data)), timeout, posixpath.basename(argv[0]))
 
     def put(self, source: bytes | Path, path: str, *, mode: int = 0o644) -> None:
@@ -116,8 +117,9 @@ class SshTransport:
             f'mkdir -p {q(folder)} && (umask 077 && cat > {tmp}) && [ "$(wc -c < {tmp})" -eq {size} ] && '
             f"chmod {mode:o} {tmp} && mv -f {tmp} {q(path)} || {{ s=$?; rm -f {tmp}; exit $s; }}"
         )
-        feed = _chunks([source]) if isinstance(source, bytes) else _file_chunks(source, size)
-        result = self._call(self._exec(shell_line(["sh", "-c", script]), feed), self.file_timeout, "put")
+        command, header = _command(["sh", "-c", script])
+        feed = _chunks([header, source]) if isinstance(source, bytes) else _file_chunks(source, size, header)
+        result = self._call(self._exec(command, feed), self.file_timeout, "put")
         if result.exit_code != 0:
             raise ProviderError(
                 f"could not write {path} on {self.label}: {result.error_text[-300:] or 'incomplete transfer'}",
@@ -130,8 +132,8 @@ class SshTransport:
         tmp = dest.with_name(f".{dest.name}.runctl-tmp")
         try:
             with tmp.open("wb") as out:
-                command = shell_line(["sh", "-c", script])
-                result = self._call(self._exec(command, _chunks([b""]), sink=out), self.file_timeout, "get")
+                command, header = _command(["sh", "-c", script])
+                result = self._call(self._exec(command, _chunks([header]), sink=out), self.file_timeout, "get")
             if result.exit_code == MISSING:
                 raise FileNotFoundError(path)
             if result.exit_code != 0:
@@ -180,7 +182,8 @@ class SshTransport:
     # ------------------------------------------------------------------------------------------ internals
 
     def _shell(self, script: str, what: str) -> CommandResult:
-        return self._call(self._exec(shell_line(["sh", "-c", script]), _chunks([b""])), self.file_timeout, what)
+        command, header = _command(["sh", "-c", script])
+        return self._call(self._exec(command, _chunks([header])), self.file_timeout, what)
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None, what: str) -> T:
         async def bounded() -> T:
@@ -266,14 +269,49 @@ class SshTransport:
         )
 
 
+def _command(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None) -> tuple[str, bytes]:
+    """The command line for ``argv`` and what to send on stdin before the command's own input (see the module
+    docstring). Always through ``sh`` whatever the login shell: a missing program is exit 127 (csh says 1)."""
+    if env:
+        lines = [f"cd {_line(cwd)}"] if cwd else []
+        for name, value in env.items():
+            if not _NAME.match(name):
+                raise ValueError(f"environment variable name {name!r} is not a shell identifier")
+            lines.append(f"export {name}={_line(value)}")
+        lines.append("set -- " + " ".join(_line(word) for word in argv))
+        header = f"{len(lines)}\n" + "".join(f"{line}\n" for line in lines)
+        return shell_line(["sh", "-c", _PRELUDE, "runctl"]), header.encode()
+    if not any(c in word for word in [*argv, cwd or ""] for c in _CSH_UNSAFE):
+        return shell_line(["sh", "-c", 'exec "$0" "$@"', *argv], None, cwd), b""
+    # words a csh could not take are written into sh's own script (with $nl, $cr, $b); the others stay arguments
+    words, params = [], []
+    for i, word in enumerate(argv, start=1):
+        bad = any(c in word for c in _CSH_UNSAFE)
+        words.append(_line(word) if bad else f'"${{{i}}}"')
+        params.append("-" if bad else word)
+    script = _DEFS + (f"cd {_line(cwd)} && " if cwd else "") + "exec " + " ".join(words)
+    return shell_line(["sh", "-c", script, "runctl", *params]), b""
+
+
+def _line(word: str) -> str:
+    """``word`` quoted for sh on one line, with newlines, carriage returns and ``!`` as ``$nl``/``$cr``/``$b``."""
+    quoted = shlex.quote(word)
+    for char, name in _CSH_UNSAFE.items():
+        quoted = quoted.replace(char, f"'\"${name}\"'")
+    return quoted
+
+
 async def _chunks(parts: list[bytes]) -> AsyncIterator[bytes]:
     for part in parts:
         for start in range(0, len(part), CHUNK):
             yield part[start : start + CHUNK]
 
 
-async def _file_chunks(path: Path, size: int) -> AsyncIterator[bytes]:
-    """Exactly ``size`` bytes of ``path`` (what ``put`` announced); a file that shrank fails the size check."""
+async def _file_chunks(path: Path, size: int, header: bytes = b"") -> AsyncIterator[bytes]:
+    """``header``, then exactly ``size`` bytes of ``path`` (what ``put`` announced); a file that shrank fails the
+    size check."""
+    if header:
+        yield header
     with path.open("rb") as fh:
         while size > 0 and (chunk := fh.read(min(CHUNK, size))):
             size -= len(chunk)

@@ -2,11 +2,11 @@
 asyncssh: ``runctl[ssh]``), with the same handle (``port``, ``user``, ``client_key_file``, ``host_public``,
 ``drop()``, ``stop()``):
 
-* :class:`AsyncsshServer` - an asyncssh server in this process: each exec request runs through ``/bin/sh -c``
-  as OpenSSH's sshd does with the user's login shell (sshd(8), "LOGIN PROCESS": the command is run by the
-  user's shell with ``-c``), stdin streamed and closed at the client's EOF, and no environment requests
-  honoured (sshd_config(5) ``AcceptEnv``: none by default). It records each command line received and can
-  drop its connections as a dying machine does.
+* :class:`AsyncsshServer` - an asyncssh server in this process: each exec request runs through
+  ``LOGIN_SHELL -c`` (default ``/bin/sh``; e.g. tcsh) as OpenSSH's sshd does with the user's login shell
+  (sshd(8), "LOGIN PROCESS": the command is run by the user's shell with ``-c``), stdin streamed and closed at
+  the client's EOF, and no environment requests honoured (sshd_config(5) ``AcceptEnv``: none by default). It
+  records each command line received and can drop its connections as a dying machine does.
 * :class:`OpensshServer` - the real OpenSSH ``sshd`` (Debian's openssh-server, which CI installs), on a free
   port with its own host key and authorized key; its connections are dropped by killing the per-connection
   sshd processes it forked (children of the listener this fixture started).
@@ -42,13 +42,15 @@ def write_key(path: Path) -> asyncssh.SSHKey:
 
 
 class AsyncsshServer:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, login_shell: str = "/bin/sh") -> None:
         self.root = root
+        self.login_shell = login_shell
         self.client_key_file = root / "client_key"
         self.client_key = write_key(self.client_key_file)
         self.host_key = asyncssh.generate_private_key("ssh-ed25519")
         self.host_public = self.host_key.export_public_key().decode().strip()
         self.commands: list[str] = []
+        self.procs: set[int] = set()  # process groups of the commands running now
         self.connections = 0
         self.conns: list[Any] = []
         self.loop = asyncio.new_event_loop()
@@ -75,7 +77,7 @@ class AsyncsshServer:
             command = process.command or ""
             server.commands.append(command)
             proc = await asyncio.create_subprocess_exec(
-                "/bin/sh",
+                server.login_shell,
                 "-c",
                 command,
                 cwd=server.root,
@@ -96,6 +98,7 @@ class AsyncsshServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
+            server.procs.add(proc.pid)
             feeder = asyncio.ensure_future(feed())
             try:
                 assert proc.stdout is not None and proc.stderr is not None
@@ -105,6 +108,7 @@ class AsyncsshServer:
                 raise
             finally:
                 feeder.cancel()
+                server.procs.discard(proc.pid)
             process.stdout.write(out)
             process.stderr.write(err)
             process.exit(proc.returncode or 0)
@@ -129,7 +133,16 @@ class AsyncsshServer:
         self.conns.clear()
 
     def stop(self) -> None:
+        """Drop the connections, kill what their commands left running, stop listening and the loop."""
         self.drop()
+        for pgid in list(self.procs):
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while self.procs and time.monotonic() < deadline:  # their handlers reap them on the loop
+            time.sleep(0.05)
         if self.acceptor is not None:
             self.loop.call_soon_threadsafe(self.acceptor.close)
         self.loop.call_soon_threadsafe(self.loop.stop)
