@@ -129,6 +129,9 @@ def test_arguments_a_login_shell_would_mangle_arrive_intact(server: Any, tmp_pat
     assert ran.exit_code == 0 and ran.stdout.decode() == "".join(f"{w}|" for w in odd), ran
     with_env = t.run(["sh", "-c", 'printf "%s|%s" "$V" "$1"', "sh", "x!\ny"], env={"V": "v!\n'w'"})
     assert with_env.stdout.decode() == "v!\n'w'|x!\ny", with_env
+    names = {"n": "1", "l": "2", "b": "3", "nl": "4", "e": "5"}  # no clash with the prelude's own variables
+    shown = t.run(["sh", "-c", 'printf "%s " "$n" "$l" "$b" "$nl" "$e"'], env=names)
+    assert shown.text == "1 2 3 4 5 ", shown
     folder = tmp_path / "dir! with\nnewline"
     folder.mkdir()
     assert t.run(["pwd"], cwd=str(folder)).text == f"{folder}\n"

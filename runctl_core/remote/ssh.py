@@ -10,7 +10,7 @@ Install: ``pip install 'runctl[ssh]'`` (asyncssh, imported only when a connectio
   :class:`~runctl_core.errors.TransientError` and the next call connects again. Nothing else is retried here:
   the core's retry layer decides (one retry layer per call path).
 * **Every operation is one SSH command** (one channel; files travel on its stdin/stdout): the fewest round
-  trips, and nothing needed on the machine but sshd, a POSIX shell, coreutils and GNU ``find`` (SFTP would
+  trips, and nothing needed on the machine but sshd, ``/bin/sh``, coreutils and GNU ``find`` (SFTP would
   take a subsystem start and one request per directory level, open, write, close, chmod and rename). ``put``
   writes a temporary file next to the target, checks its size (a connection lost mid-transfer gives the
   command a short EOF) and renames it over the target: the file appears whole or not at all.
@@ -25,7 +25,7 @@ Install: ``pip install 'runctl[ssh]'`` (asyncssh, imported only when a connectio
 * **Any login shell**: sshd runs each command line with the user's login shell (``$SHELL -c``), so every
   command line is one line of single-quoted words, which sh, bash, dash, zsh and csh/tcsh parse alike, handed
   to ``sh``. A word csh cannot take even quoted (with a newline, a carriage return or ``!``) is written into
-  ``sh``'s own script with those characters as ``$nl``/``$cr``/``$b``, the other words staying arguments (so
+  ``sh``'s own script with those characters as variables (``$__runctl_nl``...), the other words staying arguments (so
   ``ps`` still shows them). The machine needs ``/bin/sh``, coreutils and GNU ``find``.
 * **Host keys**: ``"user"`` (the user's ``~/.ssh/config``, agent and known_hosts: a login node) or ``"pinned"``
   (runctl's key only; the host key trusted at first contact, then required: machines runctl creates). See
@@ -59,14 +59,19 @@ T = TypeVar("T")
 CHUNK = 1 << 16
 MISSING = 44  # exit code of get/read_range scripts for a missing file
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_CSH_UNSAFE = {"\n": "nl", "\r": "cr", "!": "b"}  # what csh/tcsh cannot take on a command line, even quoted
-# sh variables holding those characters, defined without writing them (so the line is safe for every shell)
-_DEFS = 'nl=$(printf "\\nx"); nl=${nl%x}; cr=$(printf "\\rx"); cr=${cr%x}; b=$(printf "\\041"); '
+# what csh/tcsh cannot take on a command line even quoted -> the sh variable that holds it (see _DEFS)
+_CSH_UNSAFE = {"\n": "__runctl_nl", "\r": "__runctl_cr", "!": "__runctl_b"}
+# those variables, defined without writing the characters (so the line is safe for every login shell)
+_DEFS = (
+    '__runctl_nl=$(printf "\\nx"); __runctl_nl=${__runctl_nl%x}; __runctl_cr=$(printf "\\rx"); '
+    '__runctl_cr=${__runctl_cr%x}; __runctl_b=$(printf "\\041"); '
+)
 # reads "N\n" then N shell lines from stdin (cd, export, set --), evaluates each, and runs "$@" with the rest of
-# stdin
+# stdin; its own variables are __runctl_* (an environment variable of the job may be called anything else)
 _PRELUDE = _DEFS + (
-    'read -r n || exit 125; while [ "$n" -gt 0 ]; do IFS= read -r l || exit 125; eval "$l" || exit $?; '
-    'n=$((n-1)); done; unset l n nl cr b; exec "$@"'
+    'read -r __runctl_n || exit 125; while [ "$__runctl_n" -gt 0 ]; do IFS= read -r __runctl_l || exit 125; '
+    'eval "$__runctl_l" || exit $?; __runctl_n=$((__runctl_n-1)); done; '
+    "unset __runctl_l __runctl_n __runctl_nl __runctl_cr __runctl_b; exec \"$@\""
 )
 __all__ = ["SshTarget", "SshTransport", "close_all", "generate_key_pair"]
 
@@ -294,7 +299,7 @@ def _command(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str
 
 
 def _line(word: str) -> str:
-    """``word`` quoted for sh on one line, with newlines, carriage returns and ``!`` as ``$nl``/``$cr``/``$b``."""
+    """``word`` quoted for sh on one line, with newlines, carriage returns and ``!`` as variables (``_DEFS``)."""
     quoted = shlex.quote(word)
     for char, name in _CSH_UNSAFE.items():
         quoted = quoted.replace(char, f"'\"${name}\"'")
