@@ -83,3 +83,19 @@ def test_checkpoint_pull_into_an_unwritable_dest_is_a_clear_error(cli, project: 
     assert refused.code == 2 and "cannot write DEST" in refused.err and "internal error" not in refused.err
     assert f"runctl checkpoint pull {job} ./ckpt" in refused.err
     assert cli("checkpoint", "pull", job, "ckpt").code == 0 and (project / "ckpt" / "metrics.json").is_file()
+
+
+def test_auto_dry_run_lists_a_few_alternatives_and_each_provider_s_note_once(
+    cli, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "RUNPOD_API_KEY", "LYCEUM_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    plan = cli("--provider", "auto", "run", "examples/train.py", "--dry-run")
+    assert plan.code == 0, plan.err
+    rows = plan.out.split("alternatives, in the order they are tried:")[1].splitlines()
+    aws_rows = [r for r in rows if r.strip().startswith("aws ")]
+    assert 0 < len(aws_rows) <= 10, plan.out
+    assert sum("bundled table" in r for r in rows) == 1 and any("more (--output json lists" in r for r in rows)
+    doc = cli("--provider", "auto", "-o", "json", "run", "examples/train.py", "--dry-run").json()
+    assert len(doc["alternatives"]) > 10  # JSON keeps every one

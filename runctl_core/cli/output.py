@@ -106,6 +106,9 @@ def log_sink(session: Session) -> Callable[[str], None] | None:
     return write
 
 
+ALTERNATIVES_SHOWN = 10  # a dry run with --provider auto: the first ones in text (JSON has all)
+
+
 def print_plan(session: Session, plan: Any) -> None:
     """A dry run's ``Plan``: the merged job (when there is one), the cost, each provider call in order, and with
     --provider auto the alternatives."""
@@ -120,18 +123,29 @@ def print_plan(session: Session, plan: Any) -> None:
             out.append(f"  {i}. [{call.step}] {call.api} {call.operation} {params}{paid}")
         if plan.alternatives is not None:
             out.append("alternatives, in the order they are tried:")
+            shown = plan.alternatives[:ALTERNATIVES_SHOWN]
             out.extend(
                 f"  {a.provider:<8} {a.offer.instance_type:<28} {money(a.hourly)}/h"
-                + ("" if a.credentials else f"  ({a.offer.source})")
-                for a in plan.alternatives
+                + ("" if a.credentials else "  (no credentials here)")
+                for a in shown
             )
+            if len(plan.alternatives) > len(shown):
+                more = len(plan.alternatives) - len(shown)
+                out.append(f"  ... and {more} more (--output json lists every one)")
+            notes = {a.provider: a.offer.source for a in reversed(shown) if not a.credentials and a.offer.source}
+            out.extend(f"  {name}: {source}" for name, source in sorted(notes.items()))  # once per provider
             out.extend(f"  {s['provider']:<8} skipped: {s['reason']}" for s in plan.skipped or [])
         if plan.job is not None:
             import yaml
 
             out.append("job (job file and flags merged):")
-            shown = {k: v for k, v in plan.job.items() if v not in (None, [], {})}
-            out.extend("  " + line for line in yaml.safe_dump(shown, sort_keys=False).splitlines())
+            def given(value: Any) -> Any:  # what the job sets, nested tables too (no "gpu: null")
+                if isinstance(value, dict):
+                    value = {k: given(v) for k, v in value.items()}
+                    return {k: v for k, v in value.items() if v not in (None, [], {})}
+                return value
+
+            out.extend("  " + line for line in yaml.safe_dump(given(plan.job), sort_keys=False).splitlines())
         click.echo("\n".join(out))
 
     emit(session, plan.document(), text)
