@@ -144,6 +144,29 @@ def test_arguments_a_login_shell_would_mangle_arrive_intact(server: Any, tmp_pat
     assert not folder.exists()
 
 
+def test_walk_without_gnu_find(server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BusyBox's find (Alpine images) has no -printf (its usage text lists none): walk falls back to stat -c."""
+    if not isinstance(server, AsyncsshServer) or server.login_shell != "/bin/sh":
+        pytest.skip("the in-process server runs commands with this process's PATH")
+    fake = tmp_path / "busybox-like"
+    fake.mkdir()
+    real_find = shutil.which("find")
+    (fake / "find").write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do [ "$a" = -printf ] && { echo "find: unrecognized: -printf" >&2; exit 1; }; done\n'
+        f'exec {real_find} "$@"\n'
+    )
+    (fake / "find").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    tree = tmp_path / "tree"
+    (tree / "a b").mkdir(parents=True)
+    (tree / "a b" / "c d.txt").write_bytes(b"12345")
+    (tree / "top").write_bytes(b"")
+    walked = pinned(server).walk(str(tree))
+    assert [(f.path, f.size) for f in walked] == [("a b/c d.txt", 5), ("top", 0)]
+    assert abs(walked[0].mtime - (tree / "a b" / "c d.txt").stat().st_mtime) < 2
+
+
 def test_one_connection_serves_every_call(server: Any, tmp_path: Path) -> None:
     before = getattr(server, "connections", None)
     t = pinned(server)

@@ -10,7 +10,7 @@ Install: ``pip install 'runctl[ssh]'`` (asyncssh, imported only when a connectio
   :class:`~runctl_core.errors.TransientError` and the next call connects again. Nothing else is retried here:
   the core's retry layer decides (one retry layer per call path).
 * **Every operation is one SSH command** (one channel; files travel on its stdin/stdout): the fewest round
-  trips, and nothing needed on the machine but sshd, ``/bin/sh``, coreutils and GNU ``find`` (SFTP would
+  trips, and nothing needed on the machine but sshd, ``/bin/sh``, ``find`` and coreutils (or BusyBox) (SFTP would
   take a subsystem start and one request per directory level, open, write, close, chmod and rename). ``put``
   writes a temporary file next to the target, checks its size (a connection lost mid-transfer gives the
   command a short EOF) and renames it over the target: the file appears whole or not at all.
@@ -26,7 +26,7 @@ Install: ``pip install 'runctl[ssh]'`` (asyncssh, imported only when a connectio
   command line is one line of single-quoted words, which sh, bash, dash, zsh and csh/tcsh parse alike, handed
   to ``sh``. A word csh cannot take even quoted (with a newline, a carriage return or ``!``) is written into
   ``sh``'s own script with those characters as variables (``$__runctl_nl``...), the other words staying arguments (so
-  ``ps`` still shows them). The machine needs ``/bin/sh``, coreutils and GNU ``find``.
+  ``ps`` still shows them).
 * **Host keys**: ``"user"`` (the user's ``~/.ssh/config``, agent and known_hosts: a login node) or ``"pinned"``
   (runctl's key only; the host key trusted at first contact, then required: machines runctl creates). See
   :mod:`runctl_core.remote.ssh_connect`.
@@ -158,19 +158,28 @@ class SshTransport:
         return result.stdout[: max(0, length)]
 
     def walk(self, path: str) -> list[RemoteFile]:
+        """One command: GNU ``find -printf`` (NUL-separated, any file name); where ``find`` has no ``-printf``
+        (BusyBox: Alpine images), ``stat -c`` per file (newline-separated: names with a newline are skipped)."""
         q = shlex.quote(path)
-        script = f"[ -d {q} ] || exit 0; cd {q} && find . -type f -printf '%s %T@ %P\\0'"
+        script = (
+            f"[ -d {q} ] || exit 0; cd {q} || exit 1; if find . -maxdepth 0 -printf '' 2>/dev/null; then "
+            "find . -type f -printf '%s %T@ %P\\0'; else echo @stat; find . -type f -exec stat -c '%s %Y %n' {} +; fi"
+        )
         result = self._shell(script, "walk")
         if result.exit_code != 0:
             raise ProviderError(
                 f"could not list {path} on {self.label}: {result.error_text[-300:]}",
-                "runctl needs GNU find on the machine (findutils)",
+                "runctl needs find and stat on the machine (findutils/coreutils or BusyBox)",
             )
+        text = result.stdout.decode("utf-8", errors="surrogateescape")
+        if text.startswith("@stat\n"):
+            records = [line.replace(" ./", " ", 1) for line in text.split("\n")[1:] if " ./" in line]
+        else:
+            records = [record for record in text.split("\0") if record]
         found = []
-        for record in result.stdout.split(b"\0"):
-            if record:
-                size, mtime, rel = record.decode("utf-8", errors="surrogateescape").split(" ", 2)
-                found.append(RemoteFile(rel, int(size), float(mtime)))
+        for record in records:
+            size, mtime, rel = record.split(" ", 2)
+            found.append(RemoteFile(rel, int(size), float(mtime)))
         return sorted(found, key=lambda f: f.path)
 
     def remove(self, path: str) -> None:
