@@ -14,7 +14,8 @@ def _startup_interrupt(_signum: int, _frame: object) -> None:
     os._exit(130)
 
 
-if os.path.basename(sys.argv[0]).startswith("runctl") or sys.argv[0].endswith("__main__.py"):  # the real CLI
+REAL_CLI = os.path.basename(sys.argv[0]).startswith("runctl") or sys.argv[0].endswith("__main__.py")
+if REAL_CLI:  # the process is runctl itself (not a test or a program importing the CLI)
     signal.signal(signal.SIGINT, _startup_interrupt)
     signal.signal(signal.SIGTERM, _startup_interrupt)
     # A command allocates ~100k objects (modules, models, a 5,000-file project's records) that live until it exits:
@@ -324,7 +325,32 @@ def main(argv: list[str] | None = None) -> None:
         _report({"error": {"code": "interrupted", "message": "interrupted", "hint": ""}}, as_json)
         code = EXIT_INTERRUPTED
     sys.stdout.flush()
+    if REAL_CLI and argv is None:
+        _exit_now(code)
     raise SystemExit(code)
+
+
+def _exit_now(code: int) -> None:
+    """End the runctl process without the interpreter's teardown: freeing every module, model and validator one
+    by one (and a last full GC pass) took 25-45 ms after the command had finished - measured on a local run.
+    Only once the command is over and only from the process's own entry point: the progress display is closed,
+    the atexit callbacks run (logging's flush, weakref finalizers such as temporary directories), the streams
+    are flushed; with any other thread alive, the normal exit (which waits for it) is kept."""
+    import threading
+
+    if threading.active_count() > 1:
+        return
+    if "runctl_core.progress" in sys.modules:
+        sys.modules["runctl_core.progress"].close_all()
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code if isinstance(code, int) else 1)
 
 
 if __name__ == "__main__":  # pragma: no cover
