@@ -12,8 +12,9 @@ characters of output and its command parameters are kept in the account's comman
 * the instance deletes each staged object as soon as it has read it (a presigned DELETE sent with the command), so
   no round trip of the laptop's is spent on it; the laptop deletes only what the instance did not report deleted;
 * a path or argument that starts with ``$HOME/`` (``remote_dir`` may) means the home directory of the user SSM
-  runs commands as (root), expanded on the instance as a shell would; SSM's agent may run commands without
-  ``HOME`` set, so it is taken from the password database then, and set for the command;
+  runs commands as (root), expanded on the instance as a shell would; SSM's agent runs AWS-RunShellScript commands
+  without ``HOME`` (its environment is listed in https://github.com/aws/amazon-ssm-agent/issues/427: PWD=/usr/bin,
+  no HOME), so it is taken from the password database then, and set for the command;
 * ``prestage(data)``: the same S3 upload made ahead of time (while the instance boots, see the provider's
   ``stage`` hook); a later ``run`` whose ``stdin`` is the same bytes fetches that object instead of uploading;
 * ``put``: the bytes are put in S3 and fetched by the instance with a presigned GET, written to a temporary file,
@@ -21,8 +22,8 @@ characters of output and its command parameters are kept in the account's comman
 * ``get`` / ``read_range`` / ``walk``: answered through a presigned PUT (large) or SSM output (small);
 * ``remove``: ``shutil.rmtree`` / ``unlink``.
 
-Staging objects live under ``PREFIX/_staging/INSTANCE/transport/`` and are deleted after each call. Errors follow
-the protocol: SSM refusing the instance -> NotFoundError (from the client), a command over its timeout ->
+Staging objects live under ``PREFIX/_staging/INSTANCE/transport/`` and are gone after each call (see above). Errors
+follow the protocol: SSM refusing the instance -> NotFoundError (from the client), a command over its timeout ->
 TransientError, a missing file -> FileNotFoundError. No retries here: one retry layer per call path.
 """
 
