@@ -63,6 +63,8 @@ def test_local_calls_first_job_kept_instance_change_stale_corrupt(
     assert first.code == 0, first.err
     assert _until_launch(calls) == ["apply-sync", "launch"]  # fresh sandbox: no manifest read, tools in the sync
     instance = first.json()["instance"]["id"]
+    sandbox = next(p for p in home.rglob(instance) if (p / "instance.json").is_file())
+    assert not (sandbox / "bin").exists()  # runctl's tools run from its own package: never copied to a sandbox
 
     job = _train(invoke, calls, instance)  # kept instance, nothing changed: one call starts the job
     assert _until_launch(calls) == ["launch"]
@@ -78,7 +80,6 @@ def test_local_calls_first_job_kept_instance_change_stale_corrupt(
     other.mkdir()
     (other / "job.py").write_text(SCRIPT)
     (other / "version.txt").write_text("OTHER\n")
-    sandbox = next(p for p in home.rglob(instance) if (p / "instance.json").is_file())
     JobHost(LocalTransport(), str(sandbox), python=sys.executable).sync(scan_project(other))
     job = _train(invoke, calls, instance)
     assert _until_launch(calls) == ["launch", "read_range", "apply-sync", "launch"]

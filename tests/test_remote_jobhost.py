@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from runctl_core.files import scan_project
 from runctl_core.models import JobSpec, JobState
 from runctl_core.remote.jobs import JobHost
@@ -124,3 +126,33 @@ def test_stop_of_a_pending_record_without_a_supervisor(tmp_path: Path) -> None:
     job_dir.mkdir(parents=True)
     (job_dir / "job.json").write_text('{"state": "pending", "job_id": "job-nopid"}')
     assert host.stop("job-nopid", 0).state is JobState.CANCELLED
+
+
+def test_deprecated_single_file_runner_still_runs_a_job(tmp_path: Path) -> None:
+    """Providers written before runner.py was split into modules upload runner_source() as one file: it still
+    launches a job and reports it, with no runner_*.py beside it."""
+    import json
+    import subprocess
+
+    from runctl_core.remote import runner_source
+
+    with pytest.warns(DeprecationWarning, match="RUNNER_PATHS"):
+        source = runner_source()
+    (tmp_path / "bin").mkdir()
+    runner = tmp_path / "bin" / "runner.py"
+    runner.write_text(source)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "job.py").write_text("print('single file ok')\n")
+    job_dir = tmp_path / "jobs" / "job-single"
+    launch = [sys.executable, str(runner), "launch", "--job-dir", str(job_dir), "--workdir", str(work)]
+    launch += ["--checkpoint-dir", str(job_dir / "ck"), "--job-id", "job-single", "--no-env", "--no-uv", "--", "job.py"]
+    assert json.loads(subprocess.run(launch, capture_output=True, text=True, check=True).stdout)["state"] == "pending"
+    deadline = time.monotonic() + 120
+    state = "pending"
+    while state not in ("succeeded", "failed", "lost") and time.monotonic() < deadline:
+        time.sleep(0.05)
+        status = [sys.executable, str(runner), "status", "--job-dir", str(job_dir)]
+        state = json.loads(subprocess.run(status, capture_output=True, text=True, check=True).stdout)["state"]
+    assert state == "succeeded"
+    assert (job_dir / "log").read_text() == "single file ok\n"

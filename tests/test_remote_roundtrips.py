@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import secrets
 import sys
 import tarfile
 import time
@@ -56,8 +57,22 @@ def _output(host: JobHost, job_id: str) -> str:
     raise AssertionError(f"{job_id} did not end")
 
 
+# job ids unique on this machine: a job's end sweeps every process carrying its RUNCTL_JOB_ID, so two tests (or
+# two sessions' test runs) that reused an id would end each other's jobs
+_PREFIX = ["job-"]
+
+
+@pytest.fixture(autouse=True)
+def _unique_job_ids() -> None:
+    _PREFIX[0] = f"job-{secrets.token_hex(4)}"
+
+
+def _id(n: int) -> str:
+    return f"{_PREFIX[0]}{n:02d}"
+
+
 def _job(n: int, **kw: object) -> JobSpec:
-    return JobSpec(job_id=f"job-{n:06d}", script="job.py", **kw)  # type: ignore[arg-type]
+    return JobSpec(job_id=_id(n), script="job.py", **kw)  # type: ignore[arg-type]
 
 
 def test_fresh_machine_then_kept_machine(tmp_path: Path, project: Path) -> None:
@@ -67,7 +82,7 @@ def test_fresh_machine_then_kept_machine(tmp_path: Path, project: Path) -> None:
     host.sync(scan_project(project))
     host.launch(_job(1, env={"TOKEN": "s3cret-value"}))
     assert transport.calls == ["apply-sync", "launch"]  # the tools rode in the sync's bundle
-    assert "version A s3cret-value" in _output(host, "job-000001")
+    assert "version A s3cret-value" in _output(host, _id(1))
 
     # the secret travelled in a 0600 file inside the bundle, never on a command line
     argv, stdin = transport.commands[1]
@@ -81,7 +96,7 @@ def test_fresh_machine_then_kept_machine(tmp_path: Path, project: Path) -> None:
     assert host.sync(scan_project(project)).files_sent == 0
     host.launch(_job(2))
     assert transport.calls == ["launch"]
-    assert "version A" in _output(host, "job-000002")
+    assert "version A" in _output(host, _id(2))
 
     # one file changed: the sync (with the changed file) and the launch
     (project / "version.txt").write_text("B\n")
@@ -89,7 +104,7 @@ def test_fresh_machine_then_kept_machine(tmp_path: Path, project: Path) -> None:
     assert host.sync(scan_project(project)).files_sent == 1
     host.launch(_job(3))
     assert transport.calls == ["apply-sync", "launch"]
-    assert "version B" in _output(host, "job-000003")
+    assert "version B" in _output(host, _id(3))
 
 
 def test_without_cache_still_correct(tmp_path: Path, project: Path) -> None:
@@ -97,7 +112,7 @@ def test_without_cache_still_correct(tmp_path: Path, project: Path) -> None:
     host.sync(scan_project(project))
     host.launch(_job(1, setup=["echo setting-up"]))
     assert transport.calls == ["read_range", "apply-sync", "launch"]
-    log = _output(host, "job-000001")
+    log = _output(host, _id(1))
     assert "setting-up" in log and "version A" in log
     host, transport = _host(tmp_path, None)
     host.sync(scan_project(project))
@@ -124,7 +139,7 @@ def test_stale_cache_another_sync_changed_the_machine(tmp_path: Path, project: P
     assert host.sync(scan_project(project)).files_sent == 0
     host.launch(_job(1))
     assert transport.calls == ["launch", "read_range", "apply-sync", "launch"]
-    assert "version A" in _output(host, "job-000001")
+    assert "version A" in _output(host, _id(1))
     assert list(Path(host.root, ".incoming").iterdir()) == []  # nothing staged is left behind, refused or not
 
     # and a changed file while the machine holds another sync: the sync is refused, then redone
@@ -134,7 +149,7 @@ def test_stale_cache_another_sync_changed_the_machine(tmp_path: Path, project: P
     host.sync(scan_project(project))
     host.launch(_job(2))
     assert transport.calls == ["apply-sync", "read_range", "apply-sync", "launch"]
-    assert "version C" in _output(host, "job-000002")
+    assert "version C" in _output(host, _id(2))
     assert sorted(p.name for p in Path(host.project_dir).iterdir()) == ["job.py", "version.txt"]
 
 
@@ -150,7 +165,7 @@ def test_corrupt_cache_file_is_an_empty_memory(tmp_path: Path, project: Path, ga
     host.sync(scan_project(project))
     host.launch(_job(1))
     assert transport.calls[0] == "read_range"  # the memory was unusable: the machine is asked
-    assert "version D" in _output(host, "job-000001")
+    assert "version D" in _output(host, _id(1))
     assert json.loads(_cache(tmp_path).path.read_text())["manifest"] == scan_project(project).manifest()
     assert (_cache(tmp_path).path.stat().st_mode & 0o777) == 0o600
 
@@ -167,7 +182,7 @@ def test_tools_gone_from_the_machine_are_sent_again(tmp_path: Path, project: Pat
     host.sync(scan_project(project))
     host.launch(_job(1))
     assert transport.calls == ["launch", "launch"]  # refused (no tools), then with them
-    assert "version A" in _output(host, "job-000001")
+    assert "version A" in _output(host, _id(1))
 
 
 def test_resume_checkpoints_travel_in_the_launch(tmp_path: Path, project: Path) -> None:
@@ -185,7 +200,7 @@ def test_resume_checkpoints_travel_in_the_launch(tmp_path: Path, project: Path) 
     host.sync(scan_project(project))
     host.launch(_job(1, resume_dir=str(resume)))
     assert transport.calls == ["apply-sync", "launch"]  # before: one put per checkpoint file
-    assert "['a.ckpt', 'sub/b.ckpt']" in _output(host, "job-000001")
+    assert "['a.ckpt', 'sub/b.ckpt']" in _output(host, _id(1))
 
 
 def test_cache_file_per_instance_and_clear(tmp_path: Path) -> None:

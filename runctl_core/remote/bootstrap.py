@@ -93,7 +93,8 @@ def main(argv, runner_main=None, data=None):
             unpack(root, token, tools_hash, data)
         finally:
             os.umask(old_umask)
-        if not os.path.exists(os.path.join(root, "bin", ".tools-" + tools_hash)):
+        # inline (runner_main given): runctl's own runner runs in this process, no tools are needed on disk
+        if runner_main is None and not os.path.exists(os.path.join(root, "bin", ".tools-" + tools_hash)):
             sys.stderr.write("runctl: the tools of version %s are not installed in %s/bin\n" % (tools_hash, root))
             return EXIT_NEED_TOOLS
         if runner_main is None:

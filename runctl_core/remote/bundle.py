@@ -18,11 +18,11 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from runctl_core.models import Project, ProjectFile
-from runctl_core.remote import RANKS_PATH, RUNNER_PATH
+from runctl_core.remote import RANKS_PATH, RUNNER_PATH, RUNNER_PATHS
 
 BOOTSTRAP_PATH = Path(__file__).with_name("bootstrap.py")
 ENVSETUP_PATH = RUNNER_PATH.with_name("envsetup.py")
-TOOLS = (RUNNER_PATH, ENVSETUP_PATH, RANKS_PATH)
+TOOLS = (RUNNER_PATH, ENVSETUP_PATH, RANKS_PATH, *RUNNER_PATHS[1:])  # shipped flat into ROOT/bin
 EXIT_NEED_TOOLS = 20  # bootstrap.py: the tools of this version are not installed and none were sent
 
 
@@ -35,13 +35,21 @@ def core_tools() -> dict[str, bytes]:
 def tools_hash(extra: Mapping[str, bytes] | None = None) -> str:
     """A short hash of runctl's machine-side tools (and of a provider's ``extra`` ones): the name of the marker
     ``ROOT/bin/.tools-HASH`` that says which version ``ROOT/bin`` holds."""
-    digest = hashlib.sha256()
-    for data in core_tools().values():  # unchanged from before extras existed: markers stay valid
-        digest.update(data)
-    for name in sorted(extra or {}):
+    if not extra:
+        return _core_tools_hash()
+    digest = hashlib.sha256(bytes.fromhex(_core_tools_hash(full=True)))
+    for name in sorted(extra):
         digest.update(f"\0{name}\0".encode())
         digest.update((extra or {})[name])
     return digest.hexdigest()[:12]
+
+
+@functools.cache
+def _core_tools_hash(full: bool = False) -> str:
+    digest = hashlib.sha256()
+    for data in core_tools().values():
+        digest.update(data)
+    return digest.hexdigest() if full else digest.hexdigest()[:12]
 
 
 @functools.cache

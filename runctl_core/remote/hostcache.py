@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from runctl_core.models import Project
-from runctl_core.remote.records import write_json_atomic
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}")
 # one object per file in a process: a sync and the launch after it (separate hooks) share what the sync learnt
@@ -88,12 +88,18 @@ class HostCache:
         self.save()
 
     def save(self) -> None:
-        """Write the memory (0600, atomically). A state directory that cannot be written only costs round trips."""
+        """Write the memory (0600, replaced atomically; not fsync'ed: a file lost or emptied by a crash is an empty
+        memory, which only costs round trips). A state directory that cannot be written only costs round trips."""
+        data = json.dumps({"root": self.root, "tools": self.tools, "manifest": self.manifest}).encode("utf-8")
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            memory = {"root": self.root, "tools": self.tools, "manifest": self.manifest}
-            write_json_atomic(self.path, memory, indent=None)  # a manifest can list thousands of files
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, self.path)
         except OSError:
-            pass
+            tmp.unlink(missing_ok=True)
         self._stamp = _stamp(self.path)
 
     def clear(self) -> None:

@@ -39,6 +39,7 @@ from runctl_core.remote.bundle import EXIT_NEED_TOOLS, Bundle, bootstrap_argv, c
 from runctl_core.remote.hostcache import HostCache, manifest_digest
 from runctl_core.remote.inline import launch_options
 from runctl_core.remote.inline import run_inline as _run_inline  # a module global: tests count its calls
+from runctl_core.remote.launchargs import launch_request
 from runctl_core.remote.records import TERMINAL_JOB_STATES, decode_log_chunk, job_status_from_record
 from runctl_core.remote.transport import CommandResult, Transport
 
@@ -135,7 +136,8 @@ class JobHost:
         """Run ``runner.py ARGS`` with ``bundle`` (staged as ``ROOT/.incoming/TOKEN``) in ONE round trip; the
         tools ride along unless the cache knows they are installed (if it was wrong: once more, with them)."""
         cache = self.cache
-        ship_tools = cache is None or cache.tools != self.tools_version
+        # inline, runctl's own runner runs (in this process, and the supervisor from its package): none to send
+        ship_tools = not self.inline and (cache is None or cache.tools != self.tools_version)
         while True:
             data = bundle.build(self._tools(ship_tools), compress=not self.inline)  # inline: bytes passed in memory
             python = [self.python, *self.python_args]
@@ -238,7 +240,8 @@ class JobHost:
         bundle, _send, _delete = self._sync_bundle(project, cache.manifest)
         if bundle is None:
             return b""
-        return bundle.build(self._tools(cache.tools != self.tools_version), compress=not self.inline)
+        ship_tools = not self.inline and cache.tools != self.tools_version
+        return bundle.build(self._tools(ship_tools), compress=not self.inline)
 
     def _sync_bundle(
         self, project: Project, previous: dict[str, str]
@@ -295,35 +298,14 @@ class JobHost:
         is not (another runctl synced to it), the project is synced again and the job launched after that."""
         cache = self.cache
         skipped = cache.skipped_sync if cache is not None else None
-        job_dir = self.job_dir(job.job_id)
         token, staging = self._staging()
-        bundle = Bundle()
-        args = ["launch", "--job-dir", job_dir, "--workdir", self.project_dir]
-        args += ["--checkpoint-dir", f"{job_dir}/checkpoints", "--job-id", job.job_id, "--grace", f"{grace:g}"]
-        args += ["--staged", staging]
-        if job.env:
-            bundle.add_json("env.json", job.env)
-            args += ["--env-file", f"{job_dir}/env.json"]
-        if job.setup:
-            bundle.add_json("setup-commands.json", job.setup)
-            args += ["--setup-file", f"{job_dir}/setup-commands.json"]
-        if job.python:
-            args += ["--python", job.python]
-        if not use_uv:
-            args.append("--no-uv")
-        if job.timeout:
-            args += ["--timeout", f"{job.timeout:g}"]
-        if self.tools_dir:
-            args += ["--tools-dir", self.tools_dir]
-        if self.envs_dir:
-            args += ["--envs-dir", self.envs_dir]
-        if job.resume_dir and Path(job.resume_dir).is_dir() and bundle.add_tree("resume", Path(job.resume_dir)):
-            args += ["--resume-dir", f"{job_dir}/resume"]
+        expect = None
         if skipped is not None and cache is not None and cache.manifest is not None:
-            args += ["--expect-manifest", manifest_digest(cache.manifest), "--manifest", self.manifest_path]
-        if job.nodes > 1 or job.launcher != "python":  # N ranks through ranks.py (see its docstring)
-            args += ["--nodes", str(job.nodes), "--launcher", job.launcher, "--nproc-per-node", str(job.procs_per_node)]
-        args += [*extra, "--", job.script, *job.args]
+            expect = (manifest_digest(cache.manifest), self.manifest_path)
+        args, bundle = launch_request(
+            job, job_dir=self.job_dir(job.job_id), project_dir=self.project_dir, staging=staging, grace=grace,
+            use_uv=use_uv, tools_dir=self.tools_dir, envs_dir=self.envs_dir, expect_manifest=expect, extra=extra
+        )
         try:
             record = self._send(bundle, token, args)
         except StaleProject as exc:

@@ -37,11 +37,15 @@ Usage::
 manifest is not that one, they exit 19 before changing anything. Files sent with a command (``bootstrap.py``
 stages them) are moved into place only once its checks passed: ``launch --staged DIR`` moves DIR's entries into
 the job directory, ``apply-sync --files DIR`` moves DIR's files into ``--dest``.
+
+This file is the command line (part 5 of 5); the rest is shipped beside it in the same directory:
+``runner_procs.py`` (processes), ``runner_records.py`` (the job record), ``runner_supervise.py`` (the
+supervisor), ``runner_files.py`` (files sent with commands, the manifest). ``python3 runner.py ...`` works
+from that directory as before; the names other tools use (``job_record``, ``stop_job``, ``main``...) are here.
 """
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -49,13 +53,25 @@ import time
 # argparse, base64, datetime, hashlib, select, shutil and tarfile are imported where they are used: the supervisor
 # starts once per job, and what it imports is time before the script starts
 
-TERMINAL = ("succeeded", "failed", "cancelled", "interrupted", "lost")
+try:  # in the runctl_core.remote package (the laptop's inline mode)
+    from .runner_files import EXIT_STALE_PROJECT, _move_entries, _stale, apply_sync, manifest_digest
+except ImportError:  # shipped as files beside each other in ROOT/bin
+    from runner_files import EXIT_STALE_PROJECT, _move_entries, _stale, apply_sync, manifest_digest
+try:  # in the runctl_core.remote package (the laptop's inline mode)
+    from .runner_procs import _alive, _group_is_job, _is_supervisor, _job_processes, _kill_group, find_uv, start_time, sweep_job
+except ImportError:  # shipped as files beside each other in ROOT/bin
+    from runner_procs import _alive, _group_is_job, _is_supervisor, _job_processes, _kill_group, find_uv, start_time, sweep_job
+try:  # in the runctl_core.remote package (the laptop's inline mode)
+    from .runner_records import PENDING_START_GRACE, TERMINAL, _now, _read_state, _size, _supervising, _write_state, job_record, stop_job
+except ImportError:  # shipped as files beside each other in ROOT/bin
+    from runner_records import PENDING_START_GRACE, TERMINAL, _now, _read_state, _size, _supervising, _write_state, job_record, stop_job
+try:  # in the runctl_core.remote package (the laptop's inline mode)
+    from .runner_supervise import _command, _environment, _watch, supervise
+except ImportError:  # shipped as files beside each other in ROOT/bin
+    from runner_supervise import _command, _environment, _watch, supervise
+
 EXIT_JOB_EXISTS = 17
 EXIT_SCRIPT_MISSING = 18
-# --expect-manifest: the machine's project is not the one the sender expected (another laptop synced to it)
-EXIT_STALE_PROJECT = 19
-# a pending record whose supervisor has not announced itself after this long: the launch failed
-PENDING_START_GRACE = 120.0
 # ``status`` right after the older recipe (``supervise ... &``) may run before the supervisor wrote anything
 NO_RECORD_WAIT = 5.0
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -67,413 +83,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # provider's wait_change) need not wait for the interpreter's teardown.
 SUPERVISOR_BOOT = ("import os, sys; sys.path[0] = os.path.dirname(sys.argv[1]); import runner; "
                    "os._exit(runner.main(sys.argv[2:]))")
-
-
-def _now():
-    """Now, in UTC, as ISO 8601 with microseconds (what ``datetime.now(timezone.utc).isoformat()`` gives)."""
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%06d+00:00" % int(now % 1 * 1e6)
-
-
-def _write_state(job_dir, **fields):
-    path = os.path.join(job_dir, "job.json")
-    state = _read_state(job_dir) or {}
-    state.update(fields)
-    tmp = path + ".tmp.%d" % os.getpid()
-    with open(tmp, "w") as fh:
-        json.dump(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return state
-
-
-def _read_state(job_dir):
-    try:
-        with open(os.path.join(job_dir, "job.json")) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid):
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        with open("/proc/%d/stat" % pid) as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def find_uv():
-    import shutil
-
-    found = shutil.which("uv")
-    if found:
-        return found
-    beside = os.path.join(os.path.dirname(sys.executable), "uv")  # a virtualenv's uv, when not activated
-    return beside if os.access(beside, os.X_OK) else None
-
-
-def _proc_read(pid, name):
-    try:
-        with open("/proc/%d/%s" % (pid, name), "rb") as fh:
-            return fh.read()
-    except OSError:
-        return b""
-
-
-def start_time(pid):
-    """When process ``pid`` started (clock ticks since boot), or None: with the pid it names one process for
-    good (a pid is reused once its process is gone), and it is known from fork on, before exec."""
-    try:
-        return _proc_read(pid, "stat").rsplit(b")", 1)[1].split()[19].decode()
-    except IndexError:
-        return None
-
-
-def _is_supervisor(pid, job_dir, start=None):
-    """True when ``pid`` is alive *and* is this job's supervisor (a recycled pid is somebody else): by its start
-    time when recorded, else by its command line (which the kernel publishes only after exec: see job_record)."""
-    if not _alive(pid):
-        return False
-    if not os.path.isdir("/proc"):
-        return True
-    if start:
-        return start_time(pid) == start
-    marker = os.path.basename(os.path.normpath(job_dir)).encode()
-    return marker in _proc_read(pid, "cmdline")
-
-
-def _inconclusive(state):
-    """A pending job whose supervisor was just started and cannot be told apart yet (alive, no start time
-    recorded, command line not yet published): never call it lost from that."""
-    return state.get("state") == "pending" and not state.get("supervisor_start") and _alive(
-        state.get("supervisor_pid"))
-
-
-def _group_is_job(pgid, job_id):
-    """True when some process of group ``pgid`` carries RUNCTL_JOB_ID=job_id: never signal a recycled group."""
-    if not pgid or not job_id:
-        return False
-    if not os.path.isdir("/proc"):
-        return True
-    marker = ("RUNCTL_JOB_ID=%s" % job_id).encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            pgrp = int(_proc_read(int(entry), "stat").rsplit(b")", 1)[1].split()[2])
-        except (IndexError, ValueError):
-            continue
-        if pgrp == pgid and marker in _proc_read(int(entry), "environ").split(b"\0"):
-            return True
-    return False
-
-
-def _job_processes(job_id, exclude):
-    """Pids of live processes whose environment says RUNCTL_JOB_ID=job_id (its children that left the group:
-    a double fork, setsid, setpgid - they keep the variable they were started with)."""
-    marker = ("RUNCTL_JOB_ID=%s" % job_id).encode()
-    found = []
-    for entry in os.listdir("/proc"):  # the marker first: one read for most processes (others' fail at once)
-        if entry.isdigit() and int(entry) not in exclude and marker in _proc_read(int(entry), "environ").split(b"\0"):
-            if _alive(int(entry)):
-                found.append(int(entry))
-    return found
-
-
-def sweep_job(job_id, grace):
-    """End every process the job left behind, in any group or session: SIGTERM, up to ``grace`` seconds, then
-    SIGKILL. A job's processes end with it (the same rule as a cgroup's, found by RUNCTL_JOB_ID)."""
-    if not job_id or not os.path.isdir("/proc"):
-        return
-    exclude = {os.getpid(), os.getppid()}
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5)):
-        pids = _job_processes(job_id, exclude)
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                pass
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _job_processes(job_id, exclude):
-            time.sleep(0.05)
-
-
-def _command(script, args, use_uv):
-    if script.startswith("-"):  # a script named -x.py is a path, never an option of uv or python
-        script = "./" + script
-    uv = find_uv() if use_uv else None
-    if uv:
-        return [uv, "run", "--quiet", script] + args
-    python = os.environ.get("RUNCTL_PYTHON") or sys.executable or "python3"
-    return [python, script] + args
-
-
-def _copy_tree(src, dst):
-    import shutil
-
-    for base, _dirs, files in os.walk(src):
-        rel = os.path.relpath(base, src)
-        target = os.path.join(dst, rel) if rel != "." else dst
-        os.makedirs(target, exist_ok=True)
-        for name in files:
-            shutil.copy2(os.path.join(base, name), os.path.join(target, name))
-
-
-def _kill_group(pgid, grace, proc=None):
-    """SIGTERM to the group, up to ``grace`` seconds for it to go, then SIGKILL. ``proc`` (the group's
-    leader, our child) is reaped while waiting, so that a zombie leader does not look alive."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if proc is not None:
-            proc.poll()
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.02)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-class _Stop(Exception):
-    def __init__(self, state, message):
-        Exception.__init__(self, message)
-        self.state = state
-        self.message = message
-
-
-def _watch(proc, opts, stop_request, log, started, timeout):
-    """Wait for ``proc`` (the leader of its own group); stop it on request, after ``timeout`` seconds or on an
-    interruption notice. Returns (exit code, final state or None, message)."""
-    next_check = started + opts.interrupt_every
-    final_state, message = None, ""
-    ended = _exit_notice(proc.pid)
-    while True:
-        code = _wait_a_little(proc, ended, 0.1)
-        if code is not None:
-            if ended is not None:
-                os.close(ended)
-            return code, final_state, message
-        if stop_request:
-            final_state, message = stop_request[0]
-        elif timeout and time.monotonic() - started > timeout:
-            final_state, message = "failed", "killed after the %gs timeout" % timeout
-        elif opts.interrupt_check and time.monotonic() >= next_check:
-            next_check = time.monotonic() + opts.interrupt_every
-            check = subprocess.run(opts.interrupt_check, shell=True, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-            if check.returncode == 0:
-                final_state, message = "interrupted", "the machine is being reclaimed (interruption notice)"
-        if final_state:
-            log.write(("\nrunctl: %s\n" % message).encode())
-            _kill_group(proc.pid, opts.grace, proc)
-            if ended is not None:
-                os.close(ended)
-            return proc.wait(), final_state, message
-
-
-def _exit_notice(pid):
-    """A descriptor that becomes readable the moment process ``pid`` ends (Linux >= 5.3: a pidfd), or None."""
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return None
-
-
-def _wait_a_little(proc, ended, seconds):
-    """``proc``'s exit code, or None after ``seconds``. With a pidfd the end is seen at once; Popen.wait(timeout)
-    polls with growing sleeps (up to 50 ms late)."""
-    if ended is None:
-        try:
-            return proc.wait(timeout=seconds)
-        except subprocess.TimeoutExpired:
-            return None
-    import select
-
-    try:
-        select.select([ended], [], [], seconds)
-    except (OSError, ValueError):
-        time.sleep(seconds)
-    return proc.poll()
-
-
-def _nothing_declared(opts):
-    """The environment step's first check, made in this process: its result when the job declares nothing to
-    install (the common case needs no second interpreter), else None and the step runs as a process. Any
-    doubt (a PEP 723 block it cannot read...) is None too: the step itself reports it."""
-    if opts.setup_file or opts.python:
-        return None
-    try:
-        if HERE not in sys.path:
-            sys.path.insert(0, HERE)  # envsetup.py is shipped beside this file
-        import envsetup
-
-        kind, _content, deps = envsetup.declared(opts.workdir, opts.script)
-        return envsetup.nothing_declared(kind, deps, [], "")
-    except Exception:
-        return None
-
-
-def _environment(opts, env, log, stop_request):
-    """Run the environment step (envsetup.py) in its own process group, output to the log.
-
-    Returns (result dict, stop state or None). Without envsetup.py beside this file, or with ``--no-env``,
-    returns state "skipped" (the older behaviour: ``uv run`` when uv exists, else the machine's Python)."""
-    tool = os.path.join(HERE, "envsetup.py")
-    if opts.no_env or not os.path.isfile(tool):
-        return {"state": "skipped"}, None
-    nothing = _nothing_declared(opts)
-    if nothing is not None:
-        return nothing, None
-    root = os.path.dirname(os.path.dirname(os.path.abspath(opts.job_dir)))
-    result_path = os.path.join(opts.job_dir, "setup.json")
-    argv = [sys.executable, tool, "--project", opts.workdir, "--script=" + opts.script,
-            "--envs-dir", opts.envs_dir or os.path.join(root, "envs"),
-            "--tools-dir", opts.tools_dir or os.path.join(root, "tools"), "--result", result_path]
-    if opts.python:
-        argv += ["--python", opts.python]
-    if opts.setup_file:
-        argv += ["--setup-file", opts.setup_file]
-    if opts.no_uv:
-        argv.append("--no-uv")
-    started = time.monotonic()
-    try:
-        proc = subprocess.Popen(argv, cwd=opts.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True)
-    except OSError as exc:
-        return {"state": "failed", "message": "could not start the environment step: %s" % exc, "hint": ""}, None
-    code, stopped, _message = _watch(proc, opts, stop_request, log, started, opts.setup_timeout)
-    if stopped:
-        return {"state": "failed", "message": _message, "hint": "", "seconds": time.monotonic() - started}, stopped
-    try:
-        with open(result_path) as fh:
-            result = json.load(fh)
-    except (OSError, ValueError):
-        result = {"state": "failed", "message": "the environment step exited with code %d" % code, "hint": ""}
-    result.setdefault("seconds", time.monotonic() - started)
-    return result, None
-
-
-def supervise(opts):
-    job_dir = opts.job_dir
-    if opts.launched:
-        _await_launch(job_dir)
-    os.makedirs(job_dir, exist_ok=True)
-    os.makedirs(opts.checkpoint_dir, exist_ok=True)
-    if opts.resume_dir and os.path.isdir(opts.resume_dir):
-        _copy_tree(opts.resume_dir, opts.checkpoint_dir)
-    env = dict(os.environ)
-    env.update({"RUNCTL_CHECKPOINT_DIR": opts.checkpoint_dir, "PYTHONUNBUFFERED": "1"})
-    if opts.job_id:
-        env["RUNCTL_JOB_ID"] = opts.job_id
-    if opts.env_file:
-        with open(opts.env_file) as fh:
-            env.update(json.load(fh))
-        os.unlink(opts.env_file)
-    stop_request = []
-    signal.signal(signal.SIGTERM, lambda *_: stop_request.append(("cancelled", "stopped on request")))
-    signal.signal(signal.SIGINT, lambda *_: stop_request.append(("cancelled", "stopped on request")))
-    log = open(os.path.join(job_dir, "log"), "ab", buffering=0)
-    _write_state(job_dir, state="pending", supervisor_pid=os.getpid(),
-                 supervisor_start=start_time(os.getpid()), job_id=opts.job_id, phase="setup")
-    setup, stopped = _environment(opts, env, log, stop_request)
-    record_setup = {k: setup.get(k) for k in ("state", "seconds", "summary", "message", "hint") if k in setup}
-    if stopped or setup.get("state") == "failed":
-        final = stopped or "failed"
-        message = setup.get("message") or "stopped on request"
-        if not stopped:
-            message = "environment setup failed: %s" % message
-        sweep_job(opts.job_id, opts.grace)  # nothing the setup started outlives it
-        _write_state(job_dir, state=final, ended_at=_now(), message=message, setup=record_setup)
-        log.close()
-        if opts.shutdown_after:
-            subprocess.run(opts.shutdown_cmd, shell=True)
-        return 0
-    if setup.get("python"):
-        script = "./" + opts.script if opts.script.startswith("-") else opts.script
-        command = [setup["python"], script] + opts.args
-    else:
-        command = _command(opts.script, opts.args, not opts.no_uv and setup.get("state") == "skipped")
-    _write_state(job_dir, state="running", started_at=_now(), command=command[:2], setup=record_setup, phase="script")
-    try:
-        proc = subprocess.Popen(
-            command, cwd=opts.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        log.write(("runctl: could not start %s: %s\n" % (command[0], exc)).encode())
-        _write_state(job_dir, state="failed", exit_code=127, ended_at=_now(), message=str(exc))
-        return 127
-    _write_state(job_dir, pid=proc.pid, pgid=proc.pid)
-    code, final_state, message = _watch(proc, opts, stop_request, log, time.monotonic(), opts.timeout)
-    if final_state is None:
-        final_state = "succeeded" if code == 0 else "failed"
-        message = "" if code == 0 else "the script exited with code %d" % code
-    if opts.after:
-        after_env = dict(env, RUNCTL_JOB_STATE=final_state, RUNCTL_EXIT_CODE=str(code))
-        subprocess.run(opts.after, shell=True, cwd=opts.workdir, env=after_env, stdout=log, stderr=log)
-    sweep_job(opts.job_id, opts.grace)
-    _write_state(job_dir, state=final_state, exit_code=code, ended_at=_now(), message=message)
-    log.close()
-    if opts.shutdown_after:
-        subprocess.run(opts.shutdown_cmd, shell=True)
-    return 0
-
-
-def manifest_digest(path):
-    """sha256 of the manifest file ``path`` as canonical JSON (a missing or unreadable one is ``{}``): what a
-    sender that remembers the manifest expects (runctl_core.remote.hostcache.manifest_digest)."""
-    import hashlib
-
-    try:
-        with open(path) as fh:
-            manifest = json.load(fh)
-    except (OSError, ValueError):
-        manifest = {}
-    if not isinstance(manifest, dict):
-        manifest = {}
-    return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
-
-
-def _stale(opts):
-    """True (and a message on stderr) when ``--expect-manifest`` is given and the machine's manifest differs."""
-    if not opts.expect_manifest or manifest_digest(opts.manifest) == opts.expect_manifest:
-        return False
-    sys.stderr.write("runctl: the project on this machine is not the one expected (%s holds another sync)\n"
-                     % opts.manifest)
-    return True
-
-
-def _move_entries(staged, dest):
-    """Move every entry of the directory ``staged`` into ``dest`` (same file system: renames)."""
-    if not staged or not os.path.isdir(staged):
-        return
-    import shutil
-
-    os.makedirs(dest, exist_ok=True)
-    for name in os.listdir(staged):
-        target = os.path.join(dest, name)
-        if os.path.isdir(target) and not os.path.islink(target):
-            shutil.rmtree(target)
-        os.replace(os.path.join(staged, name), target)
+__all__ = [  # what runner.py offers its neighbours (ranks.py, providers' agents) and runctl's own tests
+    "EXIT_JOB_EXISTS", "EXIT_SCRIPT_MISSING", "EXIT_STALE_PROJECT", "PENDING_START_GRACE", "TERMINAL", "_alive",
+    "_command", "_environment", "_group_is_job", "_is_supervisor", "_job_processes", "_kill_group", "_move_entries",
+    "_now", "_read_state", "_size", "_stale", "_supervising", "_watch", "_write_state", "apply_sync", "find_uv",
+    "job_record", "main", "manifest_digest", "start_time", "stop_job", "supervise", "sweep_job",
+]
 
 
 def launch(opts, python=None, env=None, bin_dir=None):
@@ -538,55 +153,6 @@ def _ranks_argv(opts, here):
     return argv + ["--", opts.script] + opts.args
 
 
-def _await_launch(job_dir, wait=30.0):
-    """Started by ``launch``: wait until the launcher has recorded our pid (the record is the launcher's
-    until then). SIGTERM in the meantime ends us before anything started."""
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        if (_read_state(job_dir) or {}).get("supervisor_pid") == os.getpid():
-            return
-        time.sleep(0.01)
-
-
-def _supervising(state, job_dir):
-    """Is the recorded supervisor alive and this job's (by pid + start time when recorded, else by its command
-    line)? A pending job's just-started supervisor that cannot be told apart yet counts as alive: a terminal
-    state is never recorded from an inconclusive check."""
-    pid = state.get("supervisor_pid")
-    return _is_supervisor(pid, job_dir, state.get("supervisor_start")) or _inconclusive(state)
-
-
-def _age(stamp):
-    from datetime import datetime, timezone
-
-    try:
-        then = datetime.fromisoformat(stamp)
-    except (TypeError, ValueError):
-        return float("inf")
-    return (datetime.now(timezone.utc) - then).total_seconds()
-
-
-def job_record(job_dir):
-    """The job's state as a dict; a job whose supervisor died without recording an end is ``lost``, and so is
-    a pending job whose supervisor never announced itself within ``PENDING_START_GRACE`` seconds."""
-    state = _read_state(job_dir)
-    if state is None:
-        state = {"state": "lost", "message": "no job record in %s" % job_dir}
-    elif state.get("state") not in TERMINAL and state.get("supervisor_pid") and not _supervising(state, job_dir):
-        again = _read_state(job_dir)  # it may have recorded the end and exited between the read and the check
-        if again is not None and again.get("state") in TERMINAL:
-            state = again
-        else:
-            state["state"] = "lost"
-            state["message"] = "the job's supervisor is gone and left no exit code"
-    elif state.get("state") == "pending" and not state.get("supervisor_pid") and _age(
-            state.get("submitted_at")) > PENDING_START_GRACE:
-        state["state"] = "lost"
-        state["message"] = "the job's supervisor never started"
-    state["log_size"] = _size(os.path.join(job_dir, "log"))
-    return state
-
-
 def status(opts):
     # the older documented recipe starts ``supervise ... &`` and asks for the status at once: give the
     # supervisor a moment to write its first record instead of answering "lost"
@@ -616,101 +182,6 @@ def read_log(opts):
         pass
     print(json.dumps({"record": record, "data": base64.b64encode(data).decode(), "at_end": at_end}))
     return 0
-
-
-def _move_files(staged, dest):
-    """Move every file under the directory ``staged`` to the same relative path under ``dest`` (each replaced
-    atomically; ``dest`` is a realpath)."""
-    for base, _dirs, names in os.walk(staged):
-        for name in names:
-            source = os.path.join(base, name)
-            target = os.path.realpath(os.path.join(dest, os.path.relpath(source, staged)))
-            if not target.startswith(dest + os.sep) or os.path.islink(source):
-                continue
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.replace(source, target)
-
-
-def apply_sync(opts):
-    """Put the sent files into ``--dest`` (``--files``: a staged directory; ``--tar``: a tar, refusing absolute
-    paths and ``..``), delete what ``--meta`` lists under "delete", then save its "manifest" to ``--manifest``
-    (atomically) and remove the tar and meta. Exit 19, changing nothing, when ``--expect-manifest`` differs."""
-    if _stale(opts):
-        return EXIT_STALE_PROJECT
-    import shutil
-    import tarfile
-
-    dest = os.path.realpath(opts.dest)
-    os.makedirs(dest, exist_ok=True)
-    with open(opts.meta) as fh:
-        meta = json.load(fh)
-    if opts.files:
-        _move_files(opts.files, dest)
-    if opts.tar:
-        with tarfile.open(opts.tar, "r:*") as tar:
-            for member in tar.getmembers():
-                target = os.path.realpath(os.path.join(dest, member.name))
-                if not member.isfile() or not target.startswith(dest + os.sep):
-                    continue
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                source = tar.extractfile(member)
-                tmp = target + ".runctl-tmp"
-                with open(tmp, "wb") as out:
-                    shutil.copyfileobj(source, out)
-                os.chmod(tmp, member.mode & 0o777)
-                os.replace(tmp, target)
-        os.unlink(opts.tar)
-    for rel in meta.get("delete", []):
-        target = os.path.realpath(os.path.join(dest, rel))
-        if target.startswith(dest + os.sep) and os.path.isfile(target):
-            os.unlink(target)
-    tmp = opts.manifest + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write(json.dumps(meta.get("manifest", {})))  # one write: json.dump writes chunk by chunk
-    os.replace(tmp, opts.manifest)
-    os.unlink(opts.meta)
-    print(json.dumps({"sent": len(meta.get("manifest", {})), "deleted": len(meta.get("delete", []))}))
-    return 0
-
-
-def _size(path):
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
-
-
-def stop_job(job_dir, grace):
-    """Stop the job: SIGTERM to its supervisor (which stops the group: SIGTERM, ``grace``, SIGKILL) and wait.
-
-    Harmless when the job already ended. Returns the final record."""
-    state = _read_state(job_dir) or {}
-    pid = state.get("supervisor_pid")
-    start = state.get("supervisor_start")
-    job_id = state.get("job_id")
-    if state.get("state") in TERMINAL or not _supervising(state, job_dir):
-        if _group_is_job(state.get("pgid"), job_id):  # leftovers of this job only, never a recycled group
-            _kill_group(state["pgid"], 0)
-        sweep_job(job_id, 0)
-        if state and state.get("state") not in TERMINAL:
-            _write_state(job_dir, state="cancelled", ended_at=_now(), message="stopped on request")
-        return job_record(job_dir)
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace + 5
-    def ours():  # verified above; by start time when recorded, else it is ours until it exits
-        return _is_supervisor(pid, job_dir, start) if start else _alive(pid)
-
-    while time.monotonic() < deadline and ours():
-        time.sleep(0.02)
-    if ours():
-        os.kill(pid, signal.SIGKILL)
-        if _group_is_job(state.get("pgid"), job_id):
-            _kill_group(state["pgid"], 0)
-        sweep_job(job_id, 0)
-        _write_state(job_dir, state="cancelled", ended_at=_now(), message="killed")
-    elif (_read_state(job_dir) or {}).get("state") not in TERMINAL:  # stopped before it could record anything
-        _write_state(job_dir, state="cancelled", ended_at=_now(), message="stopped before it started")
-    return job_record(job_dir)
 
 
 def stop(opts):

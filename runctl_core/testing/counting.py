@@ -9,8 +9,8 @@ wraps and records it, so a test can assert how many an operation costs::
     host.sync(project); host.launch(job)
     assert transport.calls == ["apply-sync", "launch"]
 
-A JobHost in ``inline`` mode (the local provider) runs its quick runner commands in-process instead of through
-the transport; :func:`count_inline` records those in the same list.
+A JobHost in ``inline`` mode (the local provider) runs its runner commands in-process instead of through the
+transport; :func:`count_inline` records those in the same list.
 """
 
 from __future__ import annotations
@@ -94,3 +94,4 @@ def count_inline(monkeypatch: Any, calls: list[str]) -> None:
         return original(argv, data, launch)
 
     monkeypatch.setattr(jobs, "_run_inline", counted)
+

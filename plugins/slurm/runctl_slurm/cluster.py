@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runctl_core.errors import PrerequisiteError, ProviderError, TransientError, UsageError
-from runctl_core.remote import RANKS_PATH, RUNNER_PATH
+from runctl_core.remote.bundle import core_tools
 from runctl_core.remote.transport import CommandResult
 from runctl_slurm.slurm import SQUEUE_FORMAT, SlurmJob, parse_squeue_format, parse_squeue_json
 from runctl_slurm.transport import Counting
@@ -102,12 +102,9 @@ def tools_tar(files: dict[str, bytes], modes: dict[str, int] | None = None) -> b
 
 def runctl_tools() -> dict[str, bytes]:
     """runctl's machine-side tools: the runner, the multi-node launcher and (when the core has it) the
-    environment step, all stdlib-only files run by the nodes' Python."""
-    tools = {"bin/runner.py": RUNNER_PATH.read_bytes(), "bin/ranks.py": RANKS_PATH.read_bytes()}
-    envsetup = RUNNER_PATH.with_name("envsetup.py")
-    if envsetup.is_file():
-        tools["bin/envsetup.py"] = envsetup.read_bytes()
-    return tools
+    environment step (the core's TOOLS: runner.py and its modules), all stdlib-only files run by the nodes'
+    Python."""
+    return {f"bin/{name}": data for name, data in core_tools().items()}
 
 
 class Cluster:
