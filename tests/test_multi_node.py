@@ -179,3 +179,16 @@ def test_job_file_resources_nodes(cli, ddp_project: Path) -> None:
     job = result.json()["job"]["job_id"]
     every = cli("logs", job, "--all-ranks")
     assert "[rank 1] rank 1/2: 128 of 256 samples" in every.out
+
+
+def test_setup_commands_run_for_a_multi_node_job(cli, ddp_project: Path) -> None:
+    """--setup with --nodes: the launch handed ranks.py neither the setup commands nor --python, so a multi-node
+    job on the local provider (and on every JobHost provider) ran without its setup."""
+    (ddp_project / "check.py").write_text(
+        "import os\nprint('setup ran' if os.path.exists('setup-marker.txt') else 'no setup', flush=True)\n"
+    )
+    result = cli("-o", "json", "run", "--nodes", "2", "--setup", "echo made > setup-marker.txt", "check.py")
+    assert result.code == 0, result.err
+    job = result.json()["job"]["job_id"]
+    log = cli("logs", job)
+    assert "setup ran" in log.out and "no setup" not in log.out, log.out

@@ -143,7 +143,9 @@ def _ranks_argv(opts, here):
     argv = [os.path.join(here, "ranks.py"), "launch", "--job-dir", opts.job_dir, "--nodes", str(opts.nodes),
             "--launcher", opts.launcher, "--nproc-per-node", str(opts.nproc_per_node), "--workdir", opts.workdir,
             "--checkpoint-dir", opts.checkpoint_dir, "--job-id", opts.job_id, "--grace", "%g" % opts.grace]
-    for flag, value in (("--resume-dir", opts.resume_dir), ("--env-file", opts.env_file)):
+    for flag, value in (("--resume-dir", opts.resume_dir), ("--env-file", opts.env_file),
+                        ("--setup-file", opts.setup_file), ("--python", opts.python),
+                        ("--envs-dir", opts.envs_dir), ("--tools-dir", opts.tools_dir)):  # the environment step's
         if value:
             argv += [flag, value]
     if opts.timeout:
