@@ -37,11 +37,14 @@ class Progress:
         if not self.enabled:
             return
         message = redact(message)
-        if self._status is None:
-            self._status = self._get_console().status(message, spinner="dots")
-            self._status.start()
-        else:
-            self._status.update(message)
+        try:
+            if self._status is None:
+                self._status = self._get_console().status(message, spinner="dots")
+                self._status.start()
+            else:
+                self._status.update(message)
+        except (OSError, ValueError):  # a closed terminal or pipe: see _show
+            self.enabled = False
 
     def step(self, message: str) -> None:
         """A line that stays (a finished step), shown unless quiet."""
@@ -49,9 +52,9 @@ class Progress:
             return
         self.pause()
         if sys.stderr.isatty():
-            self._get_console().print(f"[green]✓[/green] {redact(message)}")
+            self._show(f"[green]✓[/green] {redact(message)}", rich=True)
         else:
-            print(redact(message), file=sys.stderr, flush=True)
+            self._show(redact(message))
 
     def warn(self, message: str) -> None:
         if self.silent:
@@ -61,9 +64,21 @@ class Progress:
             return
         self.pause()
         if sys.stderr.isatty():
-            self._get_console().print(f"[bold yellow]warning:[/bold yellow] {redact(message)}")
+            self._show(f"[bold yellow]warning:[/bold yellow] {redact(message)}", rich=True)
         else:
-            print(f"warning: {redact(message)}", file=sys.stderr, flush=True)
+            self._show(f"warning: {redact(message)}")
+
+    def _show(self, text: str, *, rich: bool = False) -> None:
+        """Never raises: when stderr is a pipe that was closed (``runctl run ... 2>&1 | head``) or a terminal
+        that went away, the line is lost but whatever runctl was doing - above all cleaning up after a run -
+        goes on (a write error here would skip terminating a paid instance)."""
+        try:
+            if rich:
+                self._get_console().print(text)
+            else:
+                print(text, file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
 
     def confirm(self, question: str) -> bool:
         if self.silent or not (sys.stdin.isatty() and sys.stderr.isatty()):
@@ -75,8 +90,11 @@ class Progress:
 
     def pause(self) -> None:
         if self._status is not None:
-            self._status.stop()
-            self._status = None
+            status, self._status = self._status, None
+            try:
+                status.stop()
+            except (OSError, ValueError):
+                pass
 
     def close(self) -> None:
         self.pause()

@@ -304,13 +304,15 @@ def _run_attempt(
     except BaseException as exc:
         if finished and not isinstance(exc, KeyboardInterrupt):
             raise
-        interrupted = isinstance(exc, KeyboardInterrupt) or signals.received() > signals_before
+        closed = isinstance(exc, BrokenPipeError)  # the output went away (`runctl run ... 2>&1 | head`)
+        interrupted = closed or isinstance(exc, KeyboardInterrupt) or signals.received() > signals_before
         if not interrupted:
             reason = exc.message if isinstance(exc, RunctlError) else type(exc).__name__
             cleanup_run(session, provider, run, job_id, keep=request.keep, reason=reason, dest=dest)
             raise
+        cause = "its output was closed" if closed else "Ctrl-C/SIGTERM"
         clean = cleanup_run(
-            session, provider, run, job_id, keep=request.keep, reason="interrupted (Ctrl-C/SIGTERM)", dest=dest
+            session, provider, run, job_id, keep=request.keep, reason=f"interrupted ({cause})", dest=dest
         )
         if request.keep:
             hint = f"the instance was kept: runctl terminate {run.instance.id if run.instance else ''}"
@@ -320,6 +322,7 @@ def _run_attempt(
             hint = "something may still be running: see `runctl resources list`; remove it: runctl resources cleanup"
         raise Interrupted(
             f"run {job_id} interrupted"
+            + (f" ({cause})" if closed else "")
             + ("" if request.keep else "; what it created has been terminated" if clean else ""),
             hint,
         ) from None

@@ -169,6 +169,14 @@ def _wants_json(argv: list[str], mode: str = "json") -> bool:
 
 
 def _report(error: dict[str, Any], as_json: bool, verbose_trace: str | None = None) -> None:
+    """Print an error on stderr; lost (never raising) when stderr is closed: the exit code still tells."""
+    try:
+        _write_report(error, as_json, verbose_trace)
+    except (OSError, ValueError):
+        pass
+
+
+def _write_report(error: dict[str, Any], as_json: bool, verbose_trace: str | None) -> None:
     import json
 
     if "runctl_core.progress" in sys.modules:
@@ -296,10 +304,7 @@ def main(argv: list[str] | None = None) -> None:
         code = EXIT_INTERRUPTED
     except BrokenPipeError:
         code = 0
-        try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's flush at exit
-        except OSError:
-            pass
+        _silence_stdout()
     except Exception as exc:  # a bug in runctl: one clear line, the traceback only with -vv
         import traceback
 
@@ -324,10 +329,20 @@ def main(argv: list[str] | None = None) -> None:
     if code == 0 and signals.received():  # a signal swallowed somewhere (e.g. in a finalizer): never exit 0
         _report({"error": {"code": "interrupted", "message": "interrupted", "hint": ""}}, as_json)
         code = EXIT_INTERRUPTED
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):  # stdout closed (`| head`): nothing more to say; keep the exit code
+        _silence_stdout()
     if REAL_CLI and argv is None:
         _exit_now(code)
     raise SystemExit(code)
+
+
+def _silence_stdout() -> None:
+    try:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's flush at exit
+    except OSError:
+        pass
 
 
 def _exit_now(code: int) -> None:
