@@ -69,12 +69,40 @@ def estimate(provider: Provider, request: InstanceRequest, *, before_spending: b
         if before_spending and request.instance_type and provider.capabilities().paid:
             _not_offered(provider, request.instance_type)
         return None
+    chosen = [offer for offer in offers if offer.chosen]  # the machine create will make, when the provider says
     key = (
         (lambda o: o.spot_hourly if o.spot_hourly is not None else float("inf"))
         if request.spot
         else (lambda o: o.on_demand_hourly if o.on_demand_hourly is not None else float("inf"))
     )
-    return min(offers, key=key)
+    offer = chosen[0] if chosen else min(offers, key=key)
+    if before_spending and request.max_price is not None:
+        _check_max_price(provider, request, offer, request.max_price)
+    return offer
+
+
+def _check_max_price(provider: Provider, request: InstanceRequest, offer: Offer, cap: float) -> None:
+    """--max-price caps every run before anything is created, whatever the provider (a spot bid is also passed
+    to the provider; an on-demand machine is only ever capped here)."""
+    from runctl_core.errors import UsageError
+
+    market = "spot" if request.spot else "on-demand"
+    rate = offer.best_price(bool(request.spot))
+    if rate is None:
+        if request.spot or not provider.capabilities().paid:
+            return  # the spot bid is capped by the provider itself; a free machine is under any cap
+        raise UsageError(
+            f"{provider.name} has no {market} price for {offer.instance_type}, so --max-price "
+            f"${cap}/h cannot be checked; nothing was created",
+            f"see its prices with: runctl --provider {provider.name} price; or run without --max-price",
+        )
+    if rate > cap:
+        raise UsageError(
+            f"{provider.name} {offer.instance_type} costs ${rate:.4f}/h {market}, above --max-price ${cap}/h; "
+            "nothing was created",
+            f"raise --max-price to at least {rate:.4f}, or choose a cheaper machine with --instance-type/--gpu "
+            f"(compare them: runctl --provider {provider.name} price)",
+        )
 
 
 def _not_offered(provider: Provider, instance_type: str) -> None:

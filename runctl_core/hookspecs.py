@@ -151,7 +151,9 @@ def terminate(ctx: ProviderContext, instance: Instance) -> Instance:  # type: ig
 def price(ctx: ProviderContext, query: PriceQuery) -> list[Offer]:  # type: ignore[empty-body]
     """Offers matching ``query`` (GPU name, instance type, count), with on-demand and spot $/h for the whole
     machine and availability. Return ``[]`` when nothing matches. Prices per GPU must be multiplied by the
-    count. Read-only; must work without creating anything.
+    count. Read-only; must work without creating anything. Mark with ``chosen=True`` the offer ``create`` would
+    launch for this query (e.g. the default type when the query names none): the price shown before spending and
+    the ``--max-price`` check use it (without a mark, the cheapest offer).
 
     Raises: ``CredentialsError`` when the prices need an API key that is missing, ``ProviderError``.
     """

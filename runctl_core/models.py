@@ -317,6 +317,9 @@ class Offer(Record):
     availability: str = "unknown"  # "high", "medium", "low", "none", "unknown"
     region: str | None = None
     source: str = ""  # where the price came from ("api", "bundled table 2026-11-01", ...)
+    # the offer `create` launches for this query (e.g. the provider's default type when the query names none):
+    # the price shown before spending is this one's, not the cheapest offer's
+    chosen: bool = False
 
     def best_price(self, spot: bool) -> float | None:
         return self.spot_hourly if spot else self.on_demand_hourly

@@ -150,7 +150,8 @@ def instance_options(f: F) -> F:
             "--max-price",
             type=FinitePrice(),
             metavar="USD_PER_HOUR",
-            help="Highest $/h to pay for the whole instance (spot bid cap).",
+            help="Highest $/h to pay for the whole instance, on-demand or spot (also the spot bid): a pricier "
+            "machine is refused before anything is created (exit 2), e.g. --max-price 1.50.",
         ),
         click.option(
             "--on-demand-fallback",

@@ -194,6 +194,10 @@ def price(ctx: ProviderContext, query: PriceQuery) -> list[Offer]:
             "check the name (`runctl --provider aws price` lists the bundled types); configure AWS credentials "
             "to ask AWS for any other type",
         )
+    try:  # the type create launches for this query (its default when none is named): the price shown first
+        launched: str | None = resolve(settings, query.instance_type, query.gpu, query.gpu_count or 1).instance_type
+    except UsageError:
+        launched = None
     found = []
     for name in names:
         info = prices.type_info(name)
@@ -210,6 +214,7 @@ def price(ctx: ProviderContext, query: PriceQuery) -> list[Offer]:
                 availability="unknown",
                 region=region,
                 source=(f"{note}. " if note else "") + f"on-demand: {od_source}; {spot_source}",
+                chosen=name == launched,
             )
         )
     return found
