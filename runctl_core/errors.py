@@ -201,6 +201,12 @@ class JobFailed(RunctlError):
     exit_code = EXIT_JOB_FAILED
 
 
+class JobTimedOut(JobFailed):
+    """The job was killed by its ``--timeout`` (exit 1, as any failed job; the error says so)."""
+
+    code = "job_timed_out"
+
+
 class Interrupted(RunctlError):
     """The user pressed Ctrl-C; what the command created has been cleaned up (exit 130)."""
 

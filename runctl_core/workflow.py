@@ -21,7 +21,8 @@ from pydantic import BaseModel
 
 from runctl_core import signals
 from runctl_core.cost import describe_estimate, estimate, job_cost
-from runctl_core.errors import Interrupted, JobFailed, RunctlError, SetupFailed, UsageError
+from runctl_core.durations import format_duration
+from runctl_core.errors import Interrupted, JobFailed, JobTimedOut, RunctlError, SetupFailed, UsageError
 from runctl_core.job_watch import LogRead, LogTail, failing_rank_tail, read_logs, tail, wait_job
 from runctl_core.models import JobSpec, JobState, JobStatus, Project
 from runctl_core.plugins import Provider
@@ -155,16 +156,30 @@ def execute_run(session: Session, provider: Provider, request: RunRequest, *, si
         code = result.job.exit_code
         what = f"exited with code {code}" if state == "failed" and code is not None else state
         hint = f"see the whole log: runctl logs {result.job.job_id}"
+        error: type[JobFailed] = JobFailed
+        if _timed_out(request, state, result.job.message):
+            error, limit = JobTimedOut, format_duration(request.timeout or 0)
+            what = f"timed out: stopped by --timeout {limit} ({result.job.message})"
+            hint = (
+                f"raise --timeout (it was {limit}), or have the script write checkpoints and continue it with: "
+                f"runctl run ... --resume-from {result.job.job_id}; the whole log: runctl logs {result.job.job_id}"
+            )
         if state == JobState.INTERRUPTED.value:
             hint = f"rerun with --recover, or: runctl run ... --resume-from {result.job.job_id}"
         if result.failed_rank:  # not rank 0, whose log was streamed: show the failing rank's
             what = f"{what} (rank {result.failed_rank} failed first; the other ranks were stopped)"
             hint = f"see that rank's whole log: runctl logs {result.job.job_id} --rank {result.failed_rank}"
         shown_tail = f"\n{result.log_tail}" if result.log_tail and (sink is None or result.failed_rank) else ""
-        raise JobFailed(
+        raise error(
             f"job {result.job.job_id} {what}{shown_tail}", hint, details={"result": result.model_dump(mode="json")}
         )
     return result
+
+
+def _timed_out(request: RunRequest, state: str, message: str) -> bool:
+    """A failed job that its ``--timeout`` ended: the job runner (and a provider's own limit, e.g. Lyceum's) says
+    "timeout" in the job's message; only when a --timeout was given."""
+    return request.timeout is not None and state == JobState.FAILED.value and "timeout" in (message or "").lower()
 
 
 def environment_report(status: JobStatus | None) -> dict[str, Any] | None:
