@@ -247,7 +247,9 @@ def list_checkpoints(ctx: ProviderContext, instance: Instance, job: JobStatus) -
 @hookspec(firstresult=True)
 def collect(ctx: ProviderContext, instance: Instance, job: JobStatus, dest: Path) -> Collected:  # type: ignore[empty-body]
     """Copy the job's checkpoint directory into the local directory ``dest`` (created by the core) and return
-    the files written. Called by ``run`` after the job ends, before ``terminate``. Fallback: nothing collected.
+    the files written. Called by ``run`` after the job ends, before ``terminate``; and by ``checkpoint pull``
+    after the instance is gone when ``list_checkpoints`` still lists files (read them from where they are, e.g.
+    the provider's storage). Fallback: nothing collected.
     """
 
 

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
+    from runctl_core.models import Collected, Instance, JobStatus
+    from runctl_core.plugins import Provider
     from runctl_core.session import Session
     from runctl_core.state import JobRow
 
@@ -280,6 +282,25 @@ def summary(session: Session, show_all: bool, *, only: str | None = None) -> dic
     }
 
 
+def _collect_after_the_end(
+    session: Session, provider: Provider, instance: Instance, status: JobStatus, target: Path, *, record: bool
+) -> Collected | None:
+    """The instance is gone: collect only when the provider still lists the job's checkpoints in its own storage
+    (``list_checkpoints`` answers without the instance; ``collect`` then reads from there). A provider that
+    cannot answer without its instance leaves the pull to what runctl collected."""
+    from runctl_core.errors import RunctlError
+    from runctl_core.steps import collect_outputs
+
+    try:
+        if not provider.list_checkpoints(instance, status):
+            return None
+        target.mkdir(parents=True, exist_ok=True)
+        return collect_outputs(session, provider, instance, status, target, record=record)
+    except RunctlError as exc:
+        session.progress.warn(f"{provider.name} could not return the checkpoints of {status.job_id}: {exc.message}")
+        return None
+
+
 class CheckpointEntry(BaseModel):
     """One checkpoint file of a job: collected (``where == "local"``) or still with the provider."""
 
@@ -294,7 +315,8 @@ class CheckpointEntry(BaseModel):
 
 def pull_checkpoints(session: Session, job_id: str, dest: Path | None) -> list[Path]:
     """Fetch a job's checkpoints into ``dest`` (default: runctl's directory for the job) from wherever they are:
-    from its instance while that is alive, else from where runctl collected them."""
+    from its instance while that is alive; once it is gone, from the provider's own storage when its
+    ``list_checkpoints`` still lists files there (e.g. S3), else from where runctl collected them."""
     import shutil
 
     from runctl_core.errors import UsageError
@@ -305,15 +327,19 @@ def pull_checkpoints(session: Session, job_id: str, dest: Path | None) -> list[P
     collected_dir = outputs_destination(session, job_id)
     target = (dest or collected_dir).expanduser().resolve()
     inst = session.store.instance(row.instance_id, row.provider) if row.instance_id else None
-    if inst is not None and inst.instance.state.alive:
+    source = Path(row.outputs_dir) if row.outputs_dir else collected_dir
+    if inst is not None:
         provider = session.provider(row.provider)
         status = row.status or JobStatus(job_id=row.id, state=row.state, exit_code=row.exit_code)
         # a pull elsewhere copies, never re-points the job; a pull while it runs is not its final collection
         own = target == collected_dir.expanduser().resolve() and status.state.terminal
-        got = collect_outputs(session, provider, inst.instance, status, target, record=own)
+        got = None
+        if inst.instance.state.alive:
+            got = collect_outputs(session, provider, inst.instance, status, target, record=own)
+        elif not (source.is_dir() and any(source.rglob("*"))):  # nothing collected here: the provider's storage
+            got = _collect_after_the_end(session, provider, inst.instance, status, target, record=own)
         if got is not None and got.files:
             return [Path(f) for f in got.files]
-    source = Path(row.outputs_dir) if row.outputs_dir else collected_dir
     if not source.is_dir() or not any(source.rglob("*")):
         raise UsageError(
             f"job {job_id} has no checkpoints to pull (its instance is gone and none were collected)",
