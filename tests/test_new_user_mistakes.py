@@ -99,3 +99,10 @@ def test_auto_dry_run_lists_a_few_alternatives_and_each_provider_s_note_once(
     assert sum("bundled table" in r for r in rows) == 1 and any("more (--output json lists" in r for r in rows)
     doc = cli("--provider", "auto", "-o", "json", "run", "examples/train.py", "--dry-run").json()
     assert len(doc["alternatives"]) > 10  # JSON keeps every one
+
+
+def test_logs_of_a_rank_the_job_does_not_have(cli, project: Path) -> None:
+    run = cli("run", "examples/train.py", "--output", "json", "--", "--epochs", "1", "--samples", "50")
+    job = run.json()["job"]["job_id"]
+    refused = cli("logs", job, "--rank", "3")
+    assert refused.code == 2 and "has 1 rank(s), 0 to 0" in refused.err and "hint: --rank: e.g. --rank 1" in refused.err

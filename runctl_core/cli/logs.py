@@ -72,7 +72,9 @@ def logs_cmd(ctx: click.Context, job_id: str, follow: bool, rank: int, all_ranks
         raise CapabilityError(f"provider {provider.name} cannot show logs", f"check it with: runctl status {job_id}")
     nodes = row.spec.nodes
     if rank >= nodes:
-        raise click.UsageError(f"job {job_id} has {nodes} rank(s), 0 to {nodes - 1}; --rank {rank} is not one")
+        raise click.BadParameter(
+            f"job {job_id} has {nodes} rank(s), 0 to {nodes - 1}; {rank} is not one", param_hint="--rank"
+        )
     if all_ranks and follow:
         raise click.UsageError("--all-ranks cannot be followed; follow one rank with --rank K --follow")
     if all_ranks:
