@@ -248,12 +248,24 @@ def job_from_s3(ctx: ProviderContext, client: AwsClient, job_id: str) -> JobStat
         return None
 
 
+def killed_by_reclaim(ec2: Ec2Instance | None, recorded: JobStatus) -> bool:
+    """A record the job's supervisor wrote as the reclaimed machine shut down: when EC2 reclaims a spot instance
+    the OS stops every process (SIGTERM, then SIGKILL: "Spot Instance interruptions", EC2 User Guide), so the
+    supervisor may record the job as failed or cancelled by a signal before the machine halts. That is the
+    reclaim, not the script's own failure; a job that exited by itself (code 0..127) keeps its result."""
+    if ec2 is None or ec2.state_reason not in SPOT_RECLAIMED:
+        return False
+    if recorded.state not in (JobState.FAILED, JobState.CANCELLED):
+        return False
+    return recorded.exit_code is None or recorded.exit_code < 0 or recorded.exit_code >= 128
+
+
 def job_on_dead_instance(ctx: ProviderContext, client: AwsClient, ec2: Ec2Instance | None, job: JobStatus) -> JobStatus:
     recorded = job_from_s3(ctx, client, job.job_id)
-    if recorded is not None and recorded.state.terminal:
+    if recorded is not None and recorded.state.terminal and not killed_by_reclaim(ec2, recorded):
         return recorded
     if ec2 is not None and ec2.state_reason in SPOT_RECLAIMED:
-        return job.model_copy(
+        return (recorded or job).model_copy(
             update={"state": JobState.INTERRUPTED, "message": "the spot instance was reclaimed by AWS"}
         )
     return job.model_copy(
@@ -278,7 +290,7 @@ def status(ctx: ProviderContext, instance: Instance, job: JobStatus | None) -> S
         if current.state.alive and ec2.state_reason not in SPOT_RECLAIMED and ec2.state == "pending":
             return StatusReport(instance=current, job=job)
         recorded = job_from_s3(ctx, client, job.job_id)
-        if recorded is not None and recorded.state.terminal:
+        if recorded is not None and recorded.state.terminal and not killed_by_reclaim(ec2, recorded):
             return StatusReport(instance=current, job=recorded)
         if current.state.alive and ec2.state_reason not in SPOT_RECLAIMED:
             return StatusReport(instance=current, job=job)  # shutting down: the record may still come

@@ -313,6 +313,30 @@ def test_spot_reclaimed_by_aws_is_interrupted(provider: Provider, standin: AwsSt
     provider.terminate(instance)
 
 
+def test_spot_reclaim_that_killed_the_job_is_interrupted_not_failed(
+    provider: Provider, standin: AwsStandIn, tmp_path: Path
+) -> None:
+    """When EC2 reclaims a spot instance the OS shuts down: the job and its supervisor get SIGTERM, and the
+    supervisor may still record (and push) "failed, killed by signal 15" before the machine halts. That is the
+    reclaim, not the script failing: the job is interrupted (so --recover applies). A job that had already
+    ended on its own keeps its own result."""
+    instance = _ready(provider, _spec(spot=True))
+    script = "import time\nprint('working', flush=True)\ntime.sleep(600)\n"
+    provider.sync(instance, scan_project(_project(tmp_path, {"slow.py": script})))
+    job_id = f"job-{uuid.uuid4().hex[:6]}"
+    status = provider.train(instance, JobSpec(job_id=job_id, script="slow.py"))
+    _wait(lambda: provider.status(instance, status).job or status, lambda s: s.state is JobState.RUNNING)
+    # the supervisor's final push, as it lands when SIGTERM reached the job first (deterministic here)
+    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=standin.url)
+    record = {"job_id": job_id, "state": "failed", "exit_code": -15, "message": "killed by signal 15"}
+    s3.put_object(Bucket=BUCKET, Key=f"runctl/{job_id}/job.json", Body=json.dumps(record).encode())
+    standin.interrupt(instance.id, notice_seconds=0.0)
+    report = _wait(lambda: provider.status(instance, status), lambda r: r.job is not None and r.job.state.terminal)
+    assert report.job is not None and report.job.state is JobState.INTERRUPTED, report.job
+    assert "reclaimed" in report.job.message
+    provider.terminate(instance)
+
+
 def test_list_instances_only_tagged(provider: Provider, standin: AwsStandIn) -> None:
     ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=standin.url)
     ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="t3.micro")  # not runctl's
