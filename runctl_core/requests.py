@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from runctl_core.errors import UsageError
+from runctl_core.errors import ConfigError, UsageError
 from runctl_core.jobfile import Job
 from runctl_core.models import JobSpec
 from runctl_core.run_models import InstanceRequest, RunRequest
@@ -51,13 +51,17 @@ def run_request(
 ) -> RunRequest:
     """The run a job describes, with the configuration's defaults where the job is silent."""
     config = session.loaded.config
+    mistake = ConfigError if job.source else UsageError  # in a job file: exit 3, as its other mistakes (README)
     if not job.script and not job.command:
-        raise UsageError(
+        raise mistake(
             "no script to run" + (f" in {job.source}" if job.source else ""),
             "give one: runctl run SCRIPT, or write `script:` in runctl.yaml (runctl init writes a starter)",
         )
     if job.script and job.command:
-        raise UsageError("a job has either `script` or `command`, not both", "keep one of them")
+        raise mistake(
+            "a job has either `script` or `command`, not both" + (f" ({job.source})" if job.source else ""),
+            "keep one of them",
+        )
     _refuse_unsupported(job)
     resources = job.resources.model_dump()
     nodes = resources.pop("nodes")

@@ -216,6 +216,26 @@ def _json_message(exc: click.ClickException, own_hint: str | None) -> str:
     return exc.message if own_hint else exc.format_message()
 
 
+def _option_of_the_command(ctx: click.Context, name: str, args: list[str]) -> str | None:
+    """``runctl -f x.yaml run``: an option of the command written before it - the line with it moved after."""
+    group = ctx.command
+    assert isinstance(group, click.Group)
+    at = next((i for i, a in enumerate(args) if a == name or a.startswith(name + "=")), None)
+    names = set(group.list_commands(ctx))
+    where = next((i for i, a in enumerate(args) if a in names and at is not None and i > at), None)
+    if at is None or where is None:
+        return None
+    command = group.get_command(ctx, args[where])
+    option = (
+        next((p for p in command.params if isinstance(p, click.Option) and name in p.opts), None) if command else None
+    )
+    if option is None:
+        return None
+    taken = 1 if option.is_flag or option.count or "=" in args[at] else 2
+    rest = args[:at] + args[at + taken : where + 1] + args[at : at + taken] + args[where + 1 :]
+    return f"`{name}` goes after the command: runctl {' '.join(rest)}"
+
+
 def _usage_example(exc: click.ClickException, args: list[str]) -> str | None:
     """What to do next after a usage error: a bad option value gets the option's own example (from its help),
     anything else (a missing argument...) the command's first example."""
@@ -229,6 +249,10 @@ def _usage_example(exc: click.ClickException, args: list[str]) -> str | None:
         if global_option(ctx, exc.option_name):
             line = " ".join(["runctl", exc.option_name, *(a for a in args if a != exc.option_name)])
             return f"{exc.option_name} is one of runctl's own options and goes before the command: {line}"
+    if isinstance(exc, click.NoSuchOption) and ctx is not None and isinstance(ctx.command, click.Group):
+        moved = _option_of_the_command(ctx, exc.option_name, args)
+        if moved:
+            return moved
     if ctx is not None and isinstance(ctx.command, click.Group):  # a missing or mistyped command
         return f"every command: {ctx.command_path} --help"
     named = getattr(exc, "param_hint", None)  # raised in a command's body: the option by name

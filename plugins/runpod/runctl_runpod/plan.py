@@ -32,7 +32,7 @@ def plan(ctx: ProviderContext, request: PlanRequest) -> list[PlannedCall]:
     for step in request.steps:
         if step == "create" and request.instance is not None:
             spec = request.instance
-            forced, name = gpu_name(spec) if (spec.gpu or spec.instance_type) else (None, "<--gpu required>")
+            forced, name = gpu_name(spec)  # no --gpu/--instance-type: the usage error create would raise
             where = placement(s, spec)
             clouds = clouds_for(s, forced)
             dreq = deploy_request(
