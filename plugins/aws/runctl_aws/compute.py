@@ -301,22 +301,20 @@ def status(ctx: ProviderContext, instance: Instance, job: JobStatus | None) -> S
 
 
 def terminate(ctx: ProviderContext, instance: Instance) -> Instance:
-    from runctl_aws.jobs import memory, stop_all
+    from runctl_aws.jobs import stop_all
 
     settings = settings_of(ctx)
     client, ec2 = describe(ctx, instance)
-    if (
-        ec2 is not None
-        and ec2.state == "running"
-        and settings.stop_jobs_on_terminate
-        and memory(ctx, instance.id).tools
-    ):
-        ctx.report(f"stopping jobs on {instance.id} (checkpoints go to S3)")
+    # whatever this laptop remembers of the instance (another laptop, another RUNCTL_HOME, `resources cleanup` of an
+    # orphan know nothing of its tools): a running instance whose SSM agent answers gets the graceful stop, which
+    # pushes each job's checkpoints and final record to S3. Bounded: grace + 60 s for the one SSM command.
+    if ec2 is not None and ec2.state == "running" and settings.stop_jobs_on_terminate:
         try:
             if client.ping_status(instance.id) == "Online":
+                ctx.report(f"stopping jobs on {instance.id} (checkpoints go to S3)")
                 stop_all(ctx, client, instance)
         except RunctlError:
-            pass  # best effort: terminating stops everything anyway
+            pass  # best effort (a detached job's shutdown may cut the command): terminating stops everything anyway
     new_state: str | None = "terminated"
     if ec2 is None or ec2.state != "terminated":
         # always asked, even when EC2 did not list it: NotFound right after creation does not mean gone
