@@ -177,10 +177,47 @@ def cancel(ctx: ProviderContext, instance: Instance, job: JobStatus) -> JobStatu
     client, ec2 = describe(ctx, instance)
     if ec2 is None or ec2.state != "running":
         return job if job.state.terminal else status(ctx, instance, job).job or job
+    grace = settings_of(ctx).grace_period
     try:
-        return host(ctx, instance, client).stop(job.job_id, settings_of(ctx).grace_period)
+        return host(ctx, instance, client).stop(job.job_id, grace)
     except NotFoundError:
         return job
+    except (ProviderError, TransientError):
+        ended = _ended_by_its_shutdown(ctx, client, instance, job, wait=grace + 30)
+        if ended is None:
+            raise
+        return ended
+
+
+def _ended_by_its_shutdown(
+    ctx: ProviderContext, client: AwsClient, instance: Instance, job: JobStatus, wait: float
+) -> JobStatus | None:
+    """The job's end when the stop command was cut by the shutdown the stop itself caused: a detached job's
+    supervisor runs ``shutdown -h now`` (``--shutdown-after``) once the job has ended and pushed its record, which
+    kills the SSM command still waiting for it. SSM then reports the command as failed or, when the agent dies with
+    the instance, leaves it running until its timeout (the statuses are listed in "Understanding command statuses",
+    https://docs.aws.amazon.com/systems-manager/latest/userguide/monitor-commands.html; what SSM says about an
+    instance that shuts down mid-command is not documented). Not an error when the record the job pushed to S3 says
+    it ended, or when the instance is ending; None (the failure stands) otherwise, after at most ``wait`` seconds."""
+    import time
+
+    from runctl_aws.compute import job_from_s3
+    from runctl_core.models import JobState
+
+    deadline = time.monotonic() + wait
+    while True:
+        recorded = job_from_s3(ctx, client, job.job_id)
+        if recorded is not None and recorded.state.terminal:
+            return recorded
+        ec2 = client.describe_instance(instance.id)
+        if ec2 is None or ec2.state not in ("pending", "running"):
+            state = ec2.state if ec2 is not None else "gone"
+            return job.model_copy(
+                update={"state": JobState.CANCELLED, "message": f"stopped; its instance is {state} (it shut down)"}
+            )
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.5)
 
 
 def stop_all(ctx: ProviderContext, client: AwsClient, instance: Instance) -> None:
