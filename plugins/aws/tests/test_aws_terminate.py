@@ -65,8 +65,20 @@ def _instance_state(standin: AwsStandIn, instance_id: str) -> str:
 
 
 def _start_detached(project: Path) -> str:
-    started = _cli("run", "examples/train.py", "--instance-type", "t3.micro", "--detach", "--output", "id",
-                   "--", "--epochs", "200", "--sleep", "0.2")
+    started = _cli(
+        "run",
+        "examples/train.py",
+        "--instance-type",
+        "t3.micro",
+        "--detach",
+        "--output",
+        "id",
+        "--",
+        "--epochs",
+        "200",
+        "--sleep",
+        "0.2",
+    )
     assert started.code == 0, started.err
     return started.out.strip()
 
@@ -104,8 +116,8 @@ def test_terminate_from_another_runctl_home_stops_the_job_gracefully(
     assert f"runctl/{job_id}/job.json" in pushed, pushed
     assert any("/checkpoints/ckpt-" in k for k in pushed), pushed
     record: dict[str, Any] = json.loads(
-        boto3.client("s3", endpoint_url=standin.url).get_object(Bucket=BUCKET, Key=f"runctl/{job_id}/job.json")[
-            "Body"
-        ].read()
+        boto3.client("s3", endpoint_url=standin.url)
+        .get_object(Bucket=BUCKET, Key=f"runctl/{job_id}/job.json")["Body"]
+        .read()
     )
     assert record["state"] in ("cancelled", "succeeded"), record
