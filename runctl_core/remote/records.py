@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from runctl_core.models import EnvironmentReport, InstanceSpec, InstanceState, JobState, JobStatus
+from runctl_core.timestamps import parse_time
 
 TAG_OWNER = "runctl:owner"
 TAG_INTENT = "runctl:intent"
@@ -51,16 +52,6 @@ def runctl_tags(spec: InstanceSpec, created: datetime | None = None) -> dict[str
     return tags
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
 def job_status_from_record(job_id: str, record: dict[str, Any]) -> JobStatus:
     """Map the runner's job record (``runner.py status`` output) to a :class:`JobStatus`.
 
@@ -84,8 +75,8 @@ def job_status_from_record(job_id: str, record: dict[str, Any]) -> JobStatus:
         job_id=job_id,
         state=JobState(state) if state in JobState._value2member_map_ else JobState.LOST,
         exit_code=exit_code if isinstance(exit_code, int) else None,
-        started_at=_parse_time(record.get("started_at")),
-        ended_at=_parse_time(record.get("ended_at")),
+        started_at=parse_time(record.get("started_at")),
+        ended_at=parse_time(record.get("ended_at")),
         message=str(record.get("message") or ""),
         rank=record.get("rank") if isinstance(record.get("rank"), int) else None,  # multi-node: the deciding rank
         setup=report,

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from runctl_core.models import (
     ProviderContext,
 )
 from runctl_core.remote.records import job_status_from_record as job_status  # noqa: F401 (re-exported)
+from runctl_core.timestamps import parse_time
 
 if TYPE_CHECKING:  # boto3 is imported only when AWS is really called (not by the dry run, price table, --help)
     from runctl_aws.client import AwsClient
@@ -67,17 +67,6 @@ _CLIENTS: dict[tuple[str, str | None], AwsClient] = {}  # boto3 clients per sett
 
 def settings_of(ctx: ProviderContext) -> AwsSettings:
     return AwsSettings.model_validate(ctx.settings)
-
-
-def parse_time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    if isinstance(value, str) and value:
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return None
 
 
 def client_for(ctx: ProviderContext, region: str | None = None) -> AwsClient:

@@ -33,7 +33,6 @@ from runctl_aws.common import (
     client_for,
     describe,
     job_prefix,
-    parse_time,
     region_of,
     require_running,
     settings_of,
@@ -53,6 +52,7 @@ from runctl_core.models import (
 )
 from runctl_core.remote.hostcache import HostCache
 from runctl_core.remote.records import decode_log_chunk
+from runctl_core.timestamps import parse_time
 
 if TYPE_CHECKING:
     from runctl_aws.client import AwsClient

@@ -18,6 +18,7 @@ from runctl_core.errors import (
 )
 from runctl_core.models import Instance, InstanceSpec, InstanceState, ProviderContext
 from runctl_core.remote.records import runctl_tags
+from runctl_core.timestamps import parse_time
 from runctl_lyceum import offers
 from runctl_lyceum.auth import KEY_HINT, TokenSource, find_credentials
 from runctl_lyceum.client import LyceumClient, StorageClient
@@ -35,16 +36,6 @@ ENDED_STATES = CANCELLED_STATES | SYSTEM_FAILURES | USER_FAILURES | {"completed"
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 class Context:

@@ -12,6 +12,7 @@ from typing import Any
 
 from runctl_core.errors import NotFoundError, UsageError
 from runctl_core.models import Instance, JobSpec, JobState, JobStatus, Project, SyncResult
+from runctl_core.timestamps import parse_time
 from runctl_lyceum import logcache
 from runctl_lyceum.compute import (
     CANCELLED_STATES,
@@ -20,7 +21,6 @@ from runctl_lyceum.compute import (
     USER_FAILURES,
     Context,
     now,
-    parse_time,
 )
 from runctl_lyceum.models import ExecutionRecord, ExecutionRef, Reservation
 from runctl_lyceum.packaging import (

@@ -16,6 +16,7 @@ from typing import Any
 from runctl_core.errors import CapabilityError, CapacityError, SpotRefused, TransientError, UsageError
 from runctl_core.models import Instance, InstanceSpec, InstanceState, ProviderContext
 from runctl_core.retry import RetryPolicy
+from runctl_core.timestamps import parse_time
 from runctl_runpod.client import CandidateRefused, RunpodApi, make_client
 from runctl_runpod.models import DeployRequest, Pod
 from runctl_runpod.offers import Candidate, candidates, clouds_for, resolve, split_instance_type, times
@@ -43,13 +44,6 @@ def client(ctx: ProviderContext) -> RunpodApi:
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def parse_time(value: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if isinstance(value, str) and value else None
-    except ValueError:
-        return None
 
 
 @dataclass

@@ -33,7 +33,8 @@ from runctl_core.models import (
 from runctl_core.remote.hostcache import HostCache
 from runctl_core.remote.jobs import JobHost
 from runctl_core.remote.records import job_status_from_record
-from runctl_runpod.compute import PodRecord, client, instance_from_pod, now, parse_time
+from runctl_core.timestamps import parse_time
+from runctl_runpod.compute import PodRecord, client, instance_from_pod, now
 from runctl_runpod.transport import PodAccess, cached, connect
 
 LOG_CHUNK = 1 << 20
