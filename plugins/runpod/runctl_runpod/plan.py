@@ -9,7 +9,6 @@ from typing import Any
 
 from runctl_core.models import PlannedCall, PlanRequest, ProviderContext
 from runctl_runpod.compute import deploy_request, gpu_name, placement, settings
-from runctl_runpod.jobs import MANIFEST
 from runctl_runpod.offers import clouds_for
 from runctl_runpod.settings import API_BASE_ENV, DEFAULT_API_BASE
 
@@ -73,21 +72,23 @@ def plan(ctx: ProviderContext, request: PlanRequest) -> list[PlannedCall]:
             add(step, "POST /v2/pods" if rest else "podFindAndDeployOnDemand", paid=True)
         elif step == "wait":
             add(step, f"GET /v2/pods/{target}" if rest else "pod", {"podId": target})
-            add(
-                step,
-                "first contact: mkdir remote_dir, install bin/runner.py + bin/envsetup.py, start the max_runtime timer",
-                {"user": s.ssh_user, "remote_dir": remote},
-                via="ssh",
-            )
+            contact = "first contact: mkdir remote_dir and learn its absolute path"
+            if request.instance is not None and request.instance.max_runtime:
+                contact += "; install end_pod.py and start the max_runtime timer"
+            add(step, contact, {"command": "sh", "user": s.ssh_user, "remote_dir": remote}, via="ssh")
         elif step == "sync":
+            # the core's JobHost.sync: the diff against the manifest this laptop remembers (HostCache, nothing read
+            # from the pod); the changed files, and runctl's tools on a new pod, travel with ONE command
             add(
                 step,
-                "read manifest.json; upload a tar of the changed files; runner.py apply-sync",
+                "runner.py apply-sync with the changed files (and runctl's tools on a new pod) sent in the same "
+                "command; nothing changed since the last sync: no command",
                 {
+                    "command": "apply-sync",
                     "to": f"{remote}/project",
                     "files": request.project_files,
                     "bytes": request.project_bytes,
-                    "manifest": f"{remote}/{MANIFEST}",
+                    "diff_against": "the manifest of the last sync, kept on this machine (HostCache)",
                 },
                 via="ssh",
             )
@@ -97,6 +98,7 @@ def plan(ctx: ProviderContext, request: PlanRequest) -> list[PlannedCall]:
                 step,
                 "runner.py launch (pending record, environment step, supervisor)",
                 {
+                    "command": "launch",
                     "job_dir": f"{remote}/jobs/{job.job_id}",
                     "script": job.script,
                     "args": job.args,
@@ -110,7 +112,6 @@ def plan(ctx: ProviderContext, request: PlanRequest) -> list[PlannedCall]:
         elif step == "collect":
             add(step, "download checkpoints", {"from": f"{remote}/jobs/<job>/checkpoints"}, via="ssh")
         elif step == "terminate":
-            add(step, "download job logs and checkpoints", {"to": "runctl's state"}, via="ssh")
             add(step, f"DELETE /v2/pods/{target}" if rest else "podTerminate", {"podId": target})
         else:
             add(step, step)

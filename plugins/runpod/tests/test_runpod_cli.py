@@ -206,6 +206,24 @@ def test_dry_run_makes_no_api_call(cli: Callable[..., Result], standin: StandIn)
     assert standin.requests == []
 
 
+def test_dry_run_lists_the_ssh_commands_the_real_run_makes(cli: Callable[..., Result], standin: StandIn) -> None:
+    """The plan's SSH commands up to the job's start are the ones a real run sends, in order: the first contact, ONE
+    apply-sync carrying the tools with the files (no separate tool install, no manifest read: the HostCache), the
+    launch; and terminate is the API call alone."""
+    from roundtrips import label
+
+    planned = cli("-o", "json", "run", "examples/train.py", "--gpu", "RTX 4090", "--dry-run").json()["calls"]
+    ssh_plan = [f"ssh:{c['params']['command']}" for c in planned if c["api"] == "ssh" and c["step"] != "collect"]
+    assert not [c for c in planned if c["step"] == "terminate" and c["api"] == "ssh"], planned
+    words = " ".join(c["operation"] for c in planned)
+    assert "manifest.json" not in words and "install bin/runner.py" not in words, words
+    standin.events.clear()
+    result = cli("-o", "json", "run", "examples/train.py", "--gpu", "RTX 4090", "--", "--epochs", "1")
+    assert result.code == 0, result.err
+    real = [label(kind, what) for _t, kind, what in standin.events if kind != "api"]
+    assert real[: real.index("ssh:launch") + 1] == ssh_plan, (real, ssh_plan)
+
+
 def test_step_by_step_create_sync_train_logs_terminate(cli: Callable[..., Result], standin: StandIn) -> None:
     checked = cli("-o", "json", "providers", "--check")
     assert checked.code == 0, checked.err
