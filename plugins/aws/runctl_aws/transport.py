@@ -35,6 +35,7 @@ import json
 import re
 import shlex
 import uuid
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,13 @@ from runctl_aws.client import AwsClient
 from runctl_core.errors import ProviderError
 from runctl_core.remote.transport import CommandResult, RemoteFile
 
+# SendCommand's parameters count against the document's size quota: "The content of the document must not exceed 64KB.
+# This quota also includes the content specified for input parameters at runtime" (SSM API reference, CreateDocument's
+# Content; MaxDocumentSizeExceeded: "The size limit of a document is 64 KB"). AWS-RunShellScript's own content takes
+# part of it (how much is not documented: ~1 KB today); runctl keeps 4,000 bytes for it and refuses larger commands
+# before sending them, rather than let SSM refuse or cut them.
+SSM_DOCUMENT_LIMIT = 64_000
+COMMAND_LIMIT = SSM_DOCUMENT_LIMIT - 4_000  # bytes of the JSON-encoded ``commands`` + ``executionTimeout`` parameters
 INLINE_OUTPUT = 8000  # bytes of stdout/stderr returned in SSM's output (base64 stays under its 24,000 characters)
 EXIT_MISSING = 44  # the program's answer for a missing file
 BLOBS = ("stdout", "stderr", "data", "files")
@@ -62,10 +70,10 @@ class Answer:
         return self.blobs.get(name, b"")
 
 
-# One program for every operation: reads its request (JSON, base64 in argv), answers one JSON line on stdout.
+# One program for every operation: reads its request (JSON, zlib-compressed, base64 in argv), answers one JSON line on stdout.
 PROGRAM = r"""
-import base64, json, os, shutil, subprocess, sys, urllib.request
-req = json.loads(base64.b64decode(sys.argv[1]))
+import base64, json, os, shutil, subprocess, sys, urllib.request, zlib
+req = json.loads(zlib.decompress(base64.b64decode(sys.argv[1])))
 HOME = os.environ.get("HOME") or os.path.expanduser("~")
 deleted = []
 def here(value):
@@ -166,6 +174,24 @@ def _comment(request: dict[str, object]) -> str:
 _WORD = re.compile(r"[a-z][a-z0-9]*(-[a-z]+)*")
 
 
+def command_size(script: str) -> int:
+    """Bytes SendCommand's parameters take for ``script`` (as :meth:`AwsClient.send_command` sends it)."""
+    return len(json.dumps({"commands": [script], "executionTimeout": ["86400"]}).encode())
+
+
+def check_command_size(script: str, op: str, instance_id: str) -> None:
+    """Refuse, before anything is sent, a command SSM's document size quota would not take (see COMMAND_LIMIT)."""
+    size = command_size(script)
+    if size > COMMAND_LIMIT:
+        raise ProviderError(
+            f"the SSM command for {op} on {instance_id} would be {size:,} bytes; SSM takes at most "
+            f"{SSM_DOCUMENT_LIMIT:,} bytes of document and parameters (runctl's limit: {COMMAND_LIMIT:,}); "
+            "nothing was sent",
+            "this is a runctl bug (what a command carries goes through S3): report it; shorten long command-line "
+            "arguments of the job meanwhile",
+        )
+
+
 class SsmTransport:
     """A :class:`Transport` to one EC2 instance through SSM Run Command and an S3 staging prefix."""
 
@@ -199,8 +225,10 @@ class SsmTransport:
         request = {**request, "inline": INLINE_OUTPUT, "put_url": self.client.presign_put(self.bucket, answer_key)}
         for name, key in staged.items():
             request[f"{name}_delete"] = self.client.presign_delete(self.bucket, key)
-        encoded = base64.b64encode(json.dumps(request).encode()).decode()
+        # compressed: a bundled command carries bootstrap.py's source in its argv (~11 KB as text, ~4 KB so)
+        encoded = base64.b64encode(zlib.compress(json.dumps(request).encode(), 9)).decode()
         script = f"python3 - {shlex.quote(encoded)} <<'RUNCTL_TRANSPORT'\n{PROGRAM}\nRUNCTL_TRANSPORT\n"
+        check_command_size(script, str(request["op"]), self.instance_id)
         limit = (timeout or self.timeout) + 30
         result = self.client.run_command(self.instance_id, script, timeout=limit, comment=_comment(request))
         if result.exit_code == EXIT_MISSING:

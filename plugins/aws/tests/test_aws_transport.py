@@ -102,3 +102,43 @@ def test_prestaged_stdin_is_not_uploaded_again(standin: AwsStandIn) -> None:
     assert other.stdout.strip() == str(len(payload)).encode()  # used once: a second run uploads its own copy
     assert ("s3", "PutObject") in standin.calls
     assert list(client.list_objects(BUCKET, f"runctl/_staging/{instance_id}/transport/")) == []
+
+
+def test_a_command_over_ssms_size_quota_is_refused_before_sending(standin: AwsStandIn) -> None:
+    """SSM counts a command's parameters against its 64 KB document quota: refused here, loudly, with nothing sent."""
+    import base64
+    import os
+
+    import pytest
+
+    from runctl_aws.transport import COMMAND_LIMIT, command_size
+    from runctl_core.errors import ProviderError
+
+    client = AwsClient(AwsSettings.model_validate(aws_settings(standin.url)))
+    instance_id = _online(standin, client)
+    transport = SsmTransport(client, instance_id, BUCKET, f"runctl/_staging/{instance_id}")
+    sent = len([c for c in standin.calls if c == ("ssm", "SendCommand")])
+    big = base64.b64encode(os.urandom(80_000)).decode()  # does not compress: the command would be ~110 KB
+    with pytest.raises(ProviderError, match="64,000 bytes") as refused:
+        transport.run(["echo", big])
+    assert "nothing was sent" in refused.value.message
+    assert len([c for c in standin.calls if c == ("ssm", "SendCommand")]) == sent
+    assert transport.run(["echo", big[:20_000]]).stdout.strip() == big[:20_000].encode()  # within it: runs
+    largest = max(command_size(i.script) for i in standin.invocations.values())
+    assert largest <= COMMAND_LIMIT
+
+
+def test_a_bundled_command_carrying_bootstrap_stays_small(standin: AwsStandIn) -> None:
+    """The first sync's command carries bootstrap.py's source in its argv: compressed, a fraction of the quota."""
+    from runctl_aws.transport import COMMAND_LIMIT, command_size
+    from runctl_core.remote.bundle import bootstrap_argv, bootstrap_source
+
+    client = AwsClient(AwsSettings.model_validate(aws_settings(standin.url)))
+    instance_id = _online(standin, client)
+    transport = SsmTransport(client, instance_id, BUCKET, f"runctl/_staging/{instance_id}")
+    argv = bootstrap_argv(["python3"], "$HOME/runctl", "t0ken", "0" * 16, 10, ["apply-sync", "--help"])
+    transport.run(argv, stdin=b"x" * 10)
+    (script,) = [i.script for i in standin.invocations.values()]
+    # measured: 11.2 KB of command text when the request travelled as plain base64, 6.4 KB compressed (most of it
+    # the transport's own program, kept readable in SSM's command history)
+    assert bootstrap_source()[:200] not in script and command_size(script) < min(COMMAND_LIMIT // 7, 8_000)
