@@ -70,7 +70,7 @@ class Answer:
         return self.blobs.get(name, b"")
 
 
-# One program for every operation: reads its request (JSON, zlib-compressed, base64 in argv), answers one JSON line on stdout.
+# One program for every operation: reads its request (JSON, zlib, base64 in argv), answers one JSON line on stdout.
 PROGRAM = r"""
 import base64, json, os, shutil, subprocess, sys, urllib.request, zlib
 req = json.loads(zlib.decompress(base64.b64decode(sys.argv[1])))
