@@ -183,7 +183,7 @@ def cancel(ctx: ProviderContext, instance: Instance, job: JobStatus) -> JobStatu
     except NotFoundError:
         return job
     except (ProviderError, TransientError):
-        ended = _ended_by_its_shutdown(ctx, client, instance, job, wait=grace + 30)
+        ended = _ended_by_its_shutdown(ctx, client, instance, job, wait=15.0)
         if ended is None:
             raise
         return ended
