@@ -82,6 +82,8 @@ def price(c: Context, query: PriceQuery) -> list[Offer]:
     if query.gpu_count and query.gpu_count > 1:
         return []
     allowed = set(c.client.available_hardware()) if types else set()
+    # the profile create starts when the query names none (resolve_profile): the price shown before spending
+    default = None if query.instance_type or query.gpu else c.settings.default_instance_type
     return [
         Offer(
             provider=NAME,
@@ -91,6 +93,7 @@ def price(c: Context, query: PriceQuery) -> list[Offer]:
             on_demand_hourly=m.price_per_hour,
             availability="none" if allowed and m.hardware_profile not in allowed else "unknown",
             source="Lyceum API /machine-types (billed per second)",
+            chosen=m.hardware_profile == default,
         )
         for m in types
     ]
