@@ -43,7 +43,8 @@ class PriceUnavailable(ProviderError):
 def estimate(provider: Provider, request: InstanceRequest, *, before_spending: bool = False) -> Offer | None:
     """The offer matching the request, for the price shown before anything is spent; None when the provider has
     no price for it. When its ``price`` hook fails: None for a dry run or a preview, but ``before_spending`` on a
-    paid provider raises PriceUnavailable (nothing has been created yet)."""
+    paid provider raises PriceUnavailable (nothing has been created yet). An offer above ``max_price`` raises
+    UsageError (exit 2), before spending, in a dry run and before the Proceed? question alike."""
     try:
         offers = provider.price(
             PriceQuery(
@@ -76,7 +77,7 @@ def estimate(provider: Provider, request: InstanceRequest, *, before_spending: b
         else (lambda o: o.on_demand_hourly if o.on_demand_hourly is not None else float("inf"))
     )
     offer = chosen[0] if chosen else min(offers, key=key)
-    if before_spending and request.max_price is not None:
+    if request.max_price is not None:  # a dry run and the Proceed? question refuse it too, as the run would
         _check_max_price(provider, request, offer, request.max_price)
     return offer
 

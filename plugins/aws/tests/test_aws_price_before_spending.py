@@ -60,6 +60,8 @@ def test_max_price_caps_an_on_demand_run_before_anything_is_created(
     assert "Traceback" not in result.err
     assert _instances(ec2) == []
     assert not [c for c in standin.calls if "RunInstances" in str(c)]
+    dry = cli("run", "examples/train.py", "--instance-type", "g5.xlarge", "--max-price", "0.01", "--dry-run")
+    assert dry.code == 2 and "above --max-price" in dry.err, dry.err  # the dry run says what the run would do
     as_json = cli("-o", "json", "run", "examples/train.py", "--max-price", "0.001")  # the default t3.medium
     assert as_json.code == 2 and "t3.medium" in as_json.error()["message"], as_json.err
     assert _instances(ec2) == []
