@@ -5,7 +5,8 @@ of the project) is kept in ``STATE_DIR/hosts/<instance>.json`` (mode 0600, repla
 second job on a kept machine whose project did not change starts in ONE round trip: no manifest read, no tools
 check, no sync. The memory is a hint, never trusted blindly: every command that relies on it carries what it
 expects (``--expect-manifest DIGEST``; the tools' version) and the machine refuses when it differs (another
-laptop synced, the machine was replaced); :class:`JobHost` then forgets and asks the machine.
+laptop synced, the machine was replaced, a job changed a synced file there); :class:`JobHost` then forgets and
+asks the machine, or sends the changed files again.
 
 A provider keeps one per instance (``HostCache.for_instance(ctx.state_dir, instance.id)``), passes it to
 ``JobHost(..., cache=...)``, calls :meth:`HostCache.mark_new` right after creating a machine (nothing synced,

@@ -7,6 +7,7 @@ become one line each (see ``plugins/local/runctl_local/provider.py``). Layout un
     bin/runner.py, bin/envsetup.py...   runctl's tools (installed once per content hash: bin/.tools-HASH)
     project/                         the synced project
     manifest.json                    path -> sha256 of what was synced (incremental sync)
+    manifest-stats.json              each synced file's size/mtime/ctime/inode once written (projectsync.py)
     envs/<key>/                      cached Python environments (the environment step)
     tools/                           uv, when runctl had to install it
     jobs/<job>/                      job.json (the record), log, checkpoints/, env.json while starting
@@ -32,14 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from runctl_core.errors import NotFoundError, ProviderError, UsageError
-from runctl_core.files import changed_files
-from runctl_core.models import Checkpoint, Collected, JobSpec, JobStatus, LogChunk, Project, ProjectFile, SyncResult
+from runctl_core.models import Checkpoint, Collected, JobSpec, JobStatus, LogChunk
 from runctl_core.remote import bundle as _bundle
 from runctl_core.remote.bundle import EXIT_NEED_TOOLS, Bundle, bootstrap_argv, core_tools
 from runctl_core.remote.hostcache import HostCache, manifest_digest
 from runctl_core.remote.inline import launch_options
 from runctl_core.remote.inline import run_inline as _run_inline  # a module global: tests count its calls
 from runctl_core.remote.launchargs import launch_request
+from runctl_core.remote.projectsync import ProjectSync, StaleProject, stale_project
 from runctl_core.remote.records import TERMINAL_JOB_STATES, decode_log_chunk, job_status_from_record
 from runctl_core.remote.transport import CommandResult, Transport
 
@@ -50,13 +51,7 @@ EXIT_SCRIPT_MISSING = 18
 EXIT_STALE_PROJECT = 19  # runner.py --expect-manifest: the machine holds another sync than the one expected
 
 
-class StaleProject(ProviderError):
-    """The machine's project is not the one runctl remembered (another runctl synced to it)."""
-
-    code = "stale_project"
-
-
-class JobHost:
+class JobHost(ProjectSync):
     """runctl's jobs on one machine reached through ``transport``, under the absolute directory ``root`` (or
     ``$HOME/...`` for a transport that expands it on the machine, as ``runctl_aws``'s SSM transport does).
 
@@ -103,14 +98,6 @@ class JobHost:
         self.tools_version = tools_hash(self.extra_tools)
 
     # ---------------------------------------------------------------------------------------------- paths
-
-    @property
-    def project_dir(self) -> str:
-        return f"{self.root}/project"
-
-    @property
-    def manifest_path(self) -> str:
-        return f"{self.root}/manifest.json"
 
     def job_dir(self, job_id: str) -> str:
         if not job_id or "/" in job_id or ".." in job_id:
@@ -171,7 +158,7 @@ class JobHost:
         if result.exit_code == EXIT_SCRIPT_MISSING:
             raise UsageError(result.error_text or "the script is not in the synced project", "sync first")
         if result.exit_code == EXIT_STALE_PROJECT:
-            raise StaleProject(result.error_text or "the project on the machine is not the expected one")
+            raise stale_project(result)
         if result.exit_code != 0:
             raise ProviderError(
                 f"runctl's runner failed on the machine (exit {result.exit_code}): {result.error_text[-500:]}",
@@ -197,88 +184,6 @@ class JobHost:
             return
         self._send(Bundle(), self._staging()[0], ["version"])
 
-    def _machine_manifest(self) -> dict[str, str]:
-        try:
-            raw = self.transport.read_range(self.manifest_path, 0, 1 << 30)
-            loaded = json.loads(raw.decode("utf-8"))
-        except (FileNotFoundError, ValueError):
-            return {}
-        return loaded if isinstance(loaded, dict) else {}
-
-    def sync(self, project: Project) -> SyncResult:
-        """Make ``root/project`` equal to ``project``: only files whose hash changed since the last sync are sent
-        (in the command that applies them), files gone from the project are deleted, and the manifest on the
-        machine is replaced last. With a cache that knows the machine's manifest: no round trip when nothing
-        changed, else one (refused, and redone after reading the machine's manifest, if another sync changed it)."""
-        cache = self.cache
-        if cache is not None:
-            cache.skipped_sync = None
-            if cache.manifest is not None:
-                if cache.manifest == project.manifest():
-                    cache.skipped_sync = project  # the launch checks the machine agrees (--expect-manifest)
-                    return self._result(project, [], [])
-                try:
-                    return self._apply(project, cache.manifest)
-                except StaleProject:
-                    cache.clear()
-        try:
-            return self._apply(project, self._machine_manifest())
-        except StaleProject as exc:
-            raise ProviderError(
-                f"the project on the machine changed while runctl was syncing it ({exc.message})",
-                "another runctl is syncing to the same machine: wait for it, then run the command again",
-            ) from None
-
-    def sync_payload(self, project: Project) -> bytes:
-        """The bytes the next ``sync(project)`` will send with its command (``b""`` when it will send none, or when
-        the cache does not know what the machine holds), for a provider that uploads them ahead of time, while the
-        machine boots (the ``stage`` hook). The bundle is deterministic: built again by ``sync`` from an unchanged
-        project, it is the same bytes, which the transport can recognise (``runctl_aws``'s ``prestage``)."""
-        cache = self.cache
-        if cache is None or cache.manifest is None:
-            return b""
-        bundle, _send, _delete = self._sync_bundle(project, cache.manifest)
-        if bundle is None:
-            return b""
-        ship_tools = not self.inline and cache.tools != self.tools_version
-        return bundle.build(self._tools(ship_tools), compress=not self.inline)
-
-    def _sync_bundle(
-        self, project: Project, previous: dict[str, str]
-    ) -> tuple[Bundle | None, list[ProjectFile], list[str]]:
-        """What a sync from ``previous`` sends (None: nothing to do), the files sent and the paths deleted."""
-        send, delete = changed_files(project, previous)
-        manifest = project.manifest()
-        if not (send or delete or manifest != previous):
-            return None, send, delete
-        bundle = Bundle()
-        bundle.add_project("project", project, send)
-        bundle.add_json("sync.json", {"delete": delete, "manifest": manifest})
-        return bundle, send, delete
-
-    def _apply(self, project: Project, previous: dict[str, str]) -> SyncResult:
-        manifest = project.manifest()
-        bundle, send, delete = self._sync_bundle(project, previous)
-        if bundle is not None:
-            token, staging = self._staging()
-            args = ["apply-sync", "--dest", self.project_dir, "--manifest", self.manifest_path]
-            args += ["--files", f"{staging}/project", "--meta", f"{staging}/sync.json"]
-            args += ["--expect-manifest", manifest_digest(previous)]
-            self._send(bundle, token, args, timeout=600)
-        if self.cache is not None:
-            self.cache.manifest = manifest
-            self.cache.save()
-        return self._result(project, send, delete)
-
-    def _result(self, project: Project, send: Sequence[Any], delete: Sequence[str]) -> SyncResult:
-        return SyncResult(
-            remote_path=self.project_dir,
-            files_total=len(project.files),
-            files_sent=len(send),
-            bytes_sent=sum(f.size for f in send),
-            files_deleted=len(delete),
-        )
-
     # ---------------------------------------------------------------------------------------------- jobs
 
     def launch(
@@ -294,14 +199,15 @@ class JobHost:
         ``extra`` are further ``runner.py supervise`` options (``--interrupt-check CMD``, ``--after CMD``,
         ``--shutdown-after``...). The job's environment variables travel in a 0600 file sent with the command
         (never on a command line), with its setup commands and resume checkpoints (a local directory). When
-        the last ``sync`` was skipped on the cache's word, the machine checks its project is that one; if it
-        is not (another runctl synced to it), the project is synced again and the job launched after that."""
+        the last ``sync`` sent nothing, the machine checks its project is that one; if it is not (another runctl
+        synced to it, or a job changed synced files there: :mod:`~runctl_core.remote.projectsync`), the project
+        or those files are synced again and the job launched after that."""
         cache = self.cache
-        skipped = cache.skipped_sync if cache is not None else None
+        skipped = self._skipped_sync()
         token, staging = self._staging()
         expect = None
-        if skipped is not None and cache is not None and cache.manifest is not None:
-            expect = (manifest_digest(cache.manifest), self.manifest_path)
+        if skipped is not None:
+            expect = (manifest_digest(skipped[1]), self.manifest_path)
         args, bundle = launch_request(
             job, job_dir=self.job_dir(job.job_id), project_dir=self.project_dir, staging=staging, grace=grace,
             use_uv=use_uv, tools_dir=self.tools_dir, envs_dir=self.envs_dir, expect_manifest=expect, extra=extra
@@ -309,15 +215,16 @@ class JobHost:
         try:
             record = self._send(bundle, token, args)
         except StaleProject as exc:
-            if cache is not None:
-                cache.clear()
             if skipped is None:  # pragma: no cover - the runner checks only what launch asked it to
+                if cache is not None:
+                    cache.clear()
                 raise ProviderError(
                     f"the project on the machine is not the one runctl synced there ({exc.message})",
                     "run the command again: runctl reads the machine's project afresh and syncs the differences",
                 ) from None
-            self.sync(skipped)  # the machine is asked what it holds now, and sent the differences
+            self._resync(skipped, exc)  # drifted files sent again, or the machine's manifest read afresh
             return self.launch(job, grace=grace, use_uv=use_uv, extra=extra)
+        self._skipped = None
         if cache is not None:
             cache.skipped_sync = None
         return job_status_from_record(job.job_id, record)

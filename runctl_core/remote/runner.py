@@ -34,7 +34,8 @@ Usage::
                                       # put the sent files in place, delete, save the manifest
 
 ``launch`` and ``apply-sync`` take ``--expect-manifest DIGEST`` (see ``manifest_digest``): when the machine's
-manifest is not that one, they exit 19 before changing anything. Files sent with a command (``bootstrap.py``
+manifest is not that one, or a synced file changed since it was written (``runner_files.py``), they exit 19
+before changing anything. Files sent with a command (``bootstrap.py``
 stages them) are moved into place only once its checks passed: ``launch --staged DIR`` moves DIR's entries into
 the job directory, ``apply-sync --files DIR`` moves DIR's files into ``--dest``.
 
@@ -104,7 +105,7 @@ def launch(opts, python=None, env=None, bin_dir=None):
     if os.path.exists(os.path.join(job_dir, "job.json")):
         sys.stderr.write("runctl: job %s already exists on this machine\n" % (opts.job_id or job_dir))
         return EXIT_JOB_EXISTS
-    if _stale(opts):
+    if _stale(opts, opts.workdir):
         return EXIT_STALE_PROJECT
     if not os.path.isfile(os.path.join(opts.workdir, opts.script)):
         sys.stderr.write("runctl: %s is not in the synced project\n" % opts.script)

@@ -3,6 +3,12 @@
 ``bootstrap.py`` stages what a command brought under ``ROOT/.incoming/TOKEN``; these move it into place once
 the command's checks passed (a refused command changes nothing). ``--expect-manifest DIGEST``: the sender's
 idea of the machine's project; when ``manifest.json`` differs (another laptop synced), exit 19.
+
+``manifest.json`` says what was sent, not what is there now: ``apply-sync`` also records each synced file's size,
+mtime, ctime and inode in ``manifest-stats.json`` (beside it) once the files are in place, and a command with
+``--expect-manifest`` compares them with the project's files (one ``lstat`` each). A synced file changed or
+removed since (a job rewrote its config) is refused with exit 19 and ``{"drifted": [paths]}`` on stdout, so the
+sender sends it again. Files nobody synced (a job's outputs) are not checked, and never deleted.
 """
 
 import json
@@ -18,22 +24,66 @@ def manifest_digest(path):
     sender that remembers the manifest expects (runctl_core.remote.hostcache.manifest_digest)."""
     import hashlib
 
-    try:
-        with open(path) as fh:
-            manifest = json.load(fh)
-    except (OSError, ValueError):
-        manifest = {}
-    if not isinstance(manifest, dict):
-        manifest = {}
+    manifest = _load(path)
     return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
-def _stale(opts):
-    """True (and a message on stderr) when ``--expect-manifest`` is given and the machine's manifest differs."""
-    if not opts.expect_manifest or manifest_digest(opts.manifest) == opts.expect_manifest:
+def _load(path):
+    """The JSON object in the file ``path`` (a missing, unreadable or other document: ``{}``)."""
+    try:
+        with open(path) as fh:
+            loaded = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _stats_path(manifest):
+    return os.path.join(os.path.dirname(manifest), "manifest-stats.json")
+
+
+def _stamp(path):
+    """What identifies the file ``path`` as written: size, mtime, ctime (no process can set it) and inode."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def record_stamps(dest, manifest, paths):
+    """Record the stamp of each synced file ``paths`` under ``dest`` (beside the ``manifest`` file)."""
+    stamps = dict((rel, _stamp(os.path.join(dest, rel))) for rel in paths)
+    tmp = _stats_path(manifest) + ".tmp"
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps(stamps))
+    os.replace(tmp, _stats_path(manifest))
+
+
+def drifted_files(dest, manifest, skip=()):
+    """The synced files (``manifest``'s paths) under ``dest`` whose stamp is not the one recorded when they were
+    written: changed or removed since. No record at all (synced by an older runctl): all of them."""
+    stamps = _load(_stats_path(manifest))
+    return sorted(rel for rel in _load(manifest) if rel not in skip
+                  and (stamps.get(rel) is None or _stamp(os.path.join(dest, rel)) != stamps[rel]))
+
+
+def _stale(opts, dest, skip=()):
+    """True (and a message on stderr) when ``--expect-manifest`` is given and the machine's manifest differs, or
+    synced files under ``dest`` (but ``skip``) changed since they were written (their paths printed as JSON)."""
+    if not opts.expect_manifest:
         return False
-    sys.stderr.write("runctl: the project on this machine is not the one expected (%s holds another sync)\n"
-                     % opts.manifest)
+    if manifest_digest(opts.manifest) != opts.expect_manifest:
+        sys.stderr.write("runctl: the project on this machine is not the one expected (%s holds another sync)\n"
+                         % opts.manifest)
+        return True
+    drifted = drifted_files(dest, opts.manifest, skip)
+    if not drifted:
+        return False
+    more = " and %d more" % (len(drifted) - 5) if len(drifted) > 5 else ""
+    sys.stderr.write("runctl: synced files changed on this machine since they were synced (by a job?): %s%s\n"
+                     % (", ".join(drifted[:5]), more))
+    print(json.dumps({"drifted": drifted}))
     return True
 
 
@@ -67,16 +117,17 @@ def _move_files(staged, dest):
 def apply_sync(opts):
     """Put the sent files into ``--dest`` (``--files``: a staged directory; ``--tar``: a tar, refusing absolute
     paths and ``..``), delete what ``--meta`` lists under "delete", then save its "manifest" to ``--manifest``
-    (atomically) and remove the tar and meta. Exit 19, changing nothing, when ``--expect-manifest`` differs."""
-    if _stale(opts):
+    (atomically) and remove the tar and meta. Exit 19, changing nothing, when ``--expect-manifest`` differs or a
+    synced file this sync neither sends (its "sent" list) nor deletes changed since it was written."""
+    with open(opts.meta) as fh:
+        meta = json.load(fh)
+    if _stale(opts, opts.dest, set(meta.get("sent", [])) | set(meta.get("delete", []))):
         return EXIT_STALE_PROJECT
     import shutil
     import tarfile
 
     dest = os.path.realpath(opts.dest)
     os.makedirs(dest, exist_ok=True)
-    with open(opts.meta) as fh:
-        meta = json.load(fh)
     if opts.files:
         _move_files(opts.files, dest)
     if opts.tar:
@@ -97,6 +148,7 @@ def apply_sync(opts):
         target = os.path.realpath(os.path.join(dest, rel))
         if target.startswith(dest + os.sep) and os.path.isfile(target):
             os.unlink(target)
+    record_stamps(dest, opts.manifest, meta.get("manifest", {}))  # before the manifest, replaced last
     tmp = opts.manifest + ".tmp"
     with open(tmp, "w") as fh:
         fh.write(json.dumps(meta.get("manifest", {})))  # one write: json.dump writes chunk by chunk

@@ -37,7 +37,8 @@ def test_second_train_on_a_kept_sandbox_runs_the_laptops_config(project: Path) -
         for _ in range(2):
             trained = run_runctl("train", instance, "t.py", "--wait", timeout=180)
             assert trained.code == 0, trained.err
-            assert "lr 0.1" in trained.out, trained.out
-            assert "lr 999" not in trained.out
+            printed = trained.out + trained.err  # the job's log is streamed to stderr
+            assert "lr 0.1" in printed, printed
+            assert "lr 999" not in printed
     finally:
         run_runctl("terminate", instance, "--yes", timeout=120)
