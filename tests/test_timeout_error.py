@@ -19,3 +19,13 @@ def test_a_job_killed_by_timeout_says_it_timed_out(project: Path, cli: Any) -> N
     )
     assert as_json.code == 1
     assert "timed out" in as_json.error()["message"] and as_json.error()["code"] == "job_timed_out", as_json.err
+
+
+def test_the_python_api_raises_job_timed_out(project: Path) -> None:
+    import pytest
+
+    import runctl
+
+    with pytest.raises(runctl.JobTimedOut) as timed_out:
+        runctl.run("examples/train.py", args=["--epochs", "100", "--sleep", "0.5"], timeout="2s")
+    assert isinstance(timed_out.value, runctl.JobFailed) and "--timeout 2s" in timed_out.value.message
