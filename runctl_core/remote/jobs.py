@@ -42,6 +42,7 @@ from runctl_core.remote.inline import run_inline as _run_inline  # a module glob
 from runctl_core.remote.launchargs import launch_request
 from runctl_core.remote.projectsync import ProjectSync, StaleProject, stale_project
 from runctl_core.remote.records import TERMINAL_JOB_STATES, decode_log_chunk, job_status_from_record
+from runctl_core.remote.runner import AFTER_TIMEOUT as AFTER_STEP_LIMIT  # how long an --after step may take
 from runctl_core.remote.transport import CommandResult, Transport
 
 ENVSETUP_PATH, TOOLS, tools_hash = _bundle.ENVSETUP_PATH, _bundle.TOOLS, _bundle.tools_hash  # also offered here
@@ -255,10 +256,19 @@ class JobHost(ProjectSync):
         )
 
     def stop(self, job_id: str, grace: float) -> JobStatus:
-        """Stop the job (SIGTERM to its group, ``grace`` seconds, SIGKILL); harmless when it already ended."""
+        """Stop the job (SIGTERM to its group, ``grace`` seconds, SIGKILL); harmless when it already ended. A
+        supervisor running its ``--after`` step (a final push of checkpoints) is let finish it, for at most
+        ``AFTER_STEP_LIMIT`` seconds, so this call may take that much longer."""
         return job_status_from_record(
             job_id,
-            self._runner("stop", "--job-dir", self.job_dir(job_id), "--grace", f"{grace:g}", timeout=grace + 60),
+            self._runner(
+                "stop",
+                "--job-dir",
+                self.job_dir(job_id),
+                "--grace",
+                f"{grace:g}",
+                timeout=grace + 60 + AFTER_STEP_LIMIT,
+            ),
         )
 
     def job_ids(self) -> list[str]:

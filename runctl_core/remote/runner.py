@@ -75,6 +75,7 @@ EXIT_JOB_EXISTS = 17
 EXIT_SCRIPT_MISSING = 18
 # ``status`` right after the older recipe (``supervise ... &``) may run before the supervisor wrote anything
 NO_RECORD_WAIT = 5.0
+AFTER_TIMEOUT = 300.0  # seconds a supervisor's --after step may take; a stop waits for it that long at most
 HERE = os.path.dirname(os.path.abspath(__file__))
 # How launch starts the supervisor: this file imported as a module (``-c``, its path as the first argument, so
 # ``ps`` shows "runner.py supervise ..."), not run as a script - a script is compiled from source every time, a
@@ -222,6 +223,7 @@ def _job_options(parser):
     parser.add_argument("--interrupt-check", default="")
     parser.add_argument("--interrupt-every", type=float, default=5)
     parser.add_argument("--after", default="")
+    parser.add_argument("--after-timeout", type=float, default=AFTER_TIMEOUT)
     parser.add_argument("--shutdown-after", action="store_true")
     parser.add_argument("--shutdown-cmd", default="shutdown -h now")
     parser.add_argument("--staged", default="", help="launch only: files sent with the command, moved to --job-dir")

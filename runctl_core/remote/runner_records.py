@@ -100,6 +100,13 @@ def _size(path):
         return 0
 
 
+def _in_after_step(job_dir):
+    """The supervisor is running its ``--after`` step (e.g. the final push of checkpoints) and its deadline has
+    not passed: a stop lets it finish rather than kill it half-way."""
+    state = _read_state(job_dir) or {}
+    return state.get("phase") == "after" and time.time() < float(state.get("after_deadline") or 0)
+
+
 def stop_job(job_dir, grace):
     """Stop the job: SIGTERM to its supervisor (which stops the group: SIGTERM, ``grace``, SIGKILL) and wait.
 
@@ -120,7 +127,9 @@ def stop_job(job_dir, grace):
     def ours():  # verified above; by start time when recorded, else it is ours until it exits
         return _is_supervisor(pid, job_dir, start) if start else _alive(pid)
 
-    while time.monotonic() < deadline and ours():
+    while ours():
+        if time.monotonic() >= deadline and not _in_after_step(job_dir):
+            break
         time.sleep(0.02)
     if ours():
         os.kill(pid, signal.SIGKILL)

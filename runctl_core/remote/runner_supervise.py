@@ -196,7 +196,13 @@ def supervise(opts):
         message = "" if code == 0 else "the script exited with code %d" % code
     if opts.after:
         after_env = dict(env, RUNCTL_JOB_STATE=final_state, RUNCTL_EXIT_CODE=str(code))
-        subprocess.run(opts.after, shell=True, cwd=opts.workdir, env=after_env, stdout=log, stderr=log)
+        # a stop waits for this step (it may carry the final push of checkpoints), up to its deadline
+        _write_state(job_dir, phase="after", after_deadline=time.time() + opts.after_timeout)
+        try:
+            subprocess.run(opts.after, shell=True, cwd=opts.workdir, env=after_env, stdout=log, stderr=log,
+                           timeout=opts.after_timeout)
+        except subprocess.TimeoutExpired:
+            log.write(("runctl: the after-step did not finish within %gs; stopped\n" % opts.after_timeout).encode())
     sweep_job(opts.job_id, opts.grace)
     _write_state(job_dir, state=final_state, exit_code=code, ended_at=_now(), message=message)
     log.close()
