@@ -156,3 +156,23 @@ def test_deprecated_single_file_runner_still_runs_a_job(tmp_path: Path) -> None:
         state = json.loads(subprocess.run(status, capture_output=True, text=True, check=True).stdout)["state"]
     assert state == "succeeded"
     assert (job_dir / "log").read_text() == "single file ok\n"
+
+
+def test_runner_shipped_alone_says_what_is_missing(tmp_path: Path) -> None:
+    """A provider following the recipe from before the runner was split ships runner.py alone: it must fail
+    loudly and say what to ship, not with an ImportError traceback (and not run half a runner)."""
+    import shutil
+    import subprocess
+
+    from runctl_core.remote import RUNNER_PATH
+
+    shutil.copy(RUNNER_PATH, tmp_path / "runner.py")
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "runner.py"), "status", "--job-dir", str(tmp_path / "job")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3
+    assert "runner_files.py" in done.stderr and "RUNNER_PATHS" in done.stderr
+    assert "Traceback" not in done.stderr

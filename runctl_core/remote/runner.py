@@ -54,6 +54,16 @@ import time
 # argparse, base64, datetime, hashlib, select, shutil and tarfile are imported where they are used: the supervisor
 # starts once per job, and what it imports is time before the script starts
 
+_PARTS = ("runner_files", "runner_procs", "runner_records", "runner_supervise")
+if not __package__ and "apply_sync" not in globals():  # shipped as files (not runner_source()'s one joined text)
+    _missing = [p for p in _PARTS if not os.path.exists(os.path.join(os.path.dirname(os.path.abspath(__file__)), p + ".py"))]
+    if _missing:  # a provider that ships runner.py alone (the recipe before the runner was split): say so, loudly
+        sys.stderr.write(
+            "runctl runner: %s.py missing beside runner.py: the runner is several files; ship every file of "
+            "runctl_core.remote.RUNNER_PATHS into one directory (or the deprecated runner_source() text)\n"
+            % ".py, ".join(_missing)
+        )
+        sys.exit(3)
 try:  # in the runctl_core.remote package (the laptop's inline mode)
     from .runner_files import EXIT_STALE_PROJECT, _move_entries, _stale, apply_sync, manifest_digest
 except ImportError:  # shipped as files beside each other in ROOT/bin
