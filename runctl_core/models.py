@@ -6,6 +6,7 @@ Times are timezone-aware UTC datetimes; money is US dollars per hour (``*_hourly
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -211,6 +212,20 @@ class SyncResult(Record):
     files_sent: int  # changed or new files actually transferred
     bytes_sent: int
     files_deleted: int = 0
+
+    @classmethod
+    def of_changes(
+        cls, remote_path: str, project: Project, send: Sequence[ProjectFile], delete: Sequence[str]
+    ) -> SyncResult:
+        """The result of a sync that sent ``send`` and deleted ``delete`` (as ``runctl_core.files.changed_files``
+        gives them) to make ``remote_path`` equal to ``project``."""
+        return cls(
+            remote_path=remote_path,
+            files_total=len(project.files),
+            files_sent=len(send),
+            bytes_sent=sum(f.size for f in send),
+            files_deleted=len(delete),
+        )
 
 
 # --------------------------------------------------------------------------------------------- jobs

@@ -103,7 +103,7 @@ class ProjectSync:
             if cache.manifest is not None:
                 if cache.manifest == project.manifest():
                     self._skip(project, cache.manifest)  # the launch checks the machine agrees (--expect-manifest)
-                    return self._result(project, [], [])
+                    return SyncResult.of_changes(self.project_dir, project, [], [])
                 try:
                     return self._apply(project, cache.manifest)
                 except StaleProject:
@@ -169,7 +169,7 @@ class ProjectSync:
         if self.cache is not None:
             self.cache.manifest = manifest
             self.cache.save()
-        return self._result(project, send, delete)
+        return SyncResult.of_changes(self.project_dir, project, send, delete)
 
     def _skip(self, project: Project, manifest: dict[str, str]) -> None:
         """Remember that ``project`` was not sent (the machine's manifest says it has it) for the launch to check."""
@@ -199,12 +199,3 @@ class ProjectSync:
             self._apply(skipped[0], skipped[1], resend=exc.drifted)
         else:
             self.sync(skipped[0])
-
-    def _result(self, project: Project, send: Sequence[Any], delete: Sequence[str]) -> SyncResult:
-        return SyncResult(
-            remote_path=self.project_dir,
-            files_total=len(project.files),
-            files_sent=len(send),
-            bytes_sent=sum(f.size for f in send),
-            files_deleted=len(delete),
-        )

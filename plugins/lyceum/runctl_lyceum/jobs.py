@@ -168,12 +168,8 @@ def sync(c: Context, instance: Instance, project: Project) -> SyncResult:
     for rel in delete:
         (staged / rel).unlink(missing_ok=True)
     c.store.save_manifest(rec.id, {f.path: {"sha256": f.sha256, "mode": f.mode, "size": f.size} for f in project.files})
-    return SyncResult(
-        remote_path="the execution's working directory (files go with each execution request)",
-        files_total=len(project.files),
-        files_sent=len(send),
-        bytes_sent=sum(f.size for f in send),
-        files_deleted=len(delete),
+    return SyncResult.of_changes(
+        "the execution's working directory (files go with each execution request)", project, send, delete
     )
 
 

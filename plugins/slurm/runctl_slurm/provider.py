@@ -186,13 +186,7 @@ class SlurmProvider:
             raise ProviderError(f"syncing to {instance.id} failed: {result.error_text[-300:]}", "check the workdir")
         write_json_atomic(manifest_path, project.manifest())
         metric(ctx, step="sync", instance_id=instance.id, round_trips=cluster.transport.count)
-        return SyncResult(
-            remote_path=paths.project,
-            files_total=len(project.files),
-            files_sent=len(send),
-            bytes_sent=sum(f.size for f in send),
-            files_deleted=len(delete),
-        )
+        return SyncResult.of_changes(paths.project, project, send, delete)
 
     @hookimpl
     def train(self, ctx: ProviderContext, instance: Instance, job: JobSpec) -> JobStatus:
